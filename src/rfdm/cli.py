@@ -1,0 +1,198 @@
+"""The `rfdm` command line.  Bad input: one sentence on stderr and exit status 2, nothing written.
+Numerical trouble: one sentence and exit status 3."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .activations import available_activations
+from .errors import InvalidParameterError, NumericalError, RfdmError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one sentence, exit 2 (argparse's default prints the whole usage)
+        raise InvalidParameterError(f"{message} (see `{self.prog} --help`).")
+
+
+def parse_float_list(text: str, name: str) -> tuple:
+    """'1,2.5,4' -> (1.0, 2.5, 4.0)."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InvalidParameterError(f"{name} must be a comma-separated list of numbers, got {text!r}.") from None
+    if not values:
+        raise InvalidParameterError(f"{name} is empty.")
+    return values
+
+
+def parse_tau(text: str) -> tuple:
+    """Training times: comma-separated items, each a number, 'inf', or a log range START:STOP:NUM
+    (NUM values log-spaced from START to STOP), e.g. '1e-1:1e6:200,inf'."""
+    out = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        if ":" in item:
+            parts = item.split(":")
+            try:
+                start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+                if len(parts) != 3:
+                    raise ValueError
+            except (ValueError, IndexError):
+                raise InvalidParameterError(f"a tau range must be START:STOP:NUM, got {item!r}.") from None
+            if not (start > 0 and stop > 0 and num >= 1 and math.isfinite(start) and math.isfinite(stop)):
+                raise InvalidParameterError(f"a tau range needs 0 < START, STOP < inf and NUM >= 1, got {item!r}.")
+            out.extend(np.logspace(math.log10(start), math.log10(stop), num).tolist())
+        else:
+            try:
+                out.append(float(item))
+            except ValueError:
+                raise InvalidParameterError(f"tau values must be numbers, 'inf' or START:STOP:NUM, got {item!r}.") from None
+    if not out:
+        raise InvalidParameterError("--tau is empty.")
+    if any(math.isnan(x) or x < 0 for x in out):
+        raise InvalidParameterError("tau values must be >= 0.")
+    return tuple(out)
+
+
+def check_output_dir(out: str) -> None:
+    """The output folder must be a folder (or not exist yet) and writable, checked before any work."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InvalidParameterError(f"--out {out} exists and is not a folder.")
+    parent = next((q for q in (path, *path.parents) if q.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise InvalidParameterError(f"--out {out} is not writable.")
+
+
+def _resolve_size(args, d: int) -> tuple[int, int]:
+    """p and n from --p/--n or --psi-p/--psi-n (p = psi_p d, n = psi_n d, which must be whole numbers)."""
+    sizes = []
+    for count, ratio, name in ((args.p, args.psi_p, "p"), (args.n, args.psi_n, "n")):
+        if count is not None and ratio is not None:
+            raise InvalidParameterError(f"give either --{name} or --psi-{name}, not both.")
+        if count is not None:
+            if count <= 0:
+                raise InvalidParameterError(f"--{name} must be a positive integer, got {count}.")
+            sizes.append(count)
+            continue
+        if not (ratio > 0 and math.isfinite(ratio)):
+            raise InvalidParameterError(f"--psi-{name} must be a positive number, got {ratio:g}.")
+        value = ratio * d
+        if abs(value - round(value)) > 1e-9 or round(value) < 1:
+            raise InvalidParameterError(f"--psi-{name} * d = {value:g} is not a positive whole number; use --{name}.")
+        sizes.append(int(round(value)))
+    return sizes[0], sizes[1]
+
+
+def _add_dynamics(sub):
+    p = sub.add_parser("dynamics", help="train / test loss and score error of the random-features score "
+                       "against training time tau (closed form or step-by-step).",
+                       description="Closed-form gradient-flow curves of the per-time random-features score "
+                       "on Gaussian data (THEORY §2), or gradient descent / Adam with fresh noise.")
+    p.add_argument("--d", type=int, default=32, help="data dimension (default 32)")
+    p.add_argument("--psi-p", type=float, default=None, help="p/d (default 16)")
+    p.add_argument("--psi-n", type=float, default=None, help="n/d (default 4)")
+    p.add_argument("--p", type=int, default=None, help="number of features (instead of --psi-p)")
+    p.add_argument("--n", type=int, default=None, help="number of training points (instead of --psi-n)")
+    p.add_argument("--t", type=float, default=0.01, help="diffusion time t > 0 (default 0.01)")
+    p.add_argument("--activation", default="tanh", help=f"one of {', '.join(available_activations())}")
+    p.add_argument("--sigma-spectrum", default="1", help="comma list of covariance eigenvalues, equal weights")
+    p.add_argument("--sigma-weights", default=None, help="comma list of weights of the eigenvalues (sum 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--tau", default=None, help="training times: numbers, 'inf', START:STOP:NUM log ranges, "
+                   "comma-separated (default 1e-1:1e7:161,inf; 1:1e3:31 for gd/adam)")
+    p.add_argument("--method", default="exact", choices=("exact", "gd", "adam"),
+                   help="exact: closed form; gd/adam: step-by-step training with fresh noise")
+    p.add_argument("--noise-draws", type=int, default=None, metavar="M",
+                   help="finite-m setting: M noise draws per point, fixed (Monte Carlo U, V for exact; "
+                   "fixed draws for gd/adam). Default: exact noise average / fresh noise every step")
+    p.add_argument("--lr", type=float, default=None, help="learning rate for gd/adam (default: half the "
+                   "stability limit for gd)")
+    p.add_argument("--rtol", type=float, default=1e-10, help="relative truncation tolerance of the Mehler series")
+    p.add_argument("--out", default="rfdm_results/dynamics", help="output folder (default rfdm_results/dynamics)")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.set_defaults(func=_run_dynamics)
+
+
+def _run_dynamics(args) -> int:
+    from .experiments import dynamics as exp
+    from .results import to_jsonable
+
+    if args.d <= 0:
+        raise InvalidParameterError(f"--d must be a positive integer, got {args.d}.")
+    if args.p is None and args.psi_p is None:
+        args.psi_p = 16.0
+    if args.n is None and args.psi_n is None:
+        args.psi_n = 4.0
+    p, n = _resolve_size(args, args.d)
+    check_output_dir(args.out)
+    if args.tau is not None:
+        tau = parse_tau(args.tau)
+    else:
+        tau = parse_tau("1e-1:1e7:161,inf" if args.method == "exact" else "1:1e3:31")
+    if args.noise_draws is not None and args.noise_draws <= 0:
+        raise InvalidParameterError(f"--noise-draws must be a positive integer, got {args.noise_draws}.")
+    config = exp.DynamicsConfig(
+        d=args.d, p=p, n=n, t=args.t, activation=args.activation,
+        sigma_spectrum=parse_float_list(args.sigma_spectrum, "--sigma-spectrum"),
+        sigma_weights=None if args.sigma_weights is None else parse_float_list(args.sigma_weights, "--sigma-weights"),
+        seed=args.seed, tau=tau, method=args.method, noise_draws=args.noise_draws, learning_rate=args.lr,
+        rtol=args.rtol)
+    result = exp.compute(config, quiet=args.quiet)
+    paths = exp.save(result, args.out)
+    if args.json:
+        print(json.dumps(to_jsonable(dict(exp.json_summary(result), files=paths))))
+    elif not args.quiet:
+        print(f"wrote {paths['data']}, {paths['summary']} and {paths['figure']}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rfdm", description="A solvable model of generative diffusion: random-features "
+                     "score networks, exact training dynamics, spectra and memorization.")
+    parser.add_argument("--version", action="version", version=f"rfdm {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    _add_dynamics(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        return args.func(args)
+    except InvalidParameterError as exc:
+        print(f"rfdm: error: {exc}", file=sys.stderr)
+        return 2
+    except NumericalError as exc:
+        print(f"rfdm: numerical error: {exc}", file=sys.stderr)
+        return 3
+    except RfdmError as exc:
+        print(f"rfdm: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"rfdm: error: {exc.strerror or exc} ({exc.filename or 'output'}).", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("rfdm: error: out of memory; reduce d, p or n.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rfdm: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""Random features phi = sigma(W x / sqrt(d)) and their statistics (THEORY §2).
+
+For a training set {x^nu} at diffusion time t:
+
+    U = (1/n) sum_nu E_xi[phi phi^T]   (p x p),     V = (1/n) sum_nu E_xi[phi xi^T]   (p x d),
+
+with phi = sigma(W x_t^nu / sqrt(d)) and x_t^nu = e^{-t} x^nu + sqrt(Delta_t) xi.  The population
+versions (x drawn fresh from the data law) are U~, V~; Y = E_y[phi(y) y^T] Sigma_t^{-1} enters the score
+error.  [B25] Sec. 3 defines U, V; the exact noise averages below were derived for this project.
+
+Exact noise average.  Given x^nu, h = W x_t/sqrt(d) is Gaussian with mean m^nu = e^{-t} W x^nu/sqrt(d)
+and covariance C = Delta_t W W^T/d.  With s_i = sqrt(C_ii) and rho_ij = C_ij/(s_i s_j) (the cosine of
+w_i and w_j), Mehler's formula gives, for i != j,
+
+    E[sigma(h_i) sigma(h_j)] = sum_{k>=0} rho_ij^k a_k(m_i, s_i) a_k(m_j, s_j),
+
+a_k the normalised Hermite coefficients of :mod:`rfdm.activations`.  The diagonal is the 1-D integral
+E[sigma(h_i)^2].  By Cauchy–Schwarz on the Hermite tail, the series truncated after order K errs by at most
+|rho_ij|^{K+1} r_i r_j with r_i^2 = E[sigma(h_i)^2] - sum_{k<=K} a_k^2 (per data point), so
+
+    ||U - U_K||_F <= sqrt( sum_{i!=j} rho_ij^{2K+2} rbar_i^2 rbar_j^2 ),   rbar_i^2 = (1/n) sum_nu r_{i,nu}^2,
+
+and K is the smallest order for which this bound is below ``rtol * ||diag U||_2`` (a lower bound of
+||U||_F).  By Stein's lemma V = sqrt(Delta_t/d) diag((1/n) sum_nu E[sigma'(h^nu)]) W exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .activations import Activation, get_activation, quadrature_rule
+from .diffusion import check_time, decay, delta_t
+from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
+                     check_positive_int)
+
+#: default working memory for the batched assembly, in bytes (at least p^2 doubles is always allowed)
+DEFAULT_MEMORY_BUDGET = 2 ** 28
+#: highest Hermite order the truncation search may reach
+KMAX_CAP = 40
+#: orders examined in the first pass (enough at small t; the pass is redone up to KMAX_CAP if not)
+KMAX_FIRST = 12
+#: correlation cuts tried, in order, above which pairs of features are integrated directly in 2-D
+PAIR_CUTS = (0.9, 0.8, 0.7, 0.6, 0.5)
+#: largest number of sigma evaluations allowed for the direct pairs
+MAX_PAIR_WORK = 4e9
+
+
+@dataclass
+class RandomFeatures:
+    """Frozen first layer W (p x d, N(0, 1) entries) and the activation sigma."""
+
+    W: np.ndarray
+    activation: Activation
+
+    def __post_init__(self):
+        self.W = check_finite_array("W", self.W, ndim=2)
+        self.activation = get_activation(self.activation)
+
+    @classmethod
+    def sample(cls, d: int, p: int, activation="tanh", rng: np.random.Generator | int = 0) -> "RandomFeatures":
+        """Draw W with i.i.d. N(0, 1) entries from ``rng`` (a Generator or a seed)."""
+        d, p = check_positive_int("d", d), check_positive_int("p", p)
+        rng = np.random.default_rng(rng)
+        return cls(rng.standard_normal((p, d)), activation)
+
+    @property
+    def p(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.W.shape[1]
+
+    def preactivations(self, x) -> np.ndarray:
+        """h = W x / sqrt(d) for x of shape (n, d); returns (n, p)."""
+        return (x @ self.W.T) / math.sqrt(self.d)
+
+    def __call__(self, x) -> np.ndarray:
+        """phi(x) = sigma(W x / sqrt(d)), shape (n, p)."""
+        return self.activation(self.preactivations(x))
+
+    def check_data(self, X, name: str = "X") -> np.ndarray:
+        X = check_finite_array(name, X, ndim=2)
+        if X.shape[1] != self.d:
+            raise InvalidParameterError(f"{name} has {X.shape[1]} columns but the features have d = {self.d}.")
+        return X
+
+
+@dataclass
+class TrainingStatistics:
+    """Noise-averaged U (p x p) and V (p x d) of a training set at time t.
+
+    ``n_draws`` is None for the exact average and m for a Monte Carlo estimate with m draws per point.
+    """
+
+    U: np.ndarray
+    V: np.ndarray
+    t: float
+    n: int
+    n_draws: int | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def delta(self) -> float:
+        return float(delta_t(self.t))
+
+
+@dataclass
+class PopulationStatistics:
+    """Population statistics at time t: U~ = E[phi phi^T], V~ = E[phi xi^T] for fresh data,
+    Y = E_y[phi(y) y^T] Sigma_t^{-1} (y ~ P_t) and ``score_norm`` = E|S(y, t)|^2 = Tr Sigma_t^{-1}."""
+
+    U: np.ndarray
+    V: np.ndarray
+    Y: np.ndarray
+    score_norm: float
+    t: float
+    info: dict = field(default_factory=dict)
+
+
+def _unit_rows(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    norms = np.linalg.norm(L, axis=1)
+    if np.any(norms == 0):
+        raise InvalidParameterError("a feature has a zero weight vector, so its pre-activation is degenerate.")
+    return L / norms[:, None], norms
+
+
+def _row_blocks(p: int, rows: int):
+    for s in range(0, p, rows):
+        yield slice(s, min(s + rows, p))
+
+
+def _offdiag_rho_block(directions: np.ndarray, rows: slice) -> np.ndarray:
+    """rho[rows, :] with the diagonal entries set to 0."""
+    block = directions[rows] @ directions.T
+    i = np.arange(rows.start, rows.stop)
+    block[i - rows.start, i] = 0.0
+    return block
+
+
+def _truncation_bound(directions, tail2, order: int, rows: int, rho_cut: float = 1.0) -> float:
+    """sqrt(sum rho_ij^{2K+2} tail2_i tail2_j) over the pairs i != j with |rho_ij| <= rho_cut, K = ``order``."""
+    total = 0.0
+    for blk in _row_blocks(directions.shape[0], rows):
+        r2 = _offdiag_rho_block(directions, blk)
+        np.square(r2, out=r2)
+        if rho_cut < 1.0:
+            r2[r2 > rho_cut * rho_cut] = 0.0
+        np.power(r2, order + 1, out=r2)
+        total += float(tail2[blk] @ (r2 @ tail2))
+    return math.sqrt(max(total, 0.0))
+
+
+def _choose_order(directions, tail2, target, rows, rho_max, cuts):
+    """Smallest order K (and the largest cut) whose truncation bound meets ``target``.
+
+    Pairs with |rho| > cut are left to direct 2-D quadrature, so the series need only converge for the
+    others.  The bound decreases with K, so K is found by bisection.  Returns (K, bound, cut) or None.
+    """
+    kcap = tail2.shape[1] - 1
+    for cut in cuts:
+        if _truncation_bound(directions, tail2[:, kcap], kcap, rows, cut) > target:
+            continue
+        crude = min(cut, rho_max) ** np.arange(1, kcap + 2) * tail2.sum(axis=0)
+        lo, hi = 0, int(np.argmax(crude <= target)) if np.any(crude <= target) else kcap
+        bounds = {}
+        while lo < hi:
+            mid = (lo + hi) // 2
+            bounds[mid] = _truncation_bound(directions, tail2[:, mid], mid, rows, cut)
+            if bounds[mid] <= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        bound = bounds[lo] if lo in bounds else _truncation_bound(directions, tail2[:, lo], lo, rows, cut)
+        return lo, bound, cut
+    return None
+
+
+def _strong_pairs(directions, rows, cut):
+    """Index arrays (i, j), i < j, and rho_ij of the pairs with |rho_ij| > cut."""
+    I, J, R = [], [], []
+    for blk in _row_blocks(directions.shape[0], rows):
+        rho = _offdiag_rho_block(directions, blk)
+        bi, bj = np.nonzero(np.abs(rho) > cut)
+        keep = bi + blk.start < bj
+        I.append(bi[keep] + blk.start)
+        J.append(bj[keep])
+        R.append(rho[bi[keep], bj[keep]])
+    return np.concatenate(I), np.concatenate(J), np.concatenate(R)
+
+
+def _outer_rule(act, splits, rule):
+    """Nodes and weights, each (n, q), for E f(z), z ~ N(0, 1), where f is smooth except at the points
+    ``splits`` (n, s): the activation's own rule if it has no kinks, else Gauss–Legendre on [-L, L] split
+    at those points (each piece smooth)."""
+    n = splits.shape[0]
+    if not getattr(act, "kinks", ()):
+        z, w = quadrature_rule(rule, 0)
+        return np.broadcast_to(z, (n, z.size)), np.broadcast_to(w, (n, z.size))
+    half = 12.0
+    x, wl = np.polynomial.legendre.leggauss(96)
+    inner = np.sort(np.clip(splits, -half, half), axis=1)
+    edges = np.concatenate([np.full((n, 1), -half), inner, np.full((n, 1), half)], axis=1)
+    a, b = edges[:, :-1, None], edges[:, 1:, None]
+    z = (0.5 * (b - a) * x + 0.5 * (b + a)).reshape(n, -1)
+    w = (0.5 * (b - a) * wl).reshape(n, -1) * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return z, w
+
+
+def _pair_second_moments(act, means, stds, I, J, rho, rule):
+    """(1/n) sum_nu E[sigma(h_i) sigma(h_j)] for the listed pairs, h_i = m_i + s_i z1,
+    h_j = m_j + s_j (rho z1 + sqrt(1 - rho^2) z2): the inner integral over z2 is the activation's own
+    1-D Gaussian expectation (closed form or quadrature), the outer one a quadrature in z1."""
+    out = np.empty(I.size)
+    for k, (i, j, r) in enumerate(zip(I, J, rho)):
+        kinks = np.asarray(getattr(act, "kinks", ()), dtype=float)
+        # sigma(h_i) kinks at z1 = (kink - m_i)/s_i; the smoothed sigma(h_j) bends at (kink - m_j)/(s_j rho)
+        splits = np.concatenate([(kinks[None, :] - means[:, i, None]) / stds[i],
+                                 (kinks[None, :] - means[:, j, None]) / (stds[j] * r if r != 0 else np.inf)], axis=1)
+        z, w = _outer_rule(act, splits, rule)
+        inner_mean = means[:, j, None] + stds[j] * r * z
+        inner, _ = act.gaussian_coefficients(inner_mean, stds[j] * math.sqrt(max(1.0 - r * r, 1e-300)), 0,
+                                             rule=None if rule[0] == "closed-form" else rule)
+        f1 = act(means[:, i, None] + stds[i] * z)
+        out[k] = float(np.mean(np.sum(w * f1 * inner[..., 0], axis=1)))
+    return out
+
+
+def _hermite_energies(act, means, stds, kcap, rule, budget, width):
+    """Pass over the data: (1/n) sums of E sigma^2, a_k^2, the tails E sigma^2 - sum_{k'<=k} a_k'^2,
+    and of (a_0, a_1)."""
+    n, p = means.shape
+    diag = np.zeros(p)
+    energy = np.zeros((p, kcap + 1))
+    tail2 = np.zeros((p, kcap + 1))
+    mean01 = np.zeros((p, 2))
+    b1 = max(1, budget // (8 * 3 * p * width))
+    for s in range(0, n, b1):
+        a, sec = act.gaussian_coefficients(means[s:s + b1], stds, kcap, rule=rule)
+        diag += sec.sum(axis=0)
+        mean01 += a[..., :2].sum(axis=0)
+        np.square(a, out=a)
+        energy += a.sum(axis=0)
+        np.cumsum(a, axis=-1, out=a)
+        np.subtract(sec[..., None], a, out=a)
+        np.clip(a, 0.0, None, out=a)
+        tail2 += a.sum(axis=0)
+    return diag / n, energy / n, tail2 / n, mean01 / n
+
+
+def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-10,
+                         memory_budget: int | None = None, kmax_cap: int = KMAX_CAP):
+    """(1/n) sum_nu E[sigma(h^nu) sigma(h^nu)^T] for h^nu ~ N(means[nu], C), C_ij = s_i s_j rho_ij.
+
+    ``directions`` (p x r) has unit rows with rho = directions directions^T; ``stds`` (p,) are the s_i;
+    ``means`` is (n, p).  Returns (M, info) where info holds the truncation order K, the Frobenius error
+    bound of the truncation, the quadrature nodes, and the per-feature averages of E sigma(h) and
+    E sigma'(h) (``mean_value``, ``mean_derivative``).  Memory: O(p^2 + batch p K) with the batch sized
+    from ``memory_budget`` bytes.
+    """
+    act = get_activation(activation)
+    p = directions.shape[0]
+    n = means.shape[0]
+    budget = max(int(memory_budget or DEFAULT_MEMORY_BUDGET), 8 * p * p)
+    rows = max(1, min(p, budget // (8 * 4 * p)))
+
+    rho_max = 0.0
+    for blk in _row_blocks(p, rows):
+        rho_max = max(rho_max, float(np.max(np.abs(_offdiag_rho_block(directions, blk)), initial=0.0)))
+    rho_max = min(rho_max, 1.0)
+    rule = act.select_rule(float(np.max(np.abs(means), initial=0.0)), float(np.max(stds)), kmax_cap, rho_max)
+    n_nodes = quadrature_rule(rule, kmax_cap)[0].size if rule[0] != "closed-form" else 0
+    width = max(n_nodes, kmax_cap + 1)
+
+    # Pass 1: diagonal, per-order energies and tails of the Hermite expansion, averaged over the data.
+    # Orders up to ``kmax_cap`` are examined only if the first KMAX_FIRST do not reach the target.
+    kcap = min(KMAX_FIRST, kmax_cap)
+    diag, energy, tail2, mean01 = _hermite_energies(act, means, stds, kcap, rule, budget, width)
+    target = rtol * float(np.linalg.norm(diag))
+
+    # Smallest order K meeting the target; if the series converges too slowly for the most correlated
+    # pairs, those pairs (|rho| > cut) are computed by direct 2-D quadrature instead.
+    cuts = [1.0] + [c for c in PAIR_CUTS if c < rho_max]
+    choice = _choose_order(directions, tail2, target, rows, rho_max, cuts[:1])
+    if choice is None and kcap < kmax_cap:
+        diag, energy, tail2, mean01 = _hermite_energies(act, means, stds, kmax_cap, rule, budget, width)
+        kcap = kmax_cap
+    if choice is None:
+        choice = _choose_order(directions, tail2, target, rows, rho_max, cuts)
+    if choice is None:
+        raise NumericalError(f"the Mehler series did not reach rtol={rtol:g} by order {kcap}, even with the "
+                             f"pairs of correlation above {cuts[-1]:g} done by direct quadrature; loosen rtol.")
+    order, bound, cut = choice
+    pairs = _strong_pairs(directions, rows, cut) if cut < 1.0 else None
+    rho_series = min(cut, rho_max)
+    # Orders whose whole contribution is negligible (e.g. even orders of an odd sigma at zero mean).
+    weights = rho_series ** np.arange(order + 1) * energy[:, :order + 1].sum(axis=0)
+    negligible = weights <= 1e-3 * target / (order + 1)
+    negligible[0] = negligible[0] and order > 0
+    kept = [k for k in range(order + 1) if not negligible[k]]
+    bound += float(np.sum(weights[negligible]))
+
+    # Pass 2: assemble the upper triangle, blocks of rows x Hermite orders, batches of data.
+    M = np.zeros((p, p))
+    b2 = max(1, min(n, budget // (8 * p * (len(kept) + n_nodes // 4 + 1))))
+    for s in range(0, n, b2):
+        a, _ = act.gaussian_coefficients(means[s:s + b2], stds, order, rule=rule)
+        coeffs = [np.ascontiguousarray(a[..., k].T) for k in kept]  # (p, batch): contiguous row blocks
+        del a
+        for blk in _row_blocks(p, rows):
+            rho = directions[blk] @ directions[blk.start:].T
+            power = np.ones_like(rho)
+            k_prev = 0
+            for k, ak in zip(kept, coeffs):
+                if k > k_prev:
+                    power *= rho if k == k_prev + 1 else rho ** (k - k_prev)
+                    k_prev = k
+                prod = ak[blk] @ ak[blk.start:].T
+                prod *= power
+                M[blk, blk.start:] += prod
+    M /= n
+    for blk in _row_blocks(p, rows):
+        M[blk.stop:, blk] = M[blk, blk.stop:].T
+    M[np.diag_indices(p)] = diag
+    n_pairs = 0
+    if pairs is not None and pairs[0].size:
+        if pairs[0].size * n * max(n_nodes, 96) ** 2 > MAX_PAIR_WORK:
+            raise NumericalError(f"{pairs[0].size} pairs of features have correlation above {cut:g}, too many "
+                                 f"to integrate directly; loosen rtol or increase d.")
+        vals = _pair_second_moments(act, means, stds, *pairs, rule)
+        M[pairs[0], pairs[1]] = vals
+        M[pairs[1], pairs[0]] = vals
+        n_pairs = int(pairs[0].size)
+    info = {"truncation_order": order, "direct_pairs": n_pairs, "direct_pair_cut": cut, "orders_used": kept, "truncation_bound": bound,
+            "relative_truncation_bound": bound / max(float(np.linalg.norm(diag)), 1e-300),
+            "quadrature_rule": list(rule), "quadrature_nodes": n_nodes, "rho_max": rho_max,
+            "mean_value": mean01[:, 0], "mean_derivative": mean01[:, 1] / stds}
+    return M, info
+
+
+def noise_averaged_statistics(features: RandomFeatures, X, t, rtol: float = 1e-10,
+                              memory_budget: int | None = None) -> TrainingStatistics:
+    """Exact noise-averaged U, V of the training set X (n x d) at time t (Mehler series + Stein)."""
+    t = check_time(t)
+    X = features.check_data(X)
+    rtol = check_positive_float("rtol", rtol)
+    dt = float(delta_t(t))
+    directions, wnorm = _unit_rows(features.W)
+    stds = math.sqrt(dt / features.d) * wnorm
+    means = decay(t) * features.preactivations(X)
+    U, info = mehler_second_moment(directions, stds, means, features.activation, rtol, memory_budget)
+    V = math.sqrt(dt / features.d) * info["mean_derivative"][:, None] * features.W
+    return TrainingStatistics(U=U, V=V, t=t, n=X.shape[0], n_draws=None, info=info)
+
+
+def monte_carlo_statistics(features: RandomFeatures, X, t, n_draws: int, rng, batch_size: int = 256
+                           ) -> TrainingStatistics:
+    """Monte Carlo U, V with ``n_draws`` noise draws xi per data point (the finite-m setting of [GVM]
+    and of the published scripts): U = (1/(n m)) sum phi phi^T, V = (1/(n m)) sum phi xi^T."""
+    t = check_time(t)
+    X = features.check_data(X)
+    m = check_positive_int("n_draws", n_draws)
+    batch_size = check_positive_int("batch_size", batch_size)
+    rng = np.random.default_rng(rng)
+    a, sq = float(decay(t)), math.sqrt(float(delta_t(t)))
+    U = np.zeros((features.p, features.p))
+    V = np.zeros((features.p, features.d))
+    for _ in range(m):
+        for s in range(0, X.shape[0], batch_size):
+            xb = X[s:s + batch_size]
+            xi = rng.standard_normal(xb.shape)
+            phi = features(a * xb + sq * xi)
+            U += phi.T @ phi
+            V += phi.T @ xi
+    total = X.shape[0] * m
+    return TrainingStatistics(U=U / total, V=V / total, t=t, n=X.shape[0], n_draws=m)
+
+
+def population_statistics(features: RandomFeatures, law, t, rtol: float = 1e-10,
+                          memory_budget: int | None = None) -> PopulationStatistics:
+    """Exact population U~, V~, Y for a Gaussian law N(0, Sigma) at time t.
+
+    For y ~ P_t = N(0, Sigma_t), h~ = W y/sqrt(d) has zero mean and covariance W Sigma_t W^T/d, so U~ is
+    the Mehler series of a single zero-mean point; by Stein's lemma V~ = sqrt(Delta_t/d) diag(E sigma'(h~)) W
+    and Y = diag(E sigma'(h~)) W/sqrt(d).
+    """
+    t = check_time(t)
+    if not hasattr(law, "sqrt_covariance_t"):
+        raise InvalidParameterError("population statistics are exact only for Gaussian data laws.")
+    if law.d != features.d:
+        raise InvalidParameterError(f"the data law has d = {law.d} but the features have d = {features.d}.")
+    dt = float(delta_t(t))
+    L = features.W @ law.sqrt_covariance_t(t) / math.sqrt(features.d)
+    directions, stds = _unit_rows(L)
+    U, info = mehler_second_moment(directions, stds, np.zeros((1, features.p)), features.activation,
+                                   rtol, memory_budget)
+    dmean = info["mean_derivative"]
+    Y = dmean[:, None] * features.W / math.sqrt(features.d)
+    return PopulationStatistics(U=U, V=math.sqrt(dt) * Y, Y=Y, score_norm=law.trace_inverse_covariance_t(t),
+                                t=t, info=info)

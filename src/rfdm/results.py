@@ -1,0 +1,95 @@
+"""Self-describing results on disk: every file carries the resolved configuration, the package version
+and the seed; files appear complete or not at all (written to a temporary name, then renamed)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+
+def to_jsonable(value):
+    """Convert arrays and floats to JSON values; inf and nan become the strings "inf", "-inf", "nan"."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        x = float(value)
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return x
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    return value
+
+
+def provenance(config: dict, seed: int) -> dict:
+    """The header every result carries."""
+    return {"package": "rfdm", "version": __version__, "seed": int(seed), "config": to_jsonable(config),
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, payload: dict) -> None:
+    path = Path(path)
+    _atomic_write(path, lambda fh: fh.write(json.dumps(to_jsonable(payload), indent=1).encode()))
+
+
+def write_npz(path, arrays: dict, header: dict) -> None:
+    """Arrays plus a ``meta`` entry holding the JSON header (config, version, seed)."""
+    path = Path(path)
+    meta = np.array(json.dumps(to_jsonable(header)))
+    _atomic_write(path, lambda fh: np.savez_compressed(fh, meta=meta, **arrays))
+
+
+def read_npz(path) -> tuple[dict, dict]:
+    """Return (arrays, header) of a file written by :func:`write_npz`."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "meta"}
+        header = json.loads(str(data["meta"]))
+    return arrays, header
+
+
+@contextlib.contextmanager
+def staged_output(out):
+    """Yield a staging folder inside ``out``; on success its files replace those in ``out``, on any error
+    the staging folder is removed, so a result is never half-written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
+    try:
+        yield stage
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
