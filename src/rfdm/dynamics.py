@@ -23,7 +23,7 @@ import scipy.linalg
 
 from .errors import InvalidParameterError, NumericalError, check_finite_array, check_positive_float, check_positive_int
 from .features import PopulationStatistics, RandomFeatures, TrainingStatistics
-from .diffusion import decay, delta_t
+from .diffusion import check_time, decay, delta_t
 
 #: eigenvalues below this fraction of the largest are treated as the null space of U
 NULL_RTOL = 1e-13
@@ -237,6 +237,7 @@ def train_by_descent(features: RandomFeatures, X, t, tau_checkpoints, learning_r
 
     if optimizer not in ("gd", "adam"):
         raise InvalidParameterError(f"optimizer must be 'gd' or 'adam', got {optimizer!r}.")
+    t = check_time(t)
     X = features.check_data(X)
     taus = as_tau_array(tau_checkpoints)
     if not np.all(np.isfinite(taus)):

@@ -388,6 +388,7 @@ def population_statistics(features: RandomFeatures, law, t, rtol: float = 1e-10,
     and Y = diag(E sigma'(h~)) W/sqrt(d).
     """
     t = check_time(t)
+    rtol = check_positive_float("rtol", rtol)
     if not hasattr(law, "sqrt_covariance_t"):
         raise InvalidParameterError("population statistics are exact only for Gaussian data laws.")
     if law.d != features.d:
