@@ -157,12 +157,58 @@ def _run_dynamics(args) -> int:
     return 0
 
 
+def _add_spectrum(sub):
+    p = sub.add_parser("spectrum", help="spectrum of U from the self-consistent equations: atom, bulks, "
+                       "tau_gen, tau_mem; optionally against the exact U at dimension D.",
+                       description="Solve the self-consistent equations of the Gaussian-equivalent U "
+                       "(THEORY §3): density on grids resolving every bulk, atoms, bulk edges and masses, "
+                       "timescales, run-time checks. Exit status 3 if a check fails (the result is written).")
+    p.add_argument("--psi-p", type=float, default=64.0, help="p/d (default 64)")
+    p.add_argument("--psi-n", type=float, default=8.0, help="n/d (default 8)")
+    p.add_argument("--t", type=float, default=0.01, help="diffusion time t > 0 (default 0.01)")
+    p.add_argument("--activation", default="tanh", help=f"one of {', '.join(available_activations())}")
+    p.add_argument("--sigma-spectrum", default="1", help="comma list of covariance eigenvalues")
+    p.add_argument("--sigma-weights", default=None, help="comma list of their weights (sum 1; default equal)")
+    p.add_argument("--empirical-d", type=int, default=None, metavar="D",
+                   help="also compute the exact noise-averaged U at dimension D, overlay it and report KS")
+    p.add_argument("--points", type=int, default=2000, help="density points in all (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of W and X for --empirical-d (default 0)")
+    p.add_argument("--out", default="rfdm_results/spectrum", help="output folder (default rfdm_results/spectrum)")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.set_defaults(func=_run_spectrum)
+
+
+def _run_spectrum(args) -> int:
+    from .experiments import spectrum as exp
+    from .results import to_jsonable
+
+    check_output_dir(args.out)
+    config = exp.SpectrumConfig(
+        psi_p=args.psi_p, psi_n=args.psi_n, t=args.t, activation=args.activation,
+        sigma_spectrum=parse_float_list(args.sigma_spectrum, "--sigma-spectrum"),
+        sigma_weights=None if args.sigma_weights is None else parse_float_list(args.sigma_weights, "--sigma-weights"),
+        empirical_d=args.empirical_d, seed=args.seed, n_points=args.points)
+    result = exp.compute(config, quiet=args.quiet)
+    paths = exp.save(result, args.out)
+    if args.json:
+        print(json.dumps(to_jsonable(dict(exp.json_summary(result), files=paths))))
+    elif not args.quiet:
+        print(f"wrote {paths['data']}, {paths['summary']} and {paths['figure']}", file=sys.stderr)
+    if not result["checks"]["converged"]:
+        print("rfdm: numerical error: a run-time check of the spectrum failed (see solver.checks in the "
+              "result).", file=sys.stderr)
+        return 3
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rfdm", description="A solvable model of generative diffusion: random-features "
                      "score networks, exact training dynamics, spectra and memorization.")
     parser.add_argument("--version", action="version", version=f"rfdm {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _add_dynamics(sub)
+    _add_spectrum(sub)
     return parser
 
 

@@ -1,0 +1,420 @@
+"""Spectrum of the Gram matrix U under the Gaussian equivalence (THEORY §3; [B25] Sec. 3, Thm. 3.1).
+
+Coefficients (u, v, w, z independent N(0, 1); c = e^{-t} sigma_x; Gamma_t^2 = c^2 + Delta_t):
+  a_t = E[sigma(c u + sqrt(Delta_t) v) u]/c = E sigma'(Gamma_t z),   b_t = sqrt(Delta_t) a_t,
+  v_t^2 = E[sigma(c u + sqrt(Delta_t) v) sigma(c u + sqrt(Delta_t) w)] - mu_0^2 - a_t^2 c^2,
+  ||sigma||^2 = E[sigma(Gamma_t z)^2],   s_t^2 = ||sigma||^2 - mu_0^2 - a_t^2 c^2 - v_t^2 - b_t^2,
+  mu_0 = E sigma(Gamma_t z),   mu_1 = E[sigma'(Gamma_t z)] Gamma_t.
+For odd sigma mu_0 = 0 and these are THEORY's definitions; for a non-centred sigma (relu) the mean adds the
+rank-one term mu_0^2 1 1^T to U, which moves one eigenvalue but not the bulks, and is kept out of v_t^2, s_t^2.
+All are computed from the normalised Hermite coefficients of sigma along N(0, Gamma_t^2) (Mehler):
+E[sigma(h) sigma(h')] = sum_k (c^2/Gamma_t^2)^k a_k^2 for the pair sharing u.
+
+Equivalent matrix: U ~ G G^T/n + b_t^2 W W^T/d + s_t^2 I_p, G = e^{-t} a_t (W/sqrt(d)) X + v_t Omega.
+
+Self-consistent equations for q(z) = (1/p) Tr (U - z)^{-1} (unknowns q, r; r normalised as a 1/(pd) trace):
+  s^ = b_t^2 psi_p + 1/q,   D = 1 + (psi_p/psi_n)(a_t^2 e^{-2t} r + v_t^2 q),   r^ = psi_p a_t^2 e^{-2t}/D,
+  r = int drho_Sigma(l) l/(s^ + l r^),   s = int drho_Sigma(l) 1/(s^ + l r^),
+  psi_p (s_t^2 - z) + psi_p v_t^2/D + (1 - psi_p)/q - s/q^2 = 0.
+Here l runs over the eigenvalues of Sigma itself (not normalised by sigma_x^2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .activations import get_activation
+from .diffusion import check_time, delta_t
+from .errors import InvalidParameterError, NumericalError, check_finite_array, check_positive_float
+
+#: Hermite orders used for the coefficients (the series for v_t^2 converges like (c^2/Gamma^2)^k)
+COEFF_ORDERS = 60
+
+
+@dataclass(frozen=True)
+class GEPCoefficients:
+    """Gaussian-equivalence coefficients at time t for data variance sigma_x^2 (THEORY §3)."""
+
+    t: float
+    sigma_x2: float
+    a: float
+    b: float
+    v2: float
+    s2: float
+    mu0: float
+    mu1: float
+    norm2: float
+
+    @property
+    def delta(self) -> float:
+        return float(delta_t(self.t))
+
+
+def gep_coefficients(activation, t, sigma_x2: float = 1.0) -> GEPCoefficients:
+    """a_t, b_t, v_t^2, s_t^2, mu_0, mu_1, ||sigma||^2 by quadrature (near machine precision)."""
+    act = get_activation(activation)
+    t = check_time(t)
+    sigma_x2 = check_positive_float("sigma_x^2", sigma_x2)
+    c2 = math.exp(-2 * t) * sigma_x2
+    dt = float(delta_t(t))
+    gamma = math.sqrt(c2 + dt)
+    a, second = act.gaussian_coefficients(np.array([0.0]), np.array([gamma]), COEFF_ORDERS)
+    a, second = a[0], float(second[0])
+    rho = c2 / (c2 + dt)
+    a_t = a[1] / gamma
+    b_t = math.sqrt(dt) * a_t
+    k = np.arange(2, COEFF_ORDERS + 1)
+    tail_terms = rho ** k * a[2:] ** 2
+    if tail_terms[-1] > 1e-15 * max(tail_terms.sum(), 1e-300):
+        raise NumericalError(f"the Hermite series for v_t^2 did not converge in {COEFF_ORDERS} orders at t={t:g}.")
+    v2 = float(tail_terms.sum())
+    s2 = second - a[0] ** 2 - a_t ** 2 * c2 - v2 - b_t ** 2
+    return GEPCoefficients(t=t, sigma_x2=sigma_x2, a=float(a_t), b=float(b_t), v2=v2, s2=float(s2),
+                           mu0=float(a[0]), mu1=float(a[1]), norm2=second)
+
+
+def gep_matrix(W, X, coeffs: GEPCoefficients, rng) -> np.ndarray:
+    """A sample of the equivalent matrix G G^T/n + b_t^2 W W^T/d + s_t^2 I_p with G = e^{-t} a_t W X^T/sqrt(d)
+    + v_t Omega (X is the (n, d) data, Omega a fresh p x n standard Gaussian from ``rng``)."""
+    W = check_finite_array("W", W, ndim=2)
+    X = check_finite_array("X", X, ndim=2)
+    p, d = W.shape
+    n = X.shape[0]
+    if X.shape[1] != d:
+        raise InvalidParameterError(f"X has {X.shape[1]} columns but W has d = {d}.")
+    rng = np.random.default_rng(rng)
+    G = math.exp(-coeffs.t) * coeffs.a * (W @ X.T) / math.sqrt(d) + math.sqrt(coeffs.v2) * rng.standard_normal((p, n))
+    return G @ G.T / n + coeffs.b ** 2 * (W @ W.T) / d + coeffs.s2 * np.eye(p)
+
+
+#: continuation steps in eta, from far above the spectrum down to eta_min
+ETA_STEPS = 56
+#: eta_min relative to |lambda| + s_t^2
+ETA_REL = 1e-11
+NEWTON_ITERS = 30
+NEWTON_TOL = 1e-13
+
+
+@dataclass
+class SpectralProblem:
+    """The self-consistent equations for given coefficients, psi_p, psi_n and a discrete spectrum of
+    Sigma (eigenvalues with weights summing to 1)."""
+
+    coeffs: GEPCoefficients
+    psi_p: float
+    psi_n: float
+    sigma_eigenvalues: np.ndarray = field(default_factory=lambda: np.ones(1))
+    sigma_weights: np.ndarray = field(default_factory=lambda: np.ones(1))
+
+    def __post_init__(self):
+        self.psi_p = check_positive_float("psi_p", self.psi_p)
+        self.psi_n = check_positive_float("psi_n", self.psi_n)
+        lam = check_finite_array("sigma eigenvalues", np.atleast_1d(self.sigma_eigenvalues), ndim=1)
+        w = check_finite_array("sigma weights", np.atleast_1d(self.sigma_weights), ndim=1)
+        if np.any(lam <= 0):
+            raise InvalidParameterError("covariance eigenvalues must be > 0.")
+        if w.shape != lam.shape:
+            raise InvalidParameterError(f"{w.size} weights for {lam.size} covariance eigenvalues.")
+        if np.any(w < 0) or abs(w.sum() - 1) > 1e-9:
+            raise InvalidParameterError(f"covariance weights must be >= 0 and sum to 1, got sum {w.sum():g}.")
+        self.sigma_eigenvalues, self.sigma_weights = lam, w / w.sum()
+
+    # -- the equations -------------------------------------------------------------------------------
+    def _system(self, q, r, z):
+        """Residuals (F1, F2) and their Jacobian with respect to (q, r), elementwise over arrays."""
+        c = self.coeffs
+        psi_p, kappa = self.psi_p, self.psi_p / self.psi_n
+        alpha = c.a ** 2 * math.exp(-2 * c.t)
+        lam, w = self.sigma_eigenvalues[:, None], self.sigma_weights[:, None]
+        s_hat = c.b ** 2 * psi_p + 1.0 / q
+        D = 1.0 + kappa * (alpha * r + c.v2 * q)
+        r_hat = psi_p * alpha / D
+        inv = 1.0 / (s_hat[None] + lam * r_hat[None])
+        inv2 = inv * inv
+        s = np.sum(w * inv, axis=0)
+        r_int = np.sum(w * lam * inv, axis=0)
+        # d(den)/dq = -1/q^2 - lam r_hat kappa v2 / D ; d(den)/dr = -lam r_hat kappa alpha / D
+        dden_dq_a, dden_dq_b = -1.0 / q ** 2, -r_hat * kappa * c.v2 / D
+        dden_dr_b = -r_hat * kappa * alpha / D
+        s_q = -np.sum(w * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
+        s_r = -np.sum(w * inv2 * lam * dden_dr_b, axis=0)
+        r_q = -np.sum(w * lam * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
+        r_r = -np.sum(w * lam * lam * inv2 * dden_dr_b, axis=0)
+        F1 = r - r_int
+        F2 = psi_p * (c.s2 - z) + psi_p * c.v2 / D + (1.0 - psi_p) / q - s / q ** 2
+        J11, J12 = -r_q, 1.0 - r_r
+        J21 = -psi_p * c.v2 * kappa * c.v2 / D ** 2 - (1.0 - psi_p) / q ** 2 - s_q / q ** 2 + 2.0 * s / q ** 3
+        J22 = -psi_p * c.v2 * kappa * alpha / D ** 2 - s_r / q ** 2
+        # order the unknowns as (q, r): rows F1, F2
+        return F1, F2, J11, J12, J21, J22
+
+    def upper_bound(self) -> float:
+        """A generous upper bound of the spectrum of the equivalent matrix (used to start the continuation)."""
+        c = self.coeffs
+        alpha = c.a ** 2 * math.exp(-2 * c.t)
+        lmax = float(self.sigma_eigenvalues.max())
+        top = (c.v2 * (1 + math.sqrt(self.psi_p / self.psi_n)) ** 2
+               + (self.psi_p + 1) * (alpha * lmax * (1 + 1 / math.sqrt(self.psi_n)) ** 2 + c.b ** 2) * 2)
+        return c.s2 + 2 * top
+
+    def stieltjes(self, lam, eta_min=None, record_factor: float = 10.0):
+        """q(lam + i eta_min) for an array of real lam, by continuation in eta along vertical lines from
+        far above the spectrum (where q ~ -1/z is the unique Herglotz solution) down to eta_min, keeping
+        Im q > 0 at every Newton step, so the spurious real branch can never be reached.
+
+        Returns (q, residual, converged, q_coarse) where q_coarse = q(lam + i record_factor eta_min)."""
+        lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+        scale = self.upper_bound()
+        if eta_min is None:
+            eta_min = ETA_REL * (np.abs(lam) + self.coeffs.s2)
+        eta_min = np.broadcast_to(np.asarray(eta_min, dtype=np.float64), lam.shape)
+        eta0 = 10.0 * (scale + np.abs(lam))
+        ladder = np.linspace(0.0, 1.0, ETA_STEPS)
+        z0 = lam + 1j * eta0
+        q = -1.0 / z0
+        r = float(np.dot(self.sigma_weights, self.sigma_eigenvalues)) * q
+        converged = np.ones(lam.shape, bool)
+        q_coarse = None
+        eta_rec = record_factor * eta_min
+        steps = list(np.exp(np.log(eta0)[None, :] * (1 - ladder[:, None]) + np.log(eta_rec)[None, :] * ladder[:, None]))
+        steps.append(eta_min)
+        for k, eta in enumerate(steps):
+            z = lam + 1j * eta
+            ok = np.zeros(lam.shape, bool)
+            for _ in range(NEWTON_ITERS):
+                with np.errstate(all="ignore"):
+                    F1, F2, J11, J12, J21, J22 = self._system(q, r, z)
+                with np.errstate(all="ignore"):
+                    det = J11 * J22 - J12 * J21
+                    dq = (J22 * F1 - J12 * F2) / det
+                    dr = (-J21 * F1 + J11 * F2) / det
+                step = np.ones(lam.shape)
+                for _ in range(12):  # backtrack until Im q stays positive
+                    bad = (q - step * dq).imag <= 0
+                    if not bad.any():
+                        break
+                    step = np.where(bad, 0.5 * step, step)
+                dq, dr = step * dq, step * dr
+                finite = np.isfinite(dq) & np.isfinite(dr)
+                q = np.where(finite, q - dq, q)
+                r = np.where(finite, r - dr, r)
+                ok = finite & (np.abs(dq) <= NEWTON_TOL * np.abs(q)) & (np.abs(dr) <= NEWTON_TOL * (np.abs(r) + 1e-300))
+                if ok.all():
+                    break
+            if k == len(steps) - 2:
+                q_coarse = q.copy()
+            if k == len(steps) - 1:
+                converged &= ok
+        with np.errstate(all="ignore"):
+            F1, F2, *_ = self._system(q, r, lam + 1j * eta_min)
+        residual = np.maximum(np.abs(F1) / (np.abs(r) + 1e-300), np.abs(F2) / (self.psi_p * (np.abs(lam) + self.coeffs.s2)))
+        converged &= np.isfinite(q) & (q.imag >= 0) & (residual < 1e-8)
+        return q, residual, converged, q_coarse
+
+    def density(self, lam):
+        """rho(lam) = Im q(lam + i0)/pi on a grid (eta = ETA_REL (|lam| + s_t^2))."""
+        q, residual, converged, _ = self.stieltjes(lam)
+        return q.imag / math.pi, residual, converged
+
+    # -- support, edges, atoms, bulks ----------------------------------------------------------------
+    def in_bulk(self, lam):
+        """True where lam is inside the continuous support: there Im q(lam + i eta) hardly changes with
+        eta, while in a gap it is proportional to eta (ratio test between eta_min and 10 eta_min)."""
+        q, _, _, q10 = self.stieltjes(lam)
+        return (q.imag > 0) & (q10.imag < 3.0 * q.imag), q
+
+    def _bisect_edges(self, left, right, inside_left, rounds: int = 5, per_round: int = 48):
+        """Locate the support boundary between left (flag inside_left) and right (the opposite flag) in
+        log(lam - s_t^2): each round evaluates ``per_round`` points inside every bracket at once and keeps
+        the sub-bracket where the flag changes (a 48-fold bisection; 5 rounds shrink a 1 % bracket to
+        about 1e-12 relative)."""
+        s2 = self.coeffs.s2
+        lo, hi = np.log(left - s2), np.log(right - s2)
+        frac = np.linspace(0.0, 1.0, per_round + 2)[1:-1]
+        for _ in range(rounds):
+            pts = lo[:, None] + (hi - lo)[:, None] * frac[None, :]
+            flag, _ = self.in_bulk(s2 + np.exp(pts.ravel()))
+            same = flag.reshape(pts.shape) == inside_left[:, None]
+            # last point still on the left side of the change
+            k = np.where(same.all(axis=1), per_round - 1, np.argmin(same, axis=1) - 1)
+            new_lo = np.where(k >= 0, pts[np.arange(len(lo)), np.clip(k, 0, None)], lo)
+            new_hi = np.where(k + 1 < per_round, pts[np.arange(len(lo)), np.clip(k + 1, 0, per_round - 1)], hi)
+            lo, hi = new_lo, new_hi
+        return s2 + np.exp(0.5 * (lo + hi))
+
+    def atom_weight(self, position: float) -> tuple[float, float]:
+        """Weight of an atom at ``position``: lim eta Im q(position + i eta); returns (weight, change
+        between eta and 10 eta, an error estimate)."""
+        eta = ETA_REL * max(abs(position), 1e-300)
+        q, _, _, q10 = self.stieltjes(np.array([position]), eta_min=np.array([eta]))
+        w, w10 = eta * q.imag[0], 10 * eta * q10.imag[0]
+        return float(w), float(abs(w10 - w))
+
+    def solve(self, n_points: int = 2000, coarse_points: int = 1500) -> "SpectrumResult":
+        """Full spectral analysis: the atom at s_t^2, every bulk with precise edges and mass, the density
+        on Chebyshev grids inside each bulk (resolving each bulk on its own scale), run-time checks."""
+        c = self.coeffs
+        s2, top = c.s2, self.upper_bound()
+        grid = s2 + np.logspace(math.log10(max(1e-10 * top, 1e-14)), math.log10(top - s2), coarse_points)
+        flags, q = self.in_bulk(grid)
+        # Mass hidden between two gap points shows as Re q decreasing (q increases on every gap).
+        for _ in range(6):
+            gap_pair = ~flags[:-1] & ~flags[1:]
+            hidden = np.nonzero(gap_pair & (q.real[1:] < q.real[:-1] - 1e-9 * np.abs(q.real[:-1])))[0]
+            if hidden.size == 0:
+                break
+            extra = np.concatenate([s2 + np.geomspace(grid[i] - s2, grid[i + 1] - s2, 66)[1:-1] for i in hidden])
+            f2, q2 = self.in_bulk(extra)
+            order = np.argsort(np.concatenate([grid, extra]))
+            grid = np.concatenate([grid, extra])[order]
+            flags = np.concatenate([flags, f2])[order]
+            q = np.concatenate([q, q2])[order]
+        change = np.nonzero(flags[1:] != flags[:-1])[0]
+        if flags[0] or flags[-1]:
+            raise NumericalError("the spectrum reaches the end of the search range; the upper bound is wrong.")
+        edges = self._bisect_edges(grid[change], grid[change + 1], flags[change]) if change.size else np.empty(0)
+        lefts, rights = edges[0::2], edges[1::2]
+        atom_w, atom_err = self.atom_weight(s2)
+        atoms = [{"position": s2, "weight": atom_w}] if atom_w > 1e-9 else []
+        per_bulk = max(64, n_points // max(len(lefts), 1))
+        j = np.arange(1, per_bulk + 1)
+        theta = j * math.pi / (per_bulk + 1)
+        bulks, grids, dens, res_all, conv_all = [], [], [], [], []
+        for lft, rgt in zip(lefts, rights):
+            center, half = 0.5 * (lft + rgt), 0.5 * (rgt - lft)
+            lam = center - half * np.cos(theta)
+            q_b, res, conv, _ = self.stieltjes(lam)
+            rho = q_b.imag / math.pi
+            # lam = center - half cos(theta): d lam = half sin(theta) d theta; rho ~ sin(theta) at both
+            # edges, so the trapezoid rule in theta converges spectrally
+            mass = float(half * (math.pi / (per_bulk + 1)) * np.sum(rho * np.sin(theta)))
+            bulks.append({"left": float(lft), "right": float(rgt), "mass": mass})
+            grids.append(lam)
+            dens.append(rho)
+            res_all.append(res)
+            conv_all.append(conv)
+        grid_all = np.concatenate(grids) if grids else np.empty(0)
+        density = np.concatenate(dens) if dens else np.empty(0)
+        residual = np.concatenate(res_all) if res_all else np.empty(0)
+        converged = np.concatenate(conv_all) if conv_all else np.empty(0, bool)
+        total = sum(b["mass"] for b in bulks) + sum(a["weight"] for a in atoms)
+        below = self.stieltjes(np.array([-top, -1e-3 * top, -0.5 * s2]))[0].imag / math.pi
+        checks = {"max_residual": float(residual.max(initial=0.0)), "all_points_converged": bool(converged.all()),
+                  "min_density": float(density.min(initial=0.0)), "max_density_below_zero": float(np.max(below)),
+                  "total_mass": float(total), "atom_weight_error": atom_err}
+        ok = (checks["all_points_converged"] and checks["min_density"] >= 0
+              and checks["max_density_below_zero"] < 1e-6 * max(float(density.max(initial=1.0)), 1.0)
+              and abs(total - 1.0) < MASS_TOL)
+        checks["converged"] = bool(ok)
+        return SpectrumResult(problem=self, atoms=atoms, bulks=bulks, grid=grid_all, density=density,
+                              residual=residual, point_converged=converged, checks=checks, per_bulk=per_bulk)
+
+
+#: tolerated |total mass - 1| (atoms included) before the result is flagged as not converged
+MASS_TOL = 1e-6
+
+
+@dataclass
+class SpectrumResult:
+    """Output of :meth:`SpectralProblem.solve`: atoms, bulks (sorted by position, each with edges and
+    mass), the density on the union of the bulk grids, per-point residuals and the run-time checks."""
+
+    problem: SpectralProblem
+    atoms: list
+    bulks: list
+    grid: np.ndarray
+    density: np.ndarray
+    residual: np.ndarray
+    point_converged: np.ndarray
+    checks: dict
+    per_bulk: int
+
+    @property
+    def converged(self) -> bool:
+        return self.checks["converged"]
+
+    def cdf(self, x) -> np.ndarray:
+        """Theoretical CDF (atoms included) at the points x."""
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        out = np.zeros_like(x)
+        for a in self.atoms:
+            out += a["weight"] * (x >= a["position"])
+        m = self.per_bulk
+        theta = np.arange(1, m + 1) * math.pi / (m + 1)
+        for k, b in enumerate(self.bulks):
+            rho = self.density[k * m:(k + 1) * m]
+            half = 0.5 * (b["right"] - b["left"])
+            cum = np.concatenate([[0.0], np.cumsum(rho * np.sin(theta) * half * math.pi / (m + 1)), [b["mass"]]])
+            th = np.concatenate([[0.0], theta, [math.pi]])
+            xc = np.clip((x - 0.5 * (b["left"] + b["right"])) / half, -1, 1)
+            out += np.interp(np.arccos(-xc), th, cum)
+        return out
+
+    def ks_distance(self, eigenvalues, atom_rtol: float = 1e-8) -> float:
+        """Kolmogorov–Smirnov distance sup_x |F(x) - F_emp(x)| between the theoretical CDF (atoms
+        included) and the empirical CDF of ``eigenvalues``.  Eigenvalues within ``atom_rtol`` (relative)
+        of an atom are taken to sit on it (a numerical eigensolver spreads a degenerate eigenvalue by
+        rounding); both one-sided limits are compared at every jump."""
+        ev = np.sort(np.asarray(eigenvalues, dtype=float))
+        for a in self.atoms:
+            ev[np.abs(ev - a["position"]) <= atom_rtol * max(abs(a["position"]), 1e-300)] = a["position"]
+        x = np.unique(ev)
+        emp_right = np.searchsorted(ev, x, side="right") / ev.size
+        emp_left = np.searchsorted(ev, x, side="left") / ev.size
+        th_right = self.cdf(x)
+        th_left = th_right.copy()
+        for a in self.atoms:
+            th_left -= a["weight"] * (x == a["position"])
+        return float(max(np.max(np.abs(th_right - emp_right)), np.max(np.abs(th_left - emp_left))))
+
+    def ks_distance_continuous(self, eigenvalues) -> float:
+        """KS distance of the continuous part alone: the round(w N) eigenvalues nearest to each atom (of
+        weight w) are removed and the rest is compared with the bulks' CDF renormalised to 1.  At finite d
+        the atom of the exact U is smeared over a small interval, which dominates the full KS distance."""
+        ev = np.sort(np.asarray(eigenvalues, dtype=float))
+        keep = np.ones(ev.size, bool)
+        for a in self.atoms:
+            k = int(round(a["weight"] * ev.size))
+            keep[np.argsort(np.abs(ev - a["position"]), kind="stable")[:k]] = False
+        ev = ev[keep]
+        atom_mass = sum(a["weight"] for a in self.atoms)
+        cont = 1.0 - atom_mass
+        if ev.size == 0 or cont <= 0:
+            return 0.0
+        F = (self.cdf(ev) - np.array([sum(a["weight"] for a in self.atoms if a["position"] <= x) for x in ev])) / cont
+        k = np.arange(1, ev.size + 1)
+        return float(max(np.max(np.abs(F - k / ev.size)), np.max(np.abs(F - (k - 1) / ev.size))))
+
+    def timescales(self) -> dict:
+        """psi_p/(Delta_t lambda) at the edges of every bulk; tau_gen from the left edge of the population
+        bulk rho_2 (the rightmost), tau_mem from the left edge of the memorization bulk rho_1 (the most
+        massive of the others), and their leading-order counterparts tau_gen ~ 1/(Delta_t mu_1^2),
+        tau_mem = psi_p/(Delta_t lambda_-), lambda_- = s_t^2 + v_t^2 (1 - sqrt(psi_p/psi_n))^2."""
+        pr = self.problem
+        c = pr.coeffs
+        dt = c.delta
+        edges = [{"left": pr.psi_p / (dt * b["right"]), "right": pr.psi_p / (dt * b["left"])} for b in self.bulks]
+        lam_minus = c.s2 + c.v2 * (1 - math.sqrt(pr.psi_p / pr.psi_n)) ** 2
+        lam_plus = c.s2 + c.v2 * (1 + math.sqrt(pr.psi_p / pr.psi_n)) ** 2
+        out = {"bulk_timescales": edges, "tau_gen": None, "tau_mem": None,
+               "population_bulk": None, "memorization_bulk": None,
+               "tau_gen_leading_order": 1.0 / (dt * c.mu1 ** 2),
+               "tau_mem_leading_order": pr.psi_p / (dt * lam_minus),
+               "memorization_bulk_leading_order": [lam_minus, lam_plus]}
+        if self.bulks:
+            out["population_bulk"] = len(self.bulks) - 1
+            out["tau_gen"] = pr.psi_p / (dt * self.bulks[-1]["left"])
+            others = self.bulks[:-1]
+            if others:
+                # rho_1: the bulk that overlaps the leading-order interval most (in log lambda)
+                def overlap(b):
+                    lo, hi = max(b["left"], lam_minus), min(b["right"], lam_plus)
+                    return math.log(hi / lo) if hi > lo else -abs(math.log(
+                        math.sqrt(b["left"] * b["right"]) / math.sqrt(lam_minus * lam_plus)))
+                mem = max(range(len(others)), key=lambda k: overlap(others[k]))
+                out["memorization_bulk"] = mem
+                out["tau_mem"] = pr.psi_p / (dt * others[mem]["left"])
+        return out
