@@ -205,6 +205,7 @@ def main(argv=None):
     if args.child:
         run_child(args)
         return None
+    machine = machine_info()  # at the start: records the load before the run
     d, p, n, t = args.d, args.p, args.n, args.t
     p2_bytes = p * p * 8
     mem_target = args.target_mem_p2 * p2_bytes
@@ -359,7 +360,7 @@ def main(argv=None):
     print(f"memory: {mem_note}")
 
     payload = {
-        "benchmark": NAME, "config": config, "machine": machine_info(),
+        "benchmark": NAME, "config": config, "machine": machine,
         "end_to_end": {"runs": e2e_runs, "timing_used": "fastest run", "wall_s": closed_time,
                        "peak_maxrss_bytes": raw_peak, "net_peak_bytes": net_peak,
                        "net_peak_in_p2_doubles": net_peak / p2_bytes, "memory_target_bytes": mem_target,

@@ -50,6 +50,8 @@ def parse_args(argv=None):
                     help="seconds allowed for running Monte Carlo at m* for real (default 120)")
     ap.add_argument("--target-time", type=float, default=15.0, help="exact-method time target in s (default 15)")
     ap.add_argument("--target-ratio", type=float, default=100.0, help="speed-ratio target (default 100)")
+    ap.add_argument("--exact-repeats", type=int, default=2,
+                    help="timed runs of the exact method; the fastest is used (default 2)")
     ap.add_argument("--seed-w", type=int, default=1, help="seed of W")
     ap.add_argument("--seed-x", type=int, default=2, help="seed of the training set X")
     ap.add_argument("--seed-mc", type=int, default=1000, help="Monte Carlo seeds are SeedSequence([seed-mc, m])")
@@ -83,6 +85,7 @@ def fit_inverse_sqrt(ms, errs):
 def main(argv=None):
     args = parse_args(argv)
     d, p, n, t = args.d, args.p, args.n, args.t
+    machine = machine_info()  # at the start: records the load before the run
     rtol_kw = {} if args.rtol is None else {"rtol": args.rtol}
     config = {"d": d, "p": p, "n": n, "t": t, "activation": args.activation, "data": "Gaussian N(0, I_d)",
               "psi_p": p / d, "psi_n": n / d, "rtol": args.rtol if args.rtol is not None else "library default",
@@ -97,16 +100,21 @@ def main(argv=None):
     X = rfdm.GaussianData(d).sample(n, np.random.default_rng(args.seed_x))
 
     # -- exact method ---------------------------------------------------------------------------------
-    with Timer() as tm:
-        exact = rfdm.noise_averaged_statistics(features, X, t, **rtol_kw)
-    exact_time = tm.wall
+    exact_runs = []
+    for _ in range(max(1, args.exact_repeats)):
+        with Timer() as tm:
+            exact = rfdm.noise_averaged_statistics(features, X, t, **rtol_kw)
+        exact_runs.append(tm.record())
+    tm = min(exact_runs, key=lambda r: r["wall_s"])
+    exact_time = tm["wall_s"]
     info = exact.info
-    exact_rec = {"timing": tm.record(), "truncation_order": info["truncation_order"],
+    exact_rec = {"timing": tm, "all_runs": exact_runs, "timing_used": "fastest run", "truncation_order": info["truncation_order"],
                  "orders_used": info["orders_used"], "quadrature_rule": info["quadrature_rule"],
                  "relative_truncation_bound": info["relative_truncation_bound"],
                  "truncation_bound": info["truncation_bound"], "rho_max": info["rho_max"],
                  "norm_U_fro": float(np.linalg.norm(exact.U)), "norm_V_fro": float(np.linalg.norm(exact.V))}
-    print(f"exact (default rtol): {exact_time:.2f} s wall ({tm.cpu:.1f} s CPU), order K = "
+    walls = ", ".join(f"{r['wall_s']:.2f}" for r in exact_runs)
+    print(f"exact (default rtol): {exact_time:.2f} s wall ({tm['cpu_s']:.1f} s CPU; fastest of {walls} s), order K = "
           f"{info['truncation_order']}, relative truncation bound {info['relative_truncation_bound']:.2e}")
 
     tight_rec, ref = None, exact
@@ -136,7 +144,9 @@ def main(argv=None):
               f"V {ladder[-1]['rel_err_V']:.3e}")
         del mc
     ms = [r["m"] for r in ladder]
-    time_per_draw = sum(r["timing"]["wall_s"] for r in ladder) / sum(ms)  # pooled over the ladder
+    # fastest rung, as for the exact method (the pooled value is recorded too)
+    time_per_draw = min(r["time_per_draw_s"] for r in ladder)
+    time_per_draw_pooled = sum(r["timing"]["wall_s"] for r in ladder) / sum(ms)
 
     # -- extrapolation with the 1/sqrt(m) law ---------------------------------------------------------
     eps = args.target_error
@@ -189,7 +199,7 @@ def main(argv=None):
              tight_rec["default_vs_tight_rel_fro_U"] if tight_rec else None, f"<= {eps:g}",
              targets["exact_accuracy_le_target_error"]],
             ["tight run time [s] (measured)", tight_rec["timing"]["wall_s"] if tight_rec else None, "", ""],
-            ["MC time per draw [s] (measured)", time_per_draw, "", ""],
+            ["MC time per draw [s] (measured, fastest rung)", time_per_draw, "", ""],
             [f"MC m* for U at {eps:g} (extrapolated)", m_star, "", ""],
             ["MC rel err U at m* (measured)", real["rel_err_U"] if real["ran"] else "not run", "", ""],
             ["MC time to target [s] " + ("(measured)" if real["ran"] else "(extrapolated)"),
@@ -199,9 +209,11 @@ def main(argv=None):
              targets["ratio_ge_target"]]]
     print_table("Summary", ["quantity", "value", "target", "met"], rows)
 
-    payload = {"benchmark": NAME, "config": config, "machine": machine_info(), "exact": exact_rec,
+    payload = {"benchmark": NAME, "config": config, "machine": machine, "exact": exact_rec,
                "exact_tight": tight_rec,
-               "monte_carlo": {"measured_ladder": ladder, "time_per_draw_s_pooled": time_per_draw,
+               "monte_carlo": {"measured_ladder": ladder, "time_per_draw_s": time_per_draw,
+                               "time_per_draw_definition": "fastest rung of the ladder (wall / m)",
+                               "time_per_draw_s_pooled": time_per_draw_pooled,
                                "extrapolated_from_inverse_sqrt_law": extrap, "run_at_m_star": real},
                "ratio": {"value": ratio_final,
                          "extrapolated_value": ratio, "measured": real["ran"],

@@ -33,9 +33,9 @@ def parse_float_list(text: str, name: str) -> tuple:
     return values
 
 
-def parse_tau(text: str) -> tuple:
-    """Training times: comma-separated items, each a number, 'inf', or a log range START:STOP:NUM
-    (NUM values log-spaced from START to STOP), e.g. '1e-1:1e6:200,inf'."""
+def parse_tau(text: str, name: str = "--tau") -> tuple:
+    """Times: comma-separated items, each a number, 'inf', or a log range START:STOP:NUM (NUM values
+    log-spaced from START to STOP), e.g. '1e-1:1e6:200,inf'."""
     out = []
     for item in (s.strip() for s in text.split(",")):
         if not item:
@@ -47,19 +47,19 @@ def parse_tau(text: str) -> tuple:
                 if len(parts) != 3:
                     raise ValueError
             except (ValueError, IndexError):
-                raise InvalidParameterError(f"a tau range must be START:STOP:NUM, got {item!r}.") from None
+                raise InvalidParameterError(f"a {name} range must be START:STOP:NUM, got {item!r}.") from None
             if not (start > 0 and stop > 0 and num >= 1 and math.isfinite(start) and math.isfinite(stop)):
-                raise InvalidParameterError(f"a tau range needs 0 < START, STOP < inf and NUM >= 1, got {item!r}.")
+                raise InvalidParameterError(f"a {name} range needs 0 < START, STOP < inf and NUM >= 1, got {item!r}.")
             out.extend(np.logspace(math.log10(start), math.log10(stop), num).tolist())
         else:
             try:
                 out.append(float(item))
             except ValueError:
-                raise InvalidParameterError(f"tau values must be numbers, 'inf' or START:STOP:NUM, got {item!r}.") from None
+                raise InvalidParameterError(f"{name} values must be numbers, 'inf' or START:STOP:NUM, got {item!r}.") from None
     if not out:
-        raise InvalidParameterError("--tau is empty.")
+        raise InvalidParameterError(f"{name} is empty.")
     if any(math.isnan(x) or x < 0 for x in out):
-        raise InvalidParameterError("tau values must be >= 0.")
+        raise InvalidParameterError(f"{name} values must be >= 0.")
     return tuple(out)
 
 
@@ -202,6 +202,49 @@ def _run_spectrum(args) -> int:
     return 0
 
 
+def _add_outlier(sub):
+    p = sub.add_parser("outlier", help="BBP outlier of U for two-cluster mixture data: position, threshold, "
+                       "overlap with W m, phase diagram, training timescale.",
+                       description="The outlier of U for data (1/2)N(m, sigma_x^2 I) + (1/2)N(-m, sigma_x^2 I) "
+                       "(THEORY §5): theory (d -> infinity) and, with --empirical, the exact U at dimension d.")
+    p.add_argument("--d", type=int, default=200, help="data dimension for the exact U and the training figure")
+    p.add_argument("--psi-p", type=float, default=4.0, help="p/d (default 4)")
+    p.add_argument("--psi-n", type=float, default=2.0, help="n/d (default 2)")
+    p.add_argument("--t", default="0.1", help="diffusion time(s): numbers or START:STOP:NUM log ranges, "
+                   "comma-separated (default 0.1)")
+    p.add_argument("--m-norm", type=float, default=None, help="|m| (fixed as d grows)")
+    p.add_argument("--m-tilde", type=float, default=None, help="|m| = m_tilde sqrt(d)")
+    p.add_argument("--sigma-x", type=float, default=1.0, help="standard deviation of each cluster (default 1)")
+    p.add_argument("--activation", default="tanh", help=f"one of {', '.join(available_activations())}")
+    p.add_argument("--empirical", action="store_true", help="also compute the exact U at dimension d")
+    p.add_argument("--balanced", action="store_true", help="exactly n/2 points in each cluster (n must be even)")
+    p.add_argument("--seed", type=int, default=0, help="seed of W, m's direction and the data (default 0)")
+    p.add_argument("--out", default="rfdm_results/outlier", help="output folder (default rfdm_results/outlier)")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.set_defaults(func=_run_outlier)
+
+
+def _run_outlier(args) -> int:
+    from .experiments import outlier as exp
+    from .results import to_jsonable
+
+    check_output_dir(args.out)
+    if args.m_norm is None and args.m_tilde is None:
+        args.m_norm = 2.0
+    config = exp.OutlierConfig(d=args.d, psi_p=args.psi_p, psi_n=args.psi_n, t=parse_tau(args.t, name="--t"),
+                               m_norm=args.m_norm, m_tilde=args.m_tilde, sigma_x=args.sigma_x,
+                               activation=args.activation, empirical=args.empirical, balanced=args.balanced,
+                               seed=args.seed)
+    result = exp.compute(config, quiet=args.quiet)
+    paths = exp.save(result, args.out)
+    if args.json:
+        print(json.dumps(to_jsonable(dict(exp.json_summary(result), files=paths))))
+    elif not args.quiet:
+        print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rfdm", description="A solvable model of generative diffusion: random-features "
                      "score networks, exact training dynamics, spectra and memorization.")
@@ -209,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     _add_dynamics(sub)
     _add_spectrum(sub)
+    _add_outlier(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ Convention: a data set is an (n, d) array, one point per row.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,6 +110,15 @@ class GaussianData:
         """Tr Sigma_t^{-1} = E|S(y, t)|^2 for y ~ P_t (the Fisher information of P_t)."""
         return float(np.sum(1.0 / self.spectrum_t(t)))
 
+    def score_norm(self, t) -> float:
+        """E|S(y, t)|^2 for y ~ P_t (= Tr Sigma_t^{-1})."""
+        return self.trace_inverse_covariance_t(t)
+
+    def noised_components(self, t):
+        """P_t as an equal-weight mixture of Gaussians sharing one covariance: (centres (K, d), symmetric
+        square root of the covariance).  Here K = 1: centre 0, Sigma_t^{1/2}."""
+        return np.zeros((1, self.d)), self.sqrt_covariance_t(t)
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n i.i.d. points, shape (n, d)."""
         n = check_positive_int("n", n)
@@ -128,6 +138,95 @@ class GaussianData:
         rot = None if self._rotation is None else ("random" if isinstance(self.rotation, str) else "matrix")
         return {"law": "gaussian", "d": self.d, "eigenvalues": list(self.eigenvalues),
                 "weights": list(self.weights), "variance": self.variance, "rotation": rot, "seed": self.seed}
+
+
+class MixtureData:
+    """Two-cluster mixture P_0 = (1/2) N(m, sigma_x^2 I) + (1/2) N(-m, sigma_x^2 I) (THEORY §5).
+
+    Give ``m`` as a vector, or ``m_norm`` (|m| fixed) or ``m_tilde`` (|m| = m_tilde sqrt(d)) with a
+    ``direction`` (any non-zero vector, normalised; default e_1).  Points are x = c m + sigma_x z, c = +-1.
+    """
+
+    def __init__(self, d: int, m=None, m_norm: float | None = None, m_tilde: float | None = None,
+                 direction=None, sigma_x: float = 1.0):
+        self.d = check_positive_int("d", d)
+        self.sigma_x = check_positive_float("sigma_x", sigma_x)
+        given = [x is not None for x in (m, m_norm, m_tilde)]
+        if sum(given) != 1:
+            raise InvalidParameterError("give exactly one of m, m_norm and m_tilde.")
+        if m is not None:
+            m = check_finite_array("m", m, ndim=1)
+            if m.size != self.d:
+                raise InvalidParameterError(f"m has length {m.size} but d = {self.d}.")
+            self.m = m.copy()
+        else:
+            norm = (check_positive_float("m_norm", m_norm, allow_zero=True) if m_norm is not None
+                    else check_positive_float("m_tilde", m_tilde, allow_zero=True) * math.sqrt(self.d))
+            if direction is None:
+                u = np.zeros(self.d)
+                u[0] = 1.0
+            else:
+                u = check_finite_array("direction", direction, ndim=1)
+                if u.size != self.d:
+                    raise InvalidParameterError(f"the direction has length {u.size} but d = {self.d}.")
+                if not np.any(u != 0):
+                    raise InvalidParameterError("the direction of m must not be the zero vector.")
+                u = u / np.linalg.norm(u)
+            self.m = norm * u
+        self.m_norm = float(np.linalg.norm(self.m))
+
+    def gamma2_t(self, t) -> float:
+        """Gamma_t^2 = Delta_t + sigma_x^2 e^{-2t}, the variance of each noised cluster."""
+        t = check_time(t)
+        return float(delta_t(t) + self.sigma_x ** 2 * np.exp(-2 * t))
+
+    def covariance(self) -> np.ndarray:
+        """sigma_x^2 I + m m^T."""
+        return self.sigma_x ** 2 * np.eye(self.d) + np.outer(self.m, self.m)
+
+    def sample(self, n: int, rng: np.random.Generator, balanced: bool = False, return_labels: bool = False):
+        """n points (and their labels c = +-1 if asked); ``balanced`` gives exactly n/2 of each (n even)."""
+        n = check_positive_int("n", n)
+        if balanced:
+            if n % 2:
+                raise InvalidParameterError(f"balanced clusters need an even number of points, got n = {n}.")
+            c = rng.permutation(np.repeat([1.0, -1.0], n // 2))
+        else:
+            c = rng.choice([1.0, -1.0], size=n)
+        x = c[:, None] * self.m[None, :] + self.sigma_x * rng.standard_normal((n, self.d))
+        return (x, c) if return_labels else x
+
+    def score(self, x, t) -> np.ndarray:
+        """S(x, t) = [m e^{-t} tanh(e^{-t} m.x/Gamma_t^2) - x]/Gamma_t^2."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[-1] != self.d:
+            raise InvalidParameterError(f"x must have last dimension d = {self.d}, got shape {x.shape}.")
+        g2, a = self.gamma2_t(t), float(decay(t))
+        return (a * np.tanh(a * (x @ self.m) / g2)[..., None] * self.m - x) / g2
+
+    def score_norm(self, t) -> float:
+        """E|S(y, t)|^2 = (d - 1)/Gamma_t^2 + E[(|m| e^{-t} tanh(e^{-t}|m| y/Gamma_t^2) - y)^2]/Gamma_t^4 with
+        y ~ (1/2) N(+-|m| e^{-t}, Gamma_t^2) along m (Gauss–Hermite, 200 nodes)."""
+        from .activations import gauss_hermite
+
+        g2, a = self.gamma2_t(t), float(decay(t))
+        z, w = gauss_hermite(200)
+        mu = a * self.m_norm
+        y = mu + math.sqrt(g2) * z  # by symmetry the two clusters contribute equally
+        par = np.dot(w, (mu * np.tanh(mu * y / g2) - y) ** 2) / g2 ** 2
+        return float((self.d - 1) / g2 + par)
+
+    def noised_components(self, t):
+        """P_t = (1/2) N(e^{-t} m, Gamma_t^2 I) + (1/2) N(-e^{-t} m, Gamma_t^2 I)."""
+        a = float(decay(t))
+        return np.stack([a * self.m, -a * self.m]), math.sqrt(self.gamma2_t(t)) * np.eye(self.d)
+
+    def speciation_time(self) -> float:
+        """t_S = (1/2) log(|m|^2 + sigma_x^2) [B24]."""
+        return 0.5 * math.log(self.m_norm ** 2 + self.sigma_x ** 2)
+
+    def describe(self) -> dict:
+        return {"law": "mixture", "d": self.d, "m_norm": self.m_norm, "sigma_x": self.sigma_x}
 
 
 class EmpiricalData:

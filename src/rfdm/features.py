@@ -381,24 +381,27 @@ def monte_carlo_statistics(features: RandomFeatures, X, t, n_draws: int, rng, ba
 
 def population_statistics(features: RandomFeatures, law, t, rtol: float = 1e-10,
                           memory_budget: int | None = None) -> PopulationStatistics:
-    """Exact population U~, V~, Y for a Gaussian law N(0, Sigma) at time t.
+    """Exact population U~, V~, Y at time t for a law whose noised version P_t is an equal-weight mixture
+    of Gaussians sharing one covariance (``law.noised_components(t)``: Gaussian data, the two-cluster
+    mixture).
 
-    For y ~ P_t = N(0, Sigma_t), h~ = W y/sqrt(d) has zero mean and covariance W Sigma_t W^T/d, so U~ is
-    the Mehler series of a single zero-mean point; by Stein's lemma V~ = sqrt(Delta_t/d) diag(E sigma'(h~)) W
-    and Y = diag(E sigma'(h~)) W/sqrt(d).
+    Conditionally on the component, h~ = W y/sqrt(d) is Gaussian with mean W mu_c/sqrt(d) and covariance
+    W C_t W^T/d, so U~ is the Mehler series averaged over the components (the components play the part of
+    the data points).  Stein's lemma gives V~ = sqrt(Delta_t/d) diag(E sigma'(h~)) W, and, integrating by
+    parts against P_t, E[phi(y) S(y)^T] = -E[grad phi] for any law, so Y = diag(E sigma'(h~)) W/sqrt(d).
     """
     t = check_time(t)
     rtol = check_positive_float("rtol", rtol)
-    if not hasattr(law, "sqrt_covariance_t"):
-        raise InvalidParameterError("population statistics are exact only for Gaussian data laws.")
+    if not hasattr(law, "noised_components"):
+        raise InvalidParameterError("population statistics are exact only for Gaussian and mixture data laws.")
     if law.d != features.d:
         raise InvalidParameterError(f"the data law has d = {law.d} but the features have d = {features.d}.")
     dt = float(delta_t(t))
-    L = features.W @ law.sqrt_covariance_t(t) / math.sqrt(features.d)
+    centres, sqrt_cov = law.noised_components(t)
+    L = features.W @ sqrt_cov / math.sqrt(features.d)
     directions, stds = _unit_rows(L)
-    U, info = mehler_second_moment(directions, stds, np.zeros((1, features.p)), features.activation,
+    U, info = mehler_second_moment(directions, stds, features.preactivations(centres), features.activation,
                                    rtol, memory_budget)
     dmean = info["mean_derivative"]
     Y = dmean[:, None] * features.W / math.sqrt(features.d)
-    return PopulationStatistics(U=U, V=math.sqrt(dt) * Y, Y=Y, score_norm=law.trace_inverse_covariance_t(t),
-                                t=t, info=info)
+    return PopulationStatistics(U=U, V=math.sqrt(dt) * Y, Y=Y, score_norm=law.score_norm(t), t=t, info=info)

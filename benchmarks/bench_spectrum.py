@@ -1,0 +1,448 @@
+"""Benchmark: the spectrum of U (THEORY §3): rfdm's vectorised eta-continuation against per-point root finding
+with epsilon-continuation (the published method).
+
+Target (from the issue; case psi_p = 64, psi_n = 8, t = 0.01, tanh, Sigma = I, the [B25] Fig. 4 case):
+  * q(lambda + i0) on the same 400 points inside the support, to the same accuracy: >= 100x faster than the
+    per-point method;
+  * the full density (SpectralProblem.solve: bulks, edges, atoms, density) on >= 2000 points in <= 1 s.
+
+The baseline (written here, not part of rfdm): for each real lambda separately, the self-consistent equations
+(the residuals of SpectralProblem._system, unknowns q and r complex, i.e. 4 real unknowns) are solved with
+scipy.optimize.root(method="hybr") at z = lambda + i eps for 114 geometrically decreasing eps, each eps
+warm-started from the previous solution, the first from q = -1/z, r = mean(Sigma eigenvalues) q.  eps runs
+from 1 down to eps_min times the point's scale |lambda| + s_t^2 (the scale rfdm's own eta_min uses).
+Variants:
+  * published: eps_min = 1e-9, hybr's default xtol, finite-difference Jacobian (the published settings,
+    about 0.08 s per point in the published code);
+  * matched:   eps_min = rfdm's ETA_REL (1e-11), xtol = 1e-12: the same method pushed to rfdm's accuracy
+    (the comparison "to the same accuracy" of the target);
+  * matched_jac: as matched, with the analytic Jacobian of _system (a baseline more favourable than the
+    published one; timed on the subset only unless --jac-full).
+
+Accuracy: every method's density Im q/pi against a reference, rfdm's stieltjes at a smaller eta_min
+(--ref-eta-rel, default 1e-13 relative); the reference's own eta error is estimated from the same
+computation at 10x that eta.  A baseline point is on a wrong branch when Im q < 0, when its density is
+< 1e-3 of the reference (the spurious real branch) or when its density is off by more than 1 % (any other
+solution).
+
+What is measured and what is extrapolated: rfdm's times are measured (median of --repeats runs).  The
+baseline is first timed on an evenly spread subset of --baseline-subset points; if the remaining points fit
+in --baseline-budget seconds they are run too and the full measured time is reported, otherwise the time on
+all points is extrapolated linearly from the subset (flagged "extrapolated" in the output and the JSON).
+
+Run:  python benchmarks/bench_spectrum.py            (default: both cases, 400 points, ~4-6 minutes on 2 cores)
+      python benchmarks/bench_spectrum.py --quick    (Fig. 4 case, 40 points, baseline on 8 of them, seconds)
+Writes benchmarks/results/bench_spectrum.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+from scipy.optimize import root
+
+import rfdm
+from rfdm import spectrum as sp
+from _common import Timer, loadavg, machine_info, print_table, write_json
+
+NAME = "bench_spectrum"
+
+CASES = {
+    "fig4": {"psi_p": 64.0, "psi_n": 8.0, "t": 0.01, "activation": "tanh",
+             "description": "[B25] Fig. 4: psi_p=64, psi_n=8, t=0.01, tanh, Sigma=I"},
+    "small": {"psi_p": 8.0, "psi_n": 2.0, "t": 0.1, "activation": "tanh",
+              "description": "psi_p=8, psi_n=2, t=0.1, tanh, Sigma=I"},
+}
+
+#: a baseline point whose density is below this fraction of the reference sits on the spurious real branch
+REAL_BRANCH_FRACTION = 1e-3
+#: a baseline point whose relative density error exceeds this converged to some other (wrong) solution
+WRONG_BRANCH_RTOL = 1e-2
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default="fig4,small", help=f"comma-separated, from {sorted(CASES)} (default both)")
+    ap.add_argument("--points", type=int, default=400, help="points inside the support (default 400)")
+    ap.add_argument("--n-points", type=int, default=2000, help="n_points of the timed solve() (default 2000)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats of rfdm's stieltjes (default 5)")
+    ap.add_argument("--solve-repeats", type=int, default=3, help="timed repeats of solve() (default 3)")
+    ap.add_argument("--baseline-steps", type=int, default=114, help="eps values per point (default 114)")
+    ap.add_argument("--baseline-eps-min", type=float, default=1e-9,
+                    help="smallest eps of the published variant, relative to |lambda| + s_t^2 (default 1e-9)")
+    ap.add_argument("--baseline-subset", type=int, default=40,
+                    help="points (evenly spread) on which the baseline is timed first (default 40)")
+    ap.add_argument("--baseline-budget", type=float, default=150.0,
+                    help="seconds allowed per case and variant for the remaining baseline points; beyond it the "
+                         "full time is extrapolated from the subset (default 150)")
+    ap.add_argument("--variants", default="published,matched,matched_jac",
+                    help="baseline variants to run (default published,matched,matched_jac)")
+    ap.add_argument("--jac-full", action="store_true", help="run matched_jac on all points, not just the subset")
+    ap.add_argument("--ref-eta-rel", type=float, default=1e-13,
+                    help="eta_min of the reference, relative to |lambda| + s_t^2 (default 1e-13)")
+    ap.add_argument("--target-ratio", type=float, default=100.0, help="speed-ratio target (default 100)")
+    ap.add_argument("--target-time", type=float, default=1.0, help="solve() time target in s (default 1)")
+    ap.add_argument("--target-points", type=int, default=2000, help="density points target (default 2000)")
+    ap.add_argument("--quick", action="store_true", help="Fig. 4 case, 40 points, baseline on 8, seconds")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_spectrum.json)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.cases = "fig4"
+        args.points = 40
+        args.baseline_subset = 8
+        args.baseline_budget = 0.0
+        args.repeats = 3
+        args.solve_repeats = 1
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    for c in args.cases:
+        if c not in CASES:
+            ap.error(f"unknown case {c!r}; choose from {sorted(CASES)}")
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in args.variants:
+        if v not in ("published", "matched", "matched_jac"):
+            ap.error(f"unknown variant {v!r}")
+    if args.points < 1 or args.baseline_subset < 1 or args.baseline_steps < 2:
+        ap.error("--points, --baseline-subset must be >= 1 and --baseline-steps >= 2")
+    args.baseline_subset = min(args.baseline_subset, args.points)
+    return args
+
+
+# -- the baseline: per-point root finding with epsilon-continuation -----------------------------------------
+class PerPointContinuation:
+    """For one real lambda at a time: scipy.optimize.root(hybr) on (Re q, Im q, Re r, Im r) at
+    z = lambda + i eps for a geometric ladder of eps, warm-started along the ladder."""
+
+    def __init__(self, problem: sp.SpectralProblem, n_steps: int, eps_max_rel: float, eps_min_rel: float,
+                 xtol: float | None = None, jacobian: bool = False):
+        self.problem = problem
+        self.ladder = np.geomspace(eps_max_rel, eps_min_rel, n_steps)
+        self.xtol = xtol
+        self.jacobian = jacobian
+        self.mean_sigma = float(np.dot(problem.sigma_weights, problem.sigma_eigenvalues))
+
+    def _residual(self, x, z):
+        q, r = np.array([complex(x[0], x[1])]), np.array([complex(x[2], x[3])])
+        F1, F2, *_ = self.problem._system(q, r, z)
+        return np.array([F1[0].real, F1[0].imag, F2[0].real, F2[0].imag])
+
+    def _residual_and_jacobian(self, x, z):
+        q, r = np.array([complex(x[0], x[1])]), np.array([complex(x[2], x[3])])
+        F1, F2, J11, J12, J21, J22 = self.problem._system(q, r, z)
+        F = np.array([F1[0].real, F1[0].imag, F2[0].real, F2[0].imag])
+        J = np.empty((4, 4))
+        # F holomorphic in (q, r): d(Re F, Im F)/d(Re u, Im u) = [[Re J, -Im J], [Im J, Re J]]
+        for i, row in enumerate(((J11, J12), (J21, J22))):
+            for j, Jc in enumerate(row):
+                a, b = Jc[0].real, Jc[0].imag
+                J[2 * i:2 * i + 2, 2 * j:2 * j + 2] = [[a, -b], [b, a]]
+        return F, J
+
+    def solve_point(self, lam: float):
+        scale = abs(lam) + self.problem.coeffs.s2
+        eps = scale * self.ladder
+        z = lam + 1j * eps[0]
+        q0 = -1.0 / z
+        r0 = self.mean_sigma * q0
+        x = np.array([q0.real, q0.imag, r0.real, r0.imag])
+        opts = {} if self.xtol is None else {"xtol": self.xtol}
+        n_fail, nfev, statuses = 0, 0, {}
+        for e in eps:
+            zz = lam + 1j * e
+            if self.jacobian:
+                sol = root(self._residual_and_jacobian, x, args=(zz,), jac=True, method="hybr", options=opts)
+            else:
+                sol = root(self._residual, x, args=(zz,), method="hybr", options=opts)
+            n_fail += not sol.success
+            nfev += sol.nfev
+            statuses[int(sol.status)] = statuses.get(int(sol.status), 0) + 1
+            if np.all(np.isfinite(sol.x)):
+                x = sol.x
+        return complex(x[0], x[1]), {"n_not_success": n_fail, "nfev": nfev, "statuses": statuses}
+
+
+def baseline_variants(problem, args):
+    out = {}
+    if "published" in args.variants:
+        out["published"] = {"solver": PerPointContinuation(problem, args.baseline_steps, 1.0, args.baseline_eps_min),
+                            "settings": {"eps_max_rel": 1.0, "eps_min_rel": args.baseline_eps_min,
+                                         "xtol": "scipy default (1.49e-8)", "jacobian": "finite differences"}}
+    if "matched" in args.variants:
+        out["matched"] = {"solver": PerPointContinuation(problem, args.baseline_steps, 1.0, sp.ETA_REL, xtol=1e-12),
+                          "settings": {"eps_max_rel": 1.0, "eps_min_rel": sp.ETA_REL, "xtol": 1e-12,
+                                       "jacobian": "finite differences"}}
+    if "matched_jac" in args.variants:
+        out["matched_jac"] = {"solver": PerPointContinuation(problem, args.baseline_steps, 1.0, sp.ETA_REL,
+                                                             xtol=1e-12, jacobian=True),
+                              "settings": {"eps_max_rel": 1.0, "eps_min_rel": sp.ETA_REL, "xtol": 1e-12,
+                                           "jacobian": "analytic (from _system)"},
+                              "subset_only": not args.jac_full}
+    for v in out.values():
+        v["settings"].update({"n_steps": args.baseline_steps, "method": "scipy.optimize.root hybr",
+                              "eps_scale": "|lambda| + s_t^2",
+                              "start": "q = -1/z, r = mean(Sigma eigenvalues) q at the largest eps"})
+    return out
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def support_points(bulks, n):
+    """n points inside the support: split as evenly as possible over the bulks, at the midpoints of equal
+    cells of each bulk (so the outermost are half a cell from the edges)."""
+    nb = len(bulks)
+    counts = [n // nb + (k < n % nb) for k in range(nb)]
+    lams, which = [], []
+    for k, (b, m) in enumerate(zip(bulks, counts)):
+        lams.append(b["left"] + (b["right"] - b["left"]) * (np.arange(m) + 0.5) / m)
+        which.append(np.full(m, k))
+    return np.concatenate(lams), np.concatenate(which), counts
+
+
+def accuracy(q, q_ref, lams):
+    rho, rho_ref = np.asarray(q).imag / math.pi, np.asarray(q_ref).imag / math.pi
+    with np.errstate(all="ignore"):
+        err = np.abs(rho - rho_ref) / rho_ref
+    err = np.where(np.isfinite(err), err, np.inf)
+    i = int(np.argmax(err))
+    negative = rho < 0
+    real_branch = (rho < REAL_BRANCH_FRACTION * rho_ref) & ~negative
+    far = (err > WRONG_BRANCH_RTOL) & ~negative & ~real_branch
+    return {"max_rel_density_error": float(err.max()), "median_rel_density_error": float(np.median(err)),
+            "p99_rel_density_error": float(np.quantile(err, 0.99)), "argmax_lambda": float(lams[i]),
+            "wrong_branch_points": int(np.sum(negative | real_branch | far)),
+            "negative_imag_points": int(np.sum(negative)), "real_branch_points": int(np.sum(real_branch)),
+            "other_wrong_solution_points": int(np.sum(far)),
+            "wrong_branch_lambdas": [float(x) for x in lams[negative | real_branch | far][:20]]}
+
+
+def timed(fn, repeats):
+    recs, out = [], None
+    for _ in range(repeats):
+        with Timer() as tm:
+            out = fn()
+        recs.append(tm.record())
+    walls = [r["wall_s"] for r in recs]
+    return out, {"runs": recs, "median_wall_s": float(np.median(walls)), "min_wall_s": float(min(walls)),
+                 "median_cpu_s": float(np.median([r["cpu_s"] for r in recs]))}
+
+
+def run_baseline(name, var, lams, q_ref, args):
+    solver = var["solver"]
+    n = lams.size
+    step = max(1, n // args.baseline_subset)
+    subset = np.arange(0, n, step)[:args.baseline_subset]
+    q = np.full(n, np.nan + 0j)
+    infos = [None] * n
+    solver.solve_point(float(lams[0]))  # warm-up (imports, caches), untimed
+    with Timer() as ts:
+        for i in subset:
+            q[i], infos[i] = solver.solve_point(float(lams[i]))
+    per_point = ts.wall / subset.size
+    rest = np.setdiff1d(np.arange(n), subset)
+    est_rest = per_point * rest.size
+    ran_rest, rest_rec = False, None
+    if rest.size and not var.get("subset_only") and est_rest <= args.baseline_budget:
+        with Timer() as tr:
+            for i in rest:
+                q[i], infos[i] = solver.solve_point(float(lams[i]))
+        ran_rest, rest_rec = True, tr.record()
+    measured_all = ran_rest or rest.size == 0
+    done = np.arange(n) if measured_all else subset
+    total = ts.wall + (rest_rec["wall_s"] if ran_rest else 0.0)
+    time_all = total if measured_all else per_point * n
+    why = None
+    if not measured_all:
+        why = ("subset only (--jac-full not given)" if var.get("subset_only") else
+               f"the other {rest.size} points would take ~{est_rest:.0f} s > --baseline-budget {args.baseline_budget:g} s")
+    statuses = {}
+    for i in done:
+        for k, v in infos[i]["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+    rec = {"settings": var["settings"], "points_run": int(done.size), "subset_points": int(subset.size),
+           "subset_timing": ts.record(), "subset_time_per_point_s": per_point,
+           "rest_timing": rest_rec, "measured_on_all_points": measured_all, "extrapolation_reason": why,
+           "time_all_points_s": time_all,
+           "time_all_points_provenance": "measured" if measured_all else "extrapolated linearly from the subset",
+           "time_per_point_s": time_all / n,
+           "mean_nfev_per_point": float(np.mean([infos[i]["nfev"] for i in done])),
+           "points_with_hybr_not_success": int(sum(infos[i]["n_not_success"] > 0 for i in done)),
+           "hybr_status_counts": statuses,
+           "accuracy_vs_reference": accuracy(q[done], q_ref[done], lams[done]),
+           "accuracy_points": "all" if measured_all else "subset"}
+    return rec, q, done
+
+
+def run_case(key, args):
+    case = CASES[key]
+    coeffs = sp.gep_coefficients(case["activation"], case["t"])
+    problem = sp.SpectralProblem(coeffs, case["psi_p"], case["psi_n"])
+    print(f"\n=== case {key}: {case['description']}  (s_t^2 = {coeffs.s2:.4g}, v_t^2 = {coeffs.v2:.4g}, "
+          f"load {loadavg()}) ===")
+
+    # -- full density: solve() end to end ------------------------------------------------------------
+    with Timer() as t_first:
+        result = problem.solve(n_points=args.n_points)
+    _, solve_t = timed(lambda: problem.solve(n_points=args.n_points), args.solve_repeats)
+    nb = len(result.bulks)
+    n_returned = int(len(result.grid))
+    full = {"n_points_requested": args.n_points, "n_points_returned": n_returned,
+            "first_call": t_first.record(), "repeats": solve_t,
+            "time_s": solve_t["median_wall_s"], "time_definition": "median of the repeats (first call separate)",
+            "checks": result.checks, "converged": result.converged,
+            "actual_min_density": float(result.density.min()) if n_returned else None,
+            "atoms": result.atoms, "bulks": result.bulks, "per_bulk": result.per_bulk}
+    print(f"solve(n_points={args.n_points}): {n_returned} points, {nb} bulks, first call {t_first.wall:.3f} s, "
+          f"median of {args.solve_repeats} repeats {solve_t['median_wall_s']:.3f} s "
+          f"(min {solve_t['min_wall_s']:.3f} s), checks converged: {result.converged}")
+    if n_returned < args.target_points and nb:
+        n_req = nb * math.ceil(args.target_points / nb)
+        res2, t2 = timed(lambda: problem.solve(n_points=n_req), args.solve_repeats)
+        full["rounded_up"] = {"n_points_requested": n_req, "n_points_returned": int(len(res2.grid)),
+                              "repeats": t2, "time_s": t2["median_wall_s"], "converged": res2.converged,
+                              "checks": res2.checks}
+        print(f"  solve(n_points=2000) returned {n_returned} < {args.target_points} points ({nb} bulks x "
+              f"{result.per_bulk}); solve(n_points={n_req}): {len(res2.grid)} points, median "
+              f"{t2['median_wall_s']:.3f} s")
+
+    # -- the points ------------------------------------------------------------------------------------
+    lams, which, counts = support_points(result.bulks, args.points)
+
+    # -- reference -------------------------------------------------------------------------------------
+    scale = np.abs(lams) + coeffs.s2
+    q_ref, _, conv_ref, _ = problem.stieltjes(lams, eta_min=args.ref_eta_rel * scale)
+    q_ref10, _, _, _ = problem.stieltjes(lams, eta_min=10 * args.ref_eta_rel * scale)
+    ref = {"method": "rfdm SpectralProblem.stieltjes", "eta_min_rel": args.ref_eta_rel,
+           "all_converged": bool(conv_ref.all()), "min_density": float(q_ref.imag.min() / math.pi),
+           "eta_error_estimate_max_rel": accuracy(q_ref10, q_ref, lams)["max_rel_density_error"] / 10,
+           "eta_error_estimate_definition": "max rel. density difference between eta and 10 eta, / 10"}
+
+    # -- rfdm: vectorised continuation ----------------------------------------------------------------
+    with Timer() as t_rf_first:
+        q_rf, res_rf, conv_rf, _ = problem.stieltjes(lams)
+    _, rf_t = timed(lambda: problem.stieltjes(lams), args.repeats)
+    rf_time = rf_t["median_wall_s"]
+    rf = {"first_call": t_rf_first.record(), "repeats": rf_t, "time_s": rf_time,
+          "time_definition": f"median of {args.repeats} repeats", "eta_min_rel": sp.ETA_REL,
+          "all_converged": bool(conv_rf.all()), "max_residual": float(res_rf.max()),
+          "accuracy_vs_reference": accuracy(q_rf, q_ref, lams)}
+    print(f"rfdm stieltjes on {lams.size} points: median {rf_time * 1e3:.1f} ms (min {rf_t['min_wall_s'] * 1e3:.1f} ms, "
+          f"first {t_rf_first.wall * 1e3:.1f} ms), max rel. density error "
+          f"{rf['accuracy_vs_reference']['max_rel_density_error']:.2e}")
+
+    # -- baselines -------------------------------------------------------------------------------------
+    base = {}
+    for name, var in baseline_variants(problem, args).items():
+        rec, q_b, done = run_baseline(name, var, lams, q_ref, args)
+        # consistency with rfdm at the same eta (independent solver, same equations)
+        if var["settings"]["eps_min_rel"] == sp.ETA_REL:
+            d = np.abs(q_b[done] - q_rf[done]) / np.abs(q_rf[done])
+            rec["max_rel_diff_q_vs_rfdm_same_eta"] = float(d.max())
+        rec["ratio_vs_rfdm"] = rec["time_all_points_s"] / rf_time
+        base[name] = rec
+        acc = rec["accuracy_vs_reference"]
+        print(f"baseline {name}: {rec['time_per_point_s'] * 1e3:.1f} ms/point, {lams.size} points "
+              f"{rec['time_all_points_s']:.1f} s ({rec['time_all_points_provenance']}), ratio "
+              f"{rec['ratio_vs_rfdm']:.0f}x, max rel. density error {acc['max_rel_density_error']:.2e} on "
+              f"{rec['points_run']} points, wrong branch {acc['wrong_branch_points']}")
+
+    # -- tables ----------------------------------------------------------------------------------------
+    rows = [["rfdm (vectorised eta-continuation)", "measured", rf_time, rf_time / lams.size, "-",
+             rf["accuracy_vs_reference"]["max_rel_density_error"], rf["accuracy_vs_reference"]["median_rel_density_error"],
+             lams.size, rf["accuracy_vs_reference"]["wrong_branch_points"]]]
+    for name, rec in base.items():
+        acc = rec["accuracy_vs_reference"]
+        rows.append([f"per-point hybr, {name}", rec["time_all_points_provenance"].split()[0],
+                     rec["time_all_points_s"], rec["time_per_point_s"], rec["ratio_vs_rfdm"],
+                     acc["max_rel_density_error"], acc["median_rel_density_error"], rec["points_run"],
+                     acc["wrong_branch_points"]])
+    print_table(f"{lams.size} points inside the support ({' + '.join(map(str, counts))} over {nb} bulks); "
+                f"errors vs reference (rfdm, eta_min = {args.ref_eta_rel:g} rel., own eta error "
+                f"~{ref['eta_error_estimate_max_rel']:.1e})",
+                ["method", "time", "time [s]", "s/point", "ratio", "max rel err", "median rel err",
+                 "err pts", "wrong br."], rows)
+
+    same_acc = base.get("matched")
+    ratio_same = same_acc["ratio_vs_rfdm"] if same_acc else None
+    ratio_pub = base["published"]["ratio_vs_rfdm"] if "published" in base else None
+    ratios = [r["ratio_vs_rfdm"] for r in base.values()]
+    full_time = full["time_s"] if n_returned >= args.target_points else full.get("rounded_up", {}).get("time_s")
+    targets = {
+        "ratio_same_accuracy_ge_target": None if ratio_same is None else ratio_same >= args.target_ratio,
+        "ratio_published_settings_ge_target": None if ratio_pub is None else ratio_pub >= args.target_ratio,
+        "ratio_min_over_variants_ge_target": bool(min(ratios) >= args.target_ratio) if ratios else None,
+        "rfdm_at_least_as_accurate_as_published": (None if "published" not in base else
+                                                   rf["accuracy_vs_reference"]["max_rel_density_error"]
+                                                   <= base["published"]["accuracy_vs_reference"]["max_rel_density_error"]),
+        "solve_points_ge_target": n_returned >= args.target_points,
+        "solve_time_le_target": full["time_s"] <= args.target_time,
+        "solve_ge_target_points_time_le_target": None if full_time is None else full_time <= args.target_time,
+        "solve_checks_converged": bool(result.converged),
+    }
+    summary = [["ratio, same accuracy (matched) [x]", ratio_same, f">= {args.target_ratio:g}",
+                targets["ratio_same_accuracy_ge_target"]],
+               ["ratio, published settings [x]", ratio_pub, f">= {args.target_ratio:g}",
+                targets["ratio_published_settings_ge_target"]],
+               ["ratio, smallest over variants [x]", min(ratios) if ratios else None, f">= {args.target_ratio:g}",
+                targets["ratio_min_over_variants_ge_target"]],
+               [f"solve(n_points={args.n_points}) points returned", n_returned, f">= {args.target_points}",
+                targets["solve_points_ge_target"]],
+               [f"solve(n_points={args.n_points}) time [s] (median)", full["time_s"], f"<= {args.target_time:g}",
+                targets["solve_time_le_target"]],
+               [f"solve(n_points={args.n_points}) CPU time [s] (median)", solve_t["median_cpu_s"], "", ""],
+               [f"solve with >= {args.target_points} points, time [s]", full_time, f"<= {args.target_time:g}",
+                targets["solve_ge_target_points_time_le_target"]],
+               ["solve() run-time checks converged", result.converged, "yes", targets["solve_checks_converged"]]]
+    print_table(f"Targets, case {key}", ["quantity", "value", "target", "met"], summary)
+    ck = result.checks
+    print(f"solve() checks: total mass {ck['total_mass']:.12f}, max residual {ck['max_residual']:.1e}, "
+          f"all points converged {ck['all_points_converged']}, min density (as reported) {ck['min_density']:g} "
+          f"(actual min {full['actual_min_density']:.3g}), max density below 0 {ck['max_density_below_zero']:.1e}, "
+          f"atom {[round(a['weight'], 6) for a in result.atoms]}")
+
+    return {"case": {**case, "key": key}, "coefficients": {k: getattr(coeffs, k) for k in
+                                                         ("t", "sigma_x2", "a", "b", "v2", "s2", "mu0", "mu1", "norm2")},
+            "full_density": full,
+            "points": {"n": int(lams.size), "per_bulk": counts, "rule": "midpoints of equal cells of each bulk",
+                       "min": float(lams.min()), "max": float(lams.max())},
+            "reference": ref, "rfdm": rf, "baselines": base,
+            "ratios": {"same_accuracy_matched": ratio_same, "published_settings": ratio_pub,
+                       "all": {k: v["ratio_vs_rfdm"] for k, v in base.items()},
+                       "definition": "baseline time on all points (measured or extrapolated) / rfdm median time"},
+            "targets_met": targets}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    machine = machine_info()
+    t0 = time.perf_counter()
+    print(f"rfdm {rfdm.__version__}: spectrum of U, vectorised eta-continuation vs per-point hybr with "
+          f"eps-continuation; load {machine['loadavg_at_start']} on {machine['cpu_count']} CPUs")
+    cases = {key: run_case(key, args) for key in args.cases}
+    config = {"cases": args.cases, "points": args.points, "n_points": args.n_points, "repeats": args.repeats,
+              "solve_repeats": args.solve_repeats, "baseline_steps": args.baseline_steps,
+              "baseline_eps_min_published": args.baseline_eps_min, "baseline_subset": args.baseline_subset,
+              "baseline_budget_s": args.baseline_budget, "variants": args.variants, "jac_full": args.jac_full,
+              "ref_eta_rel": args.ref_eta_rel, "rfdm_eta_rel": sp.ETA_REL, "rfdm_eta_steps": sp.ETA_STEPS,
+              "wrong_branch_rules": {"negative_imag": "Im q < 0",
+                                     "real_branch": f"density < {REAL_BRANCH_FRACTION:g} x reference",
+                                     "other": f"relative density error > {WRONG_BRANCH_RTOL:g}"},
+              "quick": args.quick}
+    primary = "fig4" if "fig4" in cases else args.cases[0]
+    payload = {"benchmark": NAME, "config": config, "machine": machine,
+               "loadavg_at_end": loadavg(), "total_wall_s": time.perf_counter() - t0,
+               "primary_case": primary, "cases": cases,
+               "targets": {"ratio": args.target_ratio, "solve_time_s": args.target_time,
+                           "solve_points": args.target_points, "met_primary_case": cases[primary]["targets_met"]},
+               "provenance": {"measured": ["rfdm stieltjes times", "solve() times", "baseline subset times",
+                                           "baseline full times where measured_on_all_points", "all accuracies"],
+                              "extrapolated": ["baseline time_all_points_s where measured_on_all_points is false"]}}
+    path = write_json(NAME, payload, args.out)
+    print(f"\nload at end {payload['loadavg_at_end']}; total {payload['total_wall_s']:.0f} s\nwrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

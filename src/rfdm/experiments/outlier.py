@@ -1,0 +1,257 @@
+"""The BBP outlier of U for two-cluster mixture data (the `rfdm outlier` command; THEORY §5).
+
+compute(): for each diffusion time t, the Gaussian-equivalence coefficients of the cluster variance, the
+bulk's right edge, the outlier's position and squared overlap with W m (d -> infinity theory), the threshold
+|m|_c(t), and the outlier's training timescale psi_p/(Delta_t lambda_out); with ``empirical``, the exact
+noise-averaged U of a sampled mixture at dimension d (top eigenvalue, overlap of its eigenvector with W m).
+It also computes the phase diagram over (t, |m|) and the learned score's component along m over training
+time tau at the first t.
+plot(): outlier against t for several |m| (theory lines, empirical points), the phase diagram with the
+speciation time, and the learned score along m against tau.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..activations import get_activation
+from ..data import MixtureData
+from ..dynamics import GradientFlow
+from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
+from ..outlier import Modes, OutlierProblem
+from ..results import provenance
+from ..spectrum import gep_coefficients
+
+
+@dataclass
+class OutlierConfig:
+    d: int = 200
+    psi_p: float = 4.0
+    psi_n: float = 2.0
+    t: tuple = (0.1,)
+    m_norm: float | None = None
+    m_tilde: float | None = None
+    sigma_x: float = 1.0
+    activation: str = "tanh"
+    empirical: bool = False
+    balanced: bool = False
+    seed: int = 0
+    phase_t: tuple = field(default_factory=lambda: tuple(np.geomspace(0.01, 3.0, 30)))
+    training_tau: tuple = field(default_factory=lambda: tuple(np.logspace(-1, 7, 65)))
+
+    def __post_init__(self):
+        self.d = check_positive_int("d", self.d)
+        self.psi_p = check_positive_float("psi_p", self.psi_p)
+        self.psi_n = check_positive_float("psi_n", self.psi_n)
+        self.sigma_x = check_positive_float("sigma_x", self.sigma_x)
+        get_activation(self.activation)
+        ts = tuple(float(x) for x in np.atleast_1d(self.t))
+        for x in ts:
+            check_positive_float("t", x)
+        self.t = ts
+        if (self.m_norm is None) == (self.m_tilde is None):
+            raise InvalidParameterError("give exactly one of --m-norm and --m-tilde.")
+        if self.m_norm is not None:
+            self.m_norm = check_positive_float("m_norm", self.m_norm)
+        else:
+            self.m_tilde = check_positive_float("m_tilde", self.m_tilde)
+        for name, psi in (("psi_p", self.psi_p), ("psi_n", self.psi_n)):
+            v = psi * self.d
+            if abs(v - round(v)) > 1e-9:
+                raise InvalidParameterError(f"{name} * d = {v:g} must be a whole number.")
+        if self.balanced and self.n % 2:
+            raise InvalidParameterError(f"balanced clusters need an even number of points, got n = {self.n}.")
+        self.seed = int(self.seed)
+
+    @property
+    def p(self) -> int:
+        return int(round(self.psi_p * self.d))
+
+    @property
+    def n(self) -> int:
+        return int(round(self.psi_n * self.d))
+
+    @property
+    def norm(self) -> float:
+        """|m| (from m_norm, or m_tilde sqrt(d))."""
+        return self.m_norm if self.m_norm is not None else self.m_tilde * math.sqrt(self.d)
+
+
+def _theory(config: OutlierConfig, t: float, m_norm: float) -> dict:
+    coeffs = gep_coefficients(config.activation, t, config.sigma_x ** 2)
+    prob = OutlierProblem(coeffs, config.psi_n, Modes.asymptotic(config.psi_p, coeffs))
+    lam, overlap = prob.outlier(m_norm)
+    return {"bulk_right_edge": prob.bulk_right_edge(), "threshold_m_norm": prob.threshold_m_norm(),
+            "outlier_theory": lam, "overlap_theory": overlap if lam is not None else None,
+            "tau_outlier": config.psi_p / (coeffs.delta * lam) if lam is not None else None}
+
+
+def compute(config: OutlierConfig, quiet: bool = True) -> dict:
+    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm outlier] {m}", file=sys.stderr, flush=True))
+    rng_w, rng_m, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
+    law = MixtureData(config.d, m_norm=config.norm, direction=rng_m.standard_normal(config.d), sigma_x=config.sigma_x)
+    features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
+    X = law.sample(config.n, rng_x, balanced=config.balanced)
+    wm = features.W @ law.m
+    wm /= np.linalg.norm(wm)
+    rows = []
+    for t in config.t:
+        log(f"theory at t={t:g}")
+        row = {"t": t, **_theory(config, t, config.norm)}
+        if config.empirical:
+            log(f"exact U at d={config.d}, p={config.p}, n={config.n}, t={t:g}")
+            U = noise_averaged_statistics(features, X, t).U
+            ev, vec = np.linalg.eigh(U)
+            row["top_eigenvalue"] = float(ev[-1])
+            above = ev[-1] > row["bulk_right_edge"]
+            row["outlier_empirical"] = float(ev[-1]) if above else None
+            row["overlap_empirical"] = float((vec[:, -1] @ wm) ** 2)
+        rows.append(row)
+    log("phase diagram over (t, |m|)")
+    norms = config.norm * np.array([0.5, 1.0, 1.5, 2.0])
+    curves = {"t": np.array(config.phase_t), "threshold_m_norm": [], "bulk_right_edge": [],
+              "outlier": {f"{m:.6g}": [] for m in norms}}
+    for t in config.phase_t:
+        coeffs = gep_coefficients(config.activation, t, config.sigma_x ** 2)
+        prob = OutlierProblem(coeffs, config.psi_n, Modes.asymptotic(config.psi_p, coeffs))
+        curves["threshold_m_norm"].append(prob.threshold_m_norm())
+        curves["bulk_right_edge"].append(prob.bulk_right_edge())
+        for m in norms:
+            curves["outlier"][f"{m:.6g}"].append(prob.outlier(m)[0])
+    out = {"rows": rows, "phase": curves, "speciation_t_of_m": None}
+    log("training along m at the first t")
+    out["training"] = _training(config, features, law, X, config.t[0])
+    out["header"] = provenance(asdict(config), config.seed)
+    return out
+
+
+def _training(config, features, law, X, t) -> dict:
+    """Learned score along m over tau: E[mhat . S_A(tau)(y)] for y in the + cluster of P_t, against the
+    exact score's value; A(tau) in closed form from the exact statistics."""
+    stats = noise_averaged_statistics(features, X, t)
+    pop = population_statistics(features, law, t)
+    flow = GradientFlow(stats, pop)
+    rng = np.random.default_rng(config.seed + 1)
+    a, g2 = math.exp(-t), law.gamma2_t(t)
+    y = a * law.m + math.sqrt(g2) * rng.standard_normal((2000, config.d))
+    mhat = law.m / law.m_norm
+    phi = features(y)
+    taus = np.array(config.training_tau)
+    along = np.array([float(np.mean(phi @ (flow.weights(tt).T @ mhat))) / math.sqrt(config.p) for tt in taus])
+    exact = float(np.mean(law.score(y, t) @ mhat))
+    theory = _theory(config, t, config.norm)
+    return {"t": t, "tau": taus, "score_along_m": along, "exact_score_along_m": exact,
+            "tau_outlier": theory["tau_outlier"], "top_timescale": float(np.min(flow.timescales))}
+
+
+def json_summary(result: dict) -> dict:
+    rows = result["rows"]
+    keys = ("outlier_theory", "threshold_m_norm", "bulk_right_edge", "outlier_empirical", "overlap_theory",
+            "overlap_empirical", "tau_outlier")
+    single = len(rows) == 1
+    obj = {k: (rows[0].get(k) if single else [r.get(k) for r in rows]) for k in keys}
+    obj["t"] = rows[0]["t"] if single else [r["t"] for r in rows]
+    if "top_eigenvalue" in rows[0]:
+        obj["top_eigenvalue"] = rows[0]["top_eigenvalue"] if single else [r["top_eigenvalue"] for r in rows]
+    obj["config"] = result["header"]["config"]
+    obj["version"] = result["header"]["version"]
+    obj["seed"] = result["header"]["seed"]
+    return obj
+
+
+def save(result: dict, out_dir) -> dict:
+    from pathlib import Path
+
+    from ..results import staged_output, to_jsonable, write_json
+
+    names = {"data": "outlier.json", "figure_t": "outlier_vs_t.png", "figure_phase": "phase_diagram.png",
+             "figure_training": "outlier_training.png"}
+    payload = to_jsonable({"summary": json_summary(result), "rows": result["rows"], "phase": result["phase"],
+                           "training": result["training"], "header": result["header"]})
+    with staged_output(out_dir) as stage:
+        write_json(stage / names["data"], payload)
+        plot(load(stage / names["data"]), stage)
+    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+
+
+def load(path) -> dict:
+    import json
+
+    def num(x):
+        return math.inf if x == "inf" else (math.nan if x in ("nan", None) else x)
+
+    data = json.loads(open(path).read())
+    data["_num"] = num
+    return data
+
+
+def plot(data: dict, folder) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pathlib import Path
+
+    num = data["_num"]
+    cfg = data["header"]["config"]
+    folder = Path(folder)
+    phase = data["phase"]
+    ts = np.array(phase["t"], dtype=float)
+    title = f"{cfg['activation']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, sigma_x={cfg['sigma_x']:g}"
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(ts, [num(x) for x in phase["bulk_right_edge"]], "k--", label="bulk right edge")
+    for k, (m, vals) in enumerate(phase["outlier"].items()):
+        ax.plot(ts, [num(x) for x in vals], color=f"C{k}", label=f"outlier, |m| = {float(m):.3g}")
+    rows = data["rows"]
+    if "top_eigenvalue" in rows[0]:
+        m_given = f"{float(list(phase['outlier'])[1]):.3g}"
+        ax.plot([r["t"] for r in rows], [r["top_eigenvalue"] for r in rows], "o", color="C1",
+                label=f"exact U, d={cfg['d']}, |m| = {m_given} (top eigenvalue)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("diffusion time t")
+    ax.set_ylabel("eigenvalue of U")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "outlier_vs_t.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    thr = np.array([num(x) for x in phase["threshold_m_norm"]], dtype=float)
+    mmax = float(np.nanmax(thr[np.isfinite(thr)])) * 2 if np.any(np.isfinite(thr)) else 5.0
+    ax.fill_between(ts, np.where(np.isfinite(thr), thr, mmax), mmax, color="C0", alpha=0.2, label="outlier exists")
+    ax.plot(ts, thr, "C0", label=r"BBP threshold $|m|_c(t)$")
+    sx2 = cfg["sigma_x"] ** 2
+    tsp = ts[np.exp(2 * ts) > sx2]
+    ax.plot(tsp, np.sqrt(np.exp(2 * tsp) - sx2), "C3--", label=r"speciation $t_S = \log(|m|^2+\sigma_x^2)/2$")
+    ax.set_xscale("log")
+    ax.set_ylim(0, mmax)
+    ax.set_xlabel("diffusion time t")
+    ax.set_ylabel("|m|")
+    ax.set_title("phase diagram of the outlier; " + title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "phase_diagram.png", dpi=120)
+    plt.close(fig)
+
+    tr = data["training"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(tr["tau"], tr["score_along_m"], "C0", label=r"learned score along $\hat m$ (+ cluster)")
+    ax.axhline(tr["exact_score_along_m"], color="k", ls=":", label="exact score")
+    if tr["tau_outlier"] is not None:
+        ax.axvline(tr["tau_outlier"], color="C3", ls="--", label=r"$\tau_{out} = \psi_p/(\Delta_t \lambda_{out})$")
+    ax.axvline(tr["top_timescale"], color="0.5", ls="--", lw=1, label="fastest mode (exact U)")
+    ax.set_xscale("log")
+    ax.set_xlabel(r"training time $\tau$")
+    ax.set_ylabel(r"$E[\hat m \cdot S_A(y)]$")
+    ax.set_title(f"t = {tr['t']:g}, d = {cfg['d']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "outlier_training.png", dpi=120)
+    plt.close(fig)

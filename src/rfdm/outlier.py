@@ -1,0 +1,192 @@
+"""The BBP outlier of U for two-cluster mixture data (THEORY §5; method of [A25]; derived for this project).
+
+Equivalent matrix.  With x = c m + sigma_x z (c = +-1) and the Gaussian-equivalence coefficients of the
+cluster variance sigma_x^2 (|m| = O(1), so w.m/sqrt(d) = O(1/sqrt(d)) does not change them),
+U ~ (1/n) G G^T + D with columns g = u c + Sigma_G^{1/2} zeta, i.e. a sample covariance whose population
+covariance is Sigma_G + u u^T (a rank-one spike), plus the deterministic D:
+
+  Sigma_G = e^{-2t} a_t^2 sigma_x^2 W W^T/d + v_t^2 I,   D = b_t^2 W W^T/d + s_t^2 I,   u = e^{-t} a_t W m/sqrt(d).
+
+Deterministic equivalent of the resolvent ((U - z)^{-1} ~ (T/(1 + delta) + D - z)^{-1}, T the population
+covariance, delta(z) = (1/n) Tr T (T/(1 + delta) + D - z)^{-1}) and Sherman–Morrison on the spike give:
+
+- the outlier lambda > (right edge of the bulk) solves  u^T [lambda (1 + delta) I - Sigma_G - (1 + delta) D]^{-1} u = 1;
+- the squared overlap of its eigenvector with u/|u| (i.e. with W m) is (1 + delta)^2/(|u|^2 f'(lambda)), where
+  f(z) = 1 + delta + u^T A^{-1} u, A = Sigma_G/(1 + delta) + D - z, f' = delta' + u^T A^{-1}(I + Sigma_G delta'/(1 + delta)^2) A^{-1} u;
+- the threshold: the left side scales as |m|^2, so |m|_c^2 = 1/F_1(edge), F_1 the left side for a unit m at the edge.
+
+Every matrix here is a function of W W^T/d, so in its eigenbasis all of it is a sum over modes.  Two
+versions: for a given W and m (finite d, to compare with exact spectra), and for d -> infinity with a random
+direction of m (the d nonzero eigenvalues of W W^T/d follow psi_p times a Marchenko–Pastur law of ratio
+1/psi_p, and each carries |m|^2/d of m), used for phase diagrams.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+
+from .errors import InvalidParameterError, NumericalError, check_finite_array, check_positive_float
+from .spectrum import GEPCoefficients
+
+MP_NODES = 400
+
+
+@dataclass
+class Modes:
+    """Eigen-modes of W W^T/d: eigenvalue mu_k, multiplicity per data dimension (count_k/d), and the
+    spike's weight u_k^2 per unit |m|^2, for the modes carrying u; plus the multiplicity per d of the null
+    space (mu = 0, no spike)."""
+
+    mu: np.ndarray
+    count: np.ndarray
+    spike: np.ndarray
+    null_count: float
+
+    @classmethod
+    def from_weights(cls, W, m_direction, coeffs: GEPCoefficients) -> "Modes":
+        """Finite d: the SVD of the actual W and the actual direction of m (unit vector)."""
+        W = check_finite_array("W", W, ndim=2)
+        p, d = W.shape
+        m = check_finite_array("m direction", m_direction, ndim=1)
+        if m.size != d:
+            raise InvalidParameterError(f"m has length {m.size} but d = {d}.")
+        m = m / np.linalg.norm(m)
+        _, S, Vt = np.linalg.svd(W, full_matrices=False)
+        mu = S ** 2 / d
+        proj2 = (Vt @ m) ** 2
+        alpha = math.exp(-2 * coeffs.t) * coeffs.a ** 2
+        return cls(mu=mu, count=np.full(mu.size, 1.0 / d), spike=alpha * mu * proj2, null_count=(p - mu.size) / d)
+
+    @classmethod
+    def asymptotic(cls, psi_p: float, coeffs: GEPCoefficients, nodes: int = MP_NODES) -> "Modes":
+        """d -> infinity: Marchenko–Pastur eigenvalues of W W^T/d by Gauss–Chebyshev quadrature, each
+        mode carrying |m|^2/d of m (a direction independent of W)."""
+        psi_p = check_positive_float("psi_p", psi_p)
+        ratio, scale, rank = (1.0 / psi_p, psi_p, 1.0) if psi_p >= 1 else (psi_p, 1.0, psi_p)
+        lo, hi = (1 - math.sqrt(ratio)) ** 2, (1 + math.sqrt(ratio)) ** 2
+        theta = (np.arange(nodes) + 0.5) * math.pi / nodes
+        x = 0.5 * (lo + hi) - 0.5 * (hi - lo) * np.cos(theta)
+        # MP density sqrt((hi-x)(x-lo))/(2 pi ratio x): in theta the weight is proportional to sin^2/x
+        w = np.sin(theta) ** 2 / x
+        w /= w.sum()
+        mu = scale * x
+        alpha = math.exp(-2 * coeffs.t) * coeffs.a ** 2
+        count = rank * w
+        return cls(mu=mu, count=count, spike=alpha * mu * count, null_count=max(psi_p - 1.0, 0.0))
+
+
+class OutlierProblem:
+    """Outlier equation for mixture data: coefficients of the cluster variance, psi_n, and the modes."""
+
+    def __init__(self, coeffs: GEPCoefficients, psi_n: float, modes: Modes):
+        self.coeffs = coeffs
+        self.psi_n = check_positive_float("psi_n", psi_n)
+        self.modes = modes
+        c = coeffs
+        alpha = math.exp(-2 * c.t) * c.a ** 2 * c.sigma_x2
+        # all modes, null space appended: population covariance T and deterministic part D
+        self.T = np.append(alpha * modes.mu + c.v2, c.v2)
+        self.D = np.append(c.b ** 2 * modes.mu + c.s2, c.s2)
+        self.cnt = np.append(modes.count, modes.null_count) / self.psi_n  # (1/n) sums -> per-d counts / psi_n
+        self.spike = np.append(modes.spike, 0.0)
+        self._solved: dict[float, float] = {}
+        self._edge: float | None = None
+
+    # delta(lambda) for real lambda above the bulk: g(delta) = delta - sum cnt T/(T/(1+delta) + D - lambda)
+    def _g(self, delta, lam):
+        A = self.T / (1 + delta) + self.D - lam
+        g = delta - np.sum(self.cnt * self.T / A)
+        dg = 1 - np.sum(self.cnt * self.T ** 2 / ((1 + delta) ** 2 * A ** 2))
+        return g, dg, A
+
+    def delta(self, lam: float, start: float | None = None) -> tuple[float, float]:
+        """The physical delta(lambda), continued from delta ~ -(1/n) Tr T/lambda at large lambda (Newton
+        started from the solution at the nearest larger lambda already solved), and dg/d delta there;
+        raises NumericalError below the bulk's right edge, where no real solution exists."""
+        if start is None:
+            start = (self._solved[min(self._solved, key=lambda k: abs(k - lam))] if self._solved
+                     else -np.sum(self.cnt * self.T) / lam)
+        d = start
+        for _ in range(500):
+            g, dg, A = self._g(d, lam)
+            if np.any(A >= 0) or dg <= 0 or not np.isfinite(g):
+                raise NumericalError("lambda is not above the bulk.")
+            step = g / dg
+            d -= step
+            if abs(step) <= 1e-13 * (1 + abs(d)):
+                g, dg, A = self._g(d, lam)
+                if np.any(A >= 0) or dg <= 0:
+                    raise NumericalError("lambda is not above the bulk.")
+                self._solved[lam] = float(d)
+                return float(d), float(dg)
+        raise NumericalError(f"delta(lambda) did not converge at lambda = {lam:g}.")
+
+    def bulk_right_edge(self) -> float:
+        """Right edge of the bulk: the smallest lambda down to which delta(lambda) continues (dg/d delta > 0),
+        found by a downward geometric scan and bisection (each step warm-started from the one above)."""
+        if self._edge is not None:
+            return self._edge
+        hi = 2.0 * float(np.max(self.T + self.D)) * (1 + np.sum(self.cnt)) + 1.0
+        lo = float(np.min(self.D))
+        lam, hi_ok = hi, None
+        while True:
+            try:
+                self.delta(lam)
+            except NumericalError:
+                break
+            hi_ok, lam = lam, lo + (lam - lo) * 0.9
+            if lam - lo < 1e-14 * hi:
+                self._edge = lo
+                return lo
+        if hi_ok is None:
+            raise NumericalError("delta(lambda) has no solution even far above the spectrum.")
+        lo_bad = lam
+        for _ in range(200):
+            mid = 0.5 * (lo_bad + hi_ok)
+            try:
+                self.delta(mid)
+                hi_ok = mid
+            except NumericalError:
+                lo_bad = mid
+            if hi_ok - lo_bad <= 1e-13 * hi_ok:
+                break
+        self._edge = hi_ok
+        return hi_ok
+
+    def _spike_form(self, lam):
+        """F_1(lambda) = sum_k spike_k/(lambda (1 + delta) - T_k - (1 + delta) D_k) (per unit |m|^2)."""
+        delta = self._solved[lam] if lam in self._solved else self.delta(lam)[0]
+        den = lam * (1 + delta) - self.T - (1 + delta) * self.D
+        return float(np.sum(self.spike / den)), delta
+
+    def threshold_m_norm(self) -> float:
+        """|m|_c = 1/sqrt(F_1(edge+)): the smallest |m| with an outlier."""
+        edge = self.bulk_right_edge()
+        f1, _ = self._spike_form(edge)
+        return math.inf if f1 <= 0 else 1.0 / math.sqrt(f1)
+
+    def outlier(self, m_norm: float):
+        """(lambda_out, squared overlap with W m) or (None, 0.0) below threshold."""
+        m2 = check_positive_float("|m|", m_norm, allow_zero=True) ** 2
+        edge = self.bulk_right_edge()
+        f_edge, _ = self._spike_form(edge)
+        if m2 * f_edge <= 1.0:
+            return None, 0.0
+        hi = edge * 2 + 1.0
+        while m2 * self._spike_form(hi)[0] > 1.0:
+            hi *= 2
+        lam = brentq(lambda x: m2 * self._spike_form(x)[0] - 1.0, edge, hi, xtol=1e-13 * hi, rtol=1e-13)
+        return lam, self._overlap(lam, m2)
+
+    def _overlap(self, lam, m2):
+        delta, dg = self.delta(lam)
+        g, _, A = self._g(delta, lam)
+        dg_dlam = -np.sum(self.cnt * self.T / A ** 2)
+        ddelta = -dg_dlam / dg
+        u2 = m2 * self.spike
+        fprime = ddelta + np.sum(u2 * (1 + self.T * ddelta / (1 + delta) ** 2) / A ** 2)
+        return float((1 + delta) ** 2 / (np.sum(u2) * fprime))
