@@ -70,6 +70,19 @@ class Timer:
                 "loadavg_before": self.load_before, "loadavg_after": self.load_after}
 
 
+def contention_warning(label: str, rec: dict, threshold: float = 1.1) -> str | None:
+    """A warning when a timed block used much less CPU than wall time on a multi-core machine, or the load
+    average exceeded the core count: its timing is probably inflated by other processes."""
+    cores = os.cpu_count() or 1
+    ratio = rec.get("cpu_over_wall")
+    loads = [x for x in (rec.get("loadavg_before") or [])[:1] + (rec.get("loadavg_after") or [])[:1]]
+    busy = bool(loads) and max(loads) > cores + 0.5
+    if cores > 1 and ratio is not None and (ratio < threshold or busy):
+        return (f"{label}: CPU/wall = {ratio:.2f} on {cores} cores, load average {loads}: timing likely "
+                "inflated by other processes; rerun when the machine is idle")
+    return None
+
+
 def relative_frobenius(a, ref) -> float:
     return float(np.linalg.norm(a - ref) / np.linalg.norm(ref))
 

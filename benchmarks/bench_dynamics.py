@@ -18,7 +18,7 @@ fresh-noise gradients.  The closed form is checked against loss_of_weights(Gradi
 
 Run:  python benchmarks/bench_dynamics.py            (default size, ~4-5 minutes on 2 cores)
       python benchmarks/bench_dynamics.py --quick    (tiny size, seconds)
-Writes benchmarks/results/bench_dynamics.json (or --out).
+Writes benchmarks/results/bench_dynamics.json (bench_dynamics_quick.json with --quick; or --out).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 import rfdm
-from _common import Timer, loadavg, machine_info, print_table, write_json
+from _common import Timer, contention_warning, loadavg, machine_info, print_table, write_json
 
 NAME = "bench_dynamics"
 
@@ -358,9 +358,13 @@ def main(argv=None):
         [f"GD vs flow, max |train diff| (tau <= {gd_taus[-1]:.3g})", max_train_diff, "", ""],
         [f"GD vs flow, max |test diff| (tau <= {gd_taus[-1]:.3g})", max_test_diff, "", ""]])
     print(f"memory: {mem_note}")
+    warnings = [w for w in [contention_warning(f"end-to-end step '{s['step']}'", s) for s in e2e["steps"]
+                            if s["wall_s"] > 1.0] + [contention_warning("GD timing run", tgd.record())] if w]
+    for w in warnings:
+        print("WARNING:", w)
 
     payload = {
-        "benchmark": NAME, "config": config, "machine": machine,
+        "benchmark": NAME, "contention_warnings": warnings, "config": config, "machine": machine,
         "end_to_end": {"runs": e2e_runs, "timing_used": "fastest run", "wall_s": closed_time,
                        "peak_maxrss_bytes": raw_peak, "net_peak_bytes": net_peak,
                        "net_peak_in_p2_doubles": net_peak / p2_bytes, "memory_target_bytes": mem_target,
@@ -391,7 +395,7 @@ def main(argv=None):
                                     "GD accuracy run and its losses", "closed-form checks"],
                        "extrapolated": ["GD time to mem_factor tau_mem", "ratio"]},
         "loadavg_at_end": loadavg()}
-    path = write_json(NAME, payload, args.out)
+    path = write_json(NAME + ("_quick" if args.quick else ""), payload, args.out)
     print(f"\nwrote {path}")
     return payload
 

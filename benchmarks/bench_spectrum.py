@@ -260,12 +260,14 @@ def run_baseline(name, var, lams, q_ref, args):
     for i in done:
         for k, v in infos[i]["statuses"].items():
             statuses[k] = statuses.get(k, 0) + v
+    cpu_total = ts.cpu + (rest_rec["cpu_s"] if ran_rest else 0.0)
+    cpu_all = cpu_total if measured_all else ts.cpu / subset.size * n
     rec = {"settings": var["settings"], "points_run": int(done.size), "subset_points": int(subset.size),
            "subset_timing": ts.record(), "subset_time_per_point_s": per_point,
            "rest_timing": rest_rec, "measured_on_all_points": measured_all, "extrapolation_reason": why,
            "time_all_points_s": time_all,
            "time_all_points_provenance": "measured" if measured_all else "extrapolated linearly from the subset",
-           "time_per_point_s": time_all / n,
+           "time_per_point_s": time_all / n, "cpu_time_all_points_s": cpu_all,
            "mean_nfev_per_point": float(np.mean([infos[i]["nfev"] for i in done])),
            "points_with_hybr_not_success": int(sum(infos[i]["n_not_success"] > 0 for i in done)),
            "hybr_status_counts": statuses,
@@ -340,11 +342,12 @@ def run_case(key, args):
             d = np.abs(q_b[done] - q_rf[done]) / np.abs(q_rf[done])
             rec["max_rel_diff_q_vs_rfdm_same_eta"] = float(d.max())
         rec["ratio_vs_rfdm"] = rec["time_all_points_s"] / rf_time
+        rec["ratio_vs_rfdm_cpu_time"] = rec["cpu_time_all_points_s"] / rf_t["median_cpu_s"]
         base[name] = rec
         acc = rec["accuracy_vs_reference"]
         print(f"baseline {name}: {rec['time_per_point_s'] * 1e3:.1f} ms/point, {lams.size} points "
               f"{rec['time_all_points_s']:.1f} s ({rec['time_all_points_provenance']}), ratio "
-              f"{rec['ratio_vs_rfdm']:.0f}x, max rel. density error {acc['max_rel_density_error']:.2e} on "
+              f"{rec['ratio_vs_rfdm']:.0f}x (CPU-time ratio {rec['ratio_vs_rfdm_cpu_time']:.0f}x), max rel. density error {acc['max_rel_density_error']:.2e} on "
               f"{rec['points_run']} points, wrong branch {acc['wrong_branch_points']}")
 
     # -- tables ----------------------------------------------------------------------------------------
@@ -409,7 +412,9 @@ def run_case(key, args):
             "reference": ref, "rfdm": rf, "baselines": base,
             "ratios": {"same_accuracy_matched": ratio_same, "published_settings": ratio_pub,
                        "all": {k: v["ratio_vs_rfdm"] for k, v in base.items()},
-                       "definition": "baseline time on all points (measured or extrapolated) / rfdm median time"},
+                       "all_cpu_time": {k: v["ratio_vs_rfdm_cpu_time"] for k, v in base.items()},
+                       "definition": "baseline time on all points (measured or extrapolated) / rfdm median time "
+                                     "(wall clock; the CPU-time ratio is less sensitive to other jobs)"},
             "targets_met": targets}
 
 

@@ -15,7 +15,7 @@ What is measured and what is extrapolated:
 
 Run:  python benchmarks/bench_statistics.py            (default size, ~2-3 minutes on 2 cores)
       python benchmarks/bench_statistics.py --quick    (tiny size d=20 p=200 n=40, target error 1e-2, seconds)
-Writes benchmarks/results/bench_statistics.json (or --out).
+Writes benchmarks/results/bench_statistics.json (bench_statistics_quick.json with --quick; or --out).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import sys
 import numpy as np
 
 import rfdm
-from _common import Timer, machine_info, print_table, relative_frobenius, write_json
+from _common import Timer, contention_warning, machine_info, print_table, relative_frobenius, write_json
 
 NAME = "bench_statistics"
 
@@ -209,7 +209,11 @@ def main(argv=None):
              targets["ratio_ge_target"]]]
     print_table("Summary", ["quantity", "value", "target", "met"], rows)
 
-    payload = {"benchmark": NAME, "config": config, "machine": machine, "exact": exact_rec,
+    warnings = [w for w in [contention_warning("exact method (fastest run)", tm)]
+                + [contention_warning(f"Monte Carlo m={r['m']}", r["timing"]) for r in ladder] if w]
+    for w in warnings:
+        print("WARNING:", w)
+    payload = {"benchmark": NAME, "contention_warnings": warnings, "config": config, "machine": machine, "exact": exact_rec,
                "exact_tight": tight_rec,
                "monte_carlo": {"measured_ladder": ladder, "time_per_draw_s": time_per_draw,
                                "time_per_draw_definition": "fastest rung of the ladder (wall / m)",
@@ -223,7 +227,7 @@ def main(argv=None):
                "provenance": {"measured": ["exact timings", "truncation bounds", "default-vs-tight differences",
                                            "MC ladder times and errors", "run_at_m_star (if ran)"],
                               "extrapolated": ["m_star", "mc_time_to_target_s", "ratio (unless run_at_m_star ran)"]}}
-    path = write_json(NAME, payload, args.out)
+    path = write_json(NAME + ("_quick" if args.quick else ""), payload, args.out)
     print(f"\nwrote {path}")
     return payload
 

@@ -45,35 +45,41 @@ def as_tau_array(tau) -> np.ndarray:
 
 
 def loss_of_weights(A, stats: TrainingStatistics | PopulationStatistics) -> float:
-    """Direct evaluation of L(A) = 1 + (Delta/d) Tr(A U A^T)/p + (2 sqrt(Delta)/d) Tr(A V)/sqrt(p).
-
-    With training statistics this is the train loss; with population statistics, the test loss.
-    """
+    """Direct evaluation of L(A) = c + (kappa/d) Tr(A U A^T)/p + (2 sqrt(kappa)/d) Tr(A V)/sqrt(p)
+    (kappa = Delta_t, c = 1 for the per-time model).  With training statistics this is the train loss;
+    with population statistics, the test loss."""
     d, p = A.shape
-    dt = float(delta_t(stats.t))
-    return 1.0 + (dt / d) * np.einsum("ij,ij->", A @ stats.U, A) / p + 2 * math.sqrt(dt) / d * np.einsum(
-        "ij,ji->", A, stats.V) / math.sqrt(p)
+    kappa = stats.kappa
+    return stats.loss_constant + (kappa / d) * np.einsum("ij,ij->", A @ stats.U, A) / p + 2 * math.sqrt(
+        kappa) / d * np.einsum("ij,ji->", A, stats.V) / math.sqrt(p)
 
 
 def score_error_of_weights(A, population: PopulationStatistics) -> float:
-    """E_score = (1/d) E|S_A(y) - S(y)|^2 = (1/d)[Tr(A U~ A^T)/p + 2 Tr(A Y)/sqrt(p) + Tr Sigma_t^{-1}]."""
+    """E_score = (1/d) E|S_A(y) - S(y)|^2 = (1/d)[Tr(A U~ A^T)/p + 2 Tr(A Y)/sqrt(p) + E|S|^2]."""
     d, p = A.shape
     return (np.einsum("ij,ij->", A @ population.U, A) / p + 2 * np.einsum("ij,ji->", A, population.Y)
             / math.sqrt(p) + population.score_norm) / d
 
 
 class GradientFlow:
-    """Closed-form gradient flow of the per-time random-features score.
+    """Closed-form gradient flow of a random-features score whose loss is quadratic in A.
+
+    The training loss is L(A) = c + (kappa/d) Tr(A U A^T)/p + (2 sqrt(kappa)/d) Tr(A V)/sqrt(p) (per-time
+    model: kappa = Delta_t, c = 1), and the flow dA/dtau = -d^2 dL/dA = -2 kappa (d/p) A U
+    - (2 d sqrt(kappa)/sqrt(p)) V^T.  U = Q Lambda Q^T is factorised once; with D(tau) = A(tau) Q/sqrt(p)
+    = -(1/sqrt(kappa)) B^T diag(g) + A0' diag(e), B = Q^T V, A0' = A(0) Q/sqrt(p),
+    g_k = (1 - e^{-2 kappa lambda_k tau/psi_p})/lambda_k, e_k = e^{-2 kappa lambda_k tau/psi_p}, every
+    other quadratic form c' + (1/d)[s Tr(A U' A^T)/p + 2 sqrt(s) Tr(A V')/sqrt(p)] (test loss, score error,
+    ...) is a quadratic form in (g, e) with precomputed p x p matrices M' o (B B^T) etc., M' = Q^T U' Q:
+    O(p^2) per tau.
 
     Parameters
     ----------
-    stats : noise-averaged (or Monte Carlo) training statistics U, V at time t.
-    population : optional population statistics U~, V~, Y (test loss and score error need them).
+    stats : training statistics (U, V and the loss's kappa, c).
+    population : optional population statistics: adds "test_loss" (U~, V~, its kappa and c) and
+        "score_error" (U~, Y, scale 1, constant E|S|^2/d).
     A0 : optional initial weights A(0) (d x p); default 0.
     overwrite : let the eigendecomposition overwrite ``stats.U`` (saves p^2 memory).
-
-    After construction the object holds only the eigenbasis quantities; call :meth:`curves` (or the
-    single-loss methods) with any array of tau, ``np.inf`` for the end of training.
     """
 
     def __init__(self, stats: TrainingStatistics, population: PopulationStatistics | None = None,
@@ -84,7 +90,8 @@ class GradientFlow:
             raise InvalidParameterError(f"U has shape {U.shape} but V has shape {V.shape}.")
         self.p, self.d, self.t = p, d, stats.t
         self.psi_p = p / d
-        self.delta = float(delta_t(stats.t))
+        self.kappa = stats.kappa
+        self.constant = stats.loss_constant
         lam, Q = scipy.linalg.eigh(U, overwrite_a=overwrite, driver="evr", check_finite=False)
         if overwrite:
             stats.U = None  # its buffer now holds LAPACK workspace
@@ -95,9 +102,8 @@ class GradientFlow:
         self.eigenvalues = np.clip(lam, 0.0, None)
         self._null = self.eigenvalues <= NULL_RTOL * scale
         self.eigenvectors = Q
-        B = Q.T @ V  # (p, d): B_k = Q_k^T V
-        self._B = B
-        self._c_bb = np.einsum("kj,kj->k", B, B)
+        self._B = Q.T @ V  # (p, d): row k is Q_k^T V
+        self._c_bb = np.einsum("kj,kj->k", self._B, self._B)
         if A0 is None:
             self._A0 = None
         else:
@@ -105,43 +111,58 @@ class GradientFlow:
             if A0.shape != (d, p):
                 raise InvalidParameterError(f"A0 must have shape ({d}, {p}), got {A0.shape}.")
             self._A0 = (A0 @ Q).T / math.sqrt(p)  # (p, d): row k is the mode-k component of A(0)/sqrt(p)
-            self._c_ba = np.einsum("kj,kj->k", B, self._A0)
+            self._c_ba = np.einsum("kj,kj->k", self._B, self._A0)
             self._c_aa = np.einsum("kj,kj->k", self._A0, self._A0)
-        self.population = None
+        self._forms: dict = {}
+        self._rotated: tuple | None = None  # (id of U', M' = Q^T U' Q), reused by forms sharing U'
         if population is not None:
-            self._set_population(population)
+            self.add_population(population)
 
-    # -- population part -----------------------------------------------------------------------------
-    def _set_population(self, pop: PopulationStatistics):
-        if pop.U.shape != (self.p, self.p) or pop.V.shape != (self.p, self.d):
-            raise InvalidParameterError("population statistics do not match the training statistics' shapes.")
+    @property
+    def delta(self) -> float:
+        return float(delta_t(self.t))
+
+    # -- quadratic forms -----------------------------------------------------------------------------
+    def add_quadratic_form(self, name: str, U, V, scale: float, constant: float) -> None:
+        """Register c + (1/d)[s Tr(A U A^T)/p + 2 sqrt(s) Tr(A V)/sqrt(p)] to be evaluated along the flow."""
+        if U.shape != (self.p, self.p) or V.shape != (self.p, self.d):
+            raise InvalidParameterError(f"the quadratic form {name!r} does not match the training shapes.")
         Q, B = self.eigenvectors, self._B
-        M = Q.T @ (pop.U @ Q)  # M~ = Q^T U~ Q
-        vt = Q.T @ pop.V
-        self._c_bv = np.einsum("kj,kj->k", B, vt)  # <B_k, V~'_k>
-        self._H_bb = M * (B @ B.T)
+        if self._rotated is None or self._rotated[0] is not U:
+            self._rotated = (U, Q.T @ (U @ Q))
+        M = self._rotated[1]
+        vt = Q.T @ V
+        form = {"scale": float(scale), "constant": float(constant),
+                "c_bv": np.einsum("kj,kj->k", B, vt), "H_bb": M * (B @ B.T)}
         if self._A0 is not None:
             A = self._A0
-            self._c_av = np.einsum("kj,kj->k", A, vt)
-            self._H_ba = M * (B @ A.T)
-            self._H_aa = M * (A @ A.T)
-        self.score_norm = pop.score_norm
-        self.population = pop.info
-        del M
+            form.update(c_av=np.einsum("kj,kj->k", A, vt), H_ba=M * (B @ A.T), H_aa=M * (A @ A.T))
+        self._forms[name] = form
+
+    def add_population(self, pop: PopulationStatistics) -> None:
+        """Test loss (U~, V~ with the population's kappa and c) and score error (U~, Y, 1, E|S|^2/d)."""
+        self.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
+        self.add_quadratic_form("score_error", pop.U, pop.Y, 1.0, pop.score_norm / self.d)
+        self._rotated = None
+
+    @property
+    def population(self):
+        return self._forms.get("test_loss")
 
     # -- mode functions -----------------------------------------------------------------------------
     @property
     def timescales(self) -> np.ndarray:
-        """psi_p/(Delta_t lambda_k) for every mode (inf for the null space of U)."""
+        """psi_p/(kappa lambda_k) for every mode (inf for the null space of U); per-time model:
+        psi_p/(Delta_t lambda_k)."""
         with np.errstate(divide="ignore"):
-            return np.where(self._null, np.inf, self.psi_p / (self.delta * self.eigenvalues))
+            return np.where(self._null, np.inf, self.psi_p / (self.kappa * self.eigenvalues))
 
     def _modes(self, tau):
-        """g_k(tau) = (1 - e^{-2 Delta lambda_k tau/psi_p})/lambda_k and e_k(tau) = e^{-2 Delta lambda_k tau/psi_p},
-        shape (p, T); expm1 keeps g accurate when lambda tau is tiny; g = 2 Delta tau/psi_p in the null space."""
+        """g_k(tau) = (1 - e^{-2 kappa lambda_k tau/psi_p})/lambda_k and e_k(tau) = e^{-2 kappa lambda_k tau/psi_p},
+        shape (p, T); expm1 keeps g accurate when lambda tau is tiny; g = 2 kappa tau/psi_p in the null space."""
         tau = as_tau_array(tau)
         lam = self.eigenvalues[:, None]
-        rate = 2.0 * self.delta / self.psi_p
+        rate = 2.0 * self.kappa / self.psi_p
         finite = np.isfinite(tau)
         taus = np.where(finite, tau, 0.0)[None, :]
         x = rate * lam * taus
@@ -159,55 +180,54 @@ class GradientFlow:
         tau, g, e = self._modes(tau)
         if tau.size != 1:
             raise InvalidParameterError("weights() takes a single tau.")
-        coeff = -(g[:, 0, None] * self._B) / math.sqrt(self.delta)  # (p, d) mode components of A/sqrt(p)
+        coeff = -(g[:, 0, None] * self._B) / math.sqrt(self.kappa)  # (p, d) mode components of A/sqrt(p)
         if self._A0 is not None:
             coeff += e[:, 0, None] * self._A0
         return math.sqrt(self.p) * (self.eigenvectors @ coeff).T
 
     def train_loss(self, tau) -> np.ndarray:
-        """L_train(tau) = 1 + (1/d)[Delta sum_k lambda_k |D_k|^2 + 2 sqrt(Delta) sum_k <D_k, B_k>], D = A Q/sqrt(p)."""
+        """L_train = c + (1/d)[kappa sum_k lambda_k |D_k|^2 + 2 sqrt(kappa) sum_k <D_k, B_k>], O(p) per tau."""
         _, g, e = self._modes(tau)
-        lam, sq = self.eigenvalues[:, None], math.sqrt(self.delta)
+        lam, sq = self.eigenvalues[:, None], math.sqrt(self.kappa)
         bb = self._c_bb[:, None]
-        quad = g * g * bb / self.delta
+        quad = g * g * bb / self.kappa
         lin = -g * bb / sq
         if self._A0 is not None:
             quad += -2.0 / sq * g * e * self._c_ba[:, None] + e * e * self._c_aa[:, None]
             lin += e * self._c_ba[:, None]
-        return 1.0 + (self.delta * np.sum(lam * quad, axis=0) + 2 * sq * np.sum(lin, axis=0)) / self.d
+        return self.constant + (self.kappa * np.sum(lam * quad, axis=0) + 2 * sq * np.sum(lin, axis=0)) / self.d
 
-    def _population_terms(self, g, e):
-        """Tr(D M~ D^T) and Tr(D V~') for D(tau) = A(tau) Q/sqrt(p), vectorised over tau."""
-        if self.population is None:
-            raise InvalidParameterError("test loss and score error need population statistics.")
-        sq = math.sqrt(self.delta)
-        quad = np.einsum("kt,kt->t", g, self._H_bb @ g) / self.delta
-        lin = -np.einsum("kt,k->t", g, self._c_bv) / sq
+    def quadratic_form(self, name: str, tau) -> np.ndarray:
+        """A registered form along the flow: c + (1/d)[s Tr(D M' D^T) + 2 sqrt(s) Tr(D V'')], D = A Q/sqrt(p)."""
+        if name not in self._forms:
+            raise InvalidParameterError(f"{name!r} needs statistics that were not given "
+                                        f"(available: {', '.join(self._forms) or 'none'}).")
+        f = self._forms[name]
+        _, g, e = self._modes(tau)
+        sq = math.sqrt(self.kappa)
+        quad = np.einsum("kt,kt->t", g, f["H_bb"] @ g) / self.kappa
+        lin = -np.einsum("kt,k->t", g, f["c_bv"]) / sq
         if self._A0 is not None:
-            quad += (-2.0 / sq) * np.einsum("kt,kt->t", g, self._H_ba @ e) + np.einsum("kt,kt->t", e, self._H_aa @ e)
-            lin += np.einsum("kt,k->t", e, self._c_av)
-        return quad, lin
+            quad += (-2.0 / sq) * np.einsum("kt,kt->t", g, f["H_ba"] @ e) + np.einsum("kt,kt->t", e, f["H_aa"] @ e)
+            lin += np.einsum("kt,k->t", e, f["c_av"])
+        return f["constant"] + (f["scale"] * quad + 2 * math.sqrt(f["scale"]) * lin) / self.d
 
     def test_loss(self, tau) -> np.ndarray:
-        """L_test(tau) = 1 + (1/d)[Delta Tr(D M~ D^T) + 2 sqrt(Delta) Tr(D V~')]."""
-        _, g, e = self._modes(tau)
-        quad, lin = self._population_terms(g, e)
-        return 1.0 + (self.delta * quad + 2 * math.sqrt(self.delta) * lin) / self.d
+        """L_test(tau) = c + (1/d)[kappa Tr(D M~ D^T) + 2 sqrt(kappa) Tr(D V~')]."""
+        return self.quadratic_form("test_loss", tau)
 
     def score_error(self, tau) -> np.ndarray:
-        """E_score(tau) = (1/d)[Tr(D M~ D^T) + 2 Tr(D Y') + Tr Sigma_t^{-1}], with Y' = V~'/sqrt(Delta)."""
-        _, g, e = self._modes(tau)
-        quad, lin = self._population_terms(g, e)
-        return (quad + 2 * lin / math.sqrt(self.delta) + self.score_norm) / self.d
+        """E_score(tau) = (1/d)[Tr(D M~ D^T) + 2 Tr(D Y') + E|S|^2]."""
+        return self.quadratic_form("score_error", tau)
 
     def curves(self, tau) -> dict:
-        """All losses at the training times ``tau``: keys tau, train_loss and, with population
-        statistics, test_loss, score_error and generalization_gap (test - train)."""
+        """All losses at the training times ``tau``: tau, train_loss, every registered form (test_loss,
+        score_error, ...) and, with a test loss, generalization_gap (test - train)."""
         tau = as_tau_array(tau)
         out = {"tau": tau, "train_loss": self.train_loss(tau)}
-        if self.population is not None:
-            out["test_loss"] = self.test_loss(tau)
-            out["score_error"] = self.score_error(tau)
+        for name in self._forms:
+            out[name] = self.quadratic_form(name, tau)
+        if "test_loss" in out:
             out["generalization_gap"] = out["test_loss"] - out["train_loss"]
         return out
 
@@ -220,46 +240,19 @@ def max_stable_learning_rate(stats: TrainingStatistics) -> float:
     return stats.V.shape[1] * stats.V.shape[0] / (float(delta_t(stats.t)) * lam_max)
 
 
-def train_by_descent(features: RandomFeatures, X, t, tau_checkpoints, learning_rate: float,
-                     rng, optimizer: str = "gd", n_draws: int | None = None, A0=None,
-                     betas=(0.9, 0.999), eps: float = 1e-8, max_steps: int = 10_000_000,
-                     callback=None):
-    """Full-batch gradient descent (or Adam) on the denoising loss at time t.
-
-    Each step draws noise xi for every training point (``n_draws=None``: fresh noise every step, the
-    published procedure; ``n_draws=m``: m draws per point fixed once, the finite-m loss of [GVM]),
-    forms x_t = e^{-t} x + sqrt(Delta_t) xi, and steps along the explicit gradient
-    dL/dA = (2 sqrt(Delta)/(n m d sqrt(p))) R^T phi, R = sqrt(Delta) phi A^T/sqrt(p) + xi.
-    Time is converted to tau = k eta / d^2 (for Adam this is nominal: Adam rescales the step).
-    Returns (tau_reached, list of A at each checkpoint, step_seconds).
-    """
+def descend(draw, A0, learning_rate: float, steps, optimizer: str = "gd", betas=(0.9, 0.999),
+            eps: float = 1e-8, callback=None):
+    """Full-batch gradient descent (or Adam) on a denoising loss of the form
+    L(A) = (1/(N d)) sum_i |k_i phi_i A^T/sqrt(p) + r_i|^2, where each step calls ``draw()`` for a fresh
+    batch (phi (N, p), k (N,) or scalar, r (N, d)).  The gradient is explicit:
+    dL/dA = (2/(N d sqrt(p))) (k R)^T phi with R = k phi A^T/sqrt(p) + r.
+    Returns the weights after each number of steps in ``steps`` and the mean seconds per step."""
     import time
 
     if optimizer not in ("gd", "adam"):
         raise InvalidParameterError(f"optimizer must be 'gd' or 'adam', got {optimizer!r}.")
-    t = check_time(t)
-    X = features.check_data(X)
-    taus = as_tau_array(tau_checkpoints)
-    if not np.all(np.isfinite(taus)):
-        raise InvalidParameterError("step-by-step training cannot reach tau = inf; give finite tau.")
-    lr = check_positive_float("learning_rate", learning_rate)
-    rng = np.random.default_rng(rng)
-    n, d = X.shape
-    p = features.p
-    dt = float(delta_t(t))
-    a_t, sq = float(decay(t)), math.sqrt(dt)
-    steps = np.rint(taus * d * d / lr).astype(np.int64)
-    if steps.max(initial=0) > max_steps:
-        raise InvalidParameterError(f"reaching tau = {taus.max():g} needs {steps.max()} steps at learning rate "
-                                    f"{lr:g}, more than max_steps = {max_steps}.")
-    A = np.zeros((d, p)) if A0 is None else check_finite_array("A0", A0, ndim=2).copy()
-    if A.shape != (d, p):
-        raise InvalidParameterError(f"A0 must have shape ({d}, {p}), got {A.shape}.")
-    if n_draws is not None:
-        m = check_positive_int("n_draws", n_draws)
-        xi_fixed = rng.standard_normal((m, n, d))
-        phi_fixed = features(a_t * X[None] + sq * xi_fixed).reshape(m * n, p)
-        xi_fixed = xi_fixed.reshape(m * n, d)
+    A = A0.copy()
+    d, p = A.shape
     m1 = np.zeros_like(A)
     m2 = np.zeros_like(A)
     order = np.argsort(steps, kind="stable")
@@ -268,24 +261,72 @@ def train_by_descent(features: RandomFeatures, X, t, tau_checkpoints, learning_r
     t0 = time.perf_counter()
     for idx in order:
         while k < steps[idx]:
-            if n_draws is None:
-                xi = rng.standard_normal((n, d))
-                phi = features(a_t * X + sq * xi)
-            else:
-                xi, phi = xi_fixed, phi_fixed
-            R = (sq / math.sqrt(p)) * (phi @ A.T) + xi
-            grad = (2 * sq / (xi.shape[0] * d * math.sqrt(p))) * (R.T @ phi)
+            phi, kap, r = draw()
+            kap = np.broadcast_to(np.asarray(kap, dtype=float), (phi.shape[0],))[:, None]
+            R = kap * (phi @ A.T) / math.sqrt(p) + r
+            grad = (2.0 / (phi.shape[0] * d * math.sqrt(p))) * ((kap * R).T @ phi)
             k += 1
             if optimizer == "gd":
-                A -= lr * grad
+                A -= learning_rate * grad
             else:
                 m1 = betas[0] * m1 + (1 - betas[0]) * grad
                 m2 = betas[1] * m2 + (1 - betas[1]) * grad * grad
-                mhat = m1 / (1 - betas[0] ** k)
-                vhat = m2 / (1 - betas[1] ** k)
-                A -= lr * mhat / (np.sqrt(vhat) + eps)
+                A -= learning_rate * (m1 / (1 - betas[0] ** k)) / (np.sqrt(m2 / (1 - betas[1] ** k)) + eps)
             if callback is not None:
                 callback(k)
         out[idx] = A.copy()
     elapsed = time.perf_counter() - t0
-    return steps * lr / (d * d), out, elapsed / max(int(steps.max(initial=0)), 1)
+    return out, elapsed / max(int(np.max(steps, initial=0)), 1)
+
+
+def checkpoint_steps(tau_checkpoints, learning_rate: float, d: int, max_steps: int) -> np.ndarray:
+    """Steps k = round(tau d^2/eta) reaching each tau (tau = k eta/d^2); validates tau and the budget."""
+    taus = as_tau_array(tau_checkpoints)
+    if not np.all(np.isfinite(taus)):
+        raise InvalidParameterError("step-by-step training cannot reach tau = inf; give finite tau.")
+    steps = np.rint(taus * d * d / learning_rate).astype(np.int64)
+    if steps.max(initial=0) > max_steps:
+        raise InvalidParameterError(f"reaching tau = {taus.max():g} needs {steps.max()} steps at learning rate "
+                                    f"{learning_rate:g}, more than max_steps = {max_steps}.")
+    return steps
+
+
+def train_by_descent(features: RandomFeatures, X, t, tau_checkpoints, learning_rate: float,
+                     rng, optimizer: str = "gd", n_draws: int | None = None, A0=None,
+                     betas=(0.9, 0.999), eps: float = 1e-8, max_steps: int = 10_000_000,
+                     callback=None):
+    """Full-batch gradient descent (or Adam) on the per-time denoising loss at time t.
+
+    Each step draws noise xi for every training point (``n_draws=None``: fresh noise every step, the
+    published procedure; ``n_draws=m``: m draws per point fixed once, the finite-m loss of [GVM]),
+    forms x_t = e^{-t} x + sqrt(Delta_t) xi, and steps along the explicit gradient (:func:`descend` with
+    k = sqrt(Delta_t), r = xi).  Time is converted to tau = k eta / d^2 (for Adam this is nominal: Adam
+    rescales the step).  Returns (tau_reached, list of A at each checkpoint, seconds per step).
+    """
+    t = check_time(t)
+    X = features.check_data(X)
+    lr = check_positive_float("learning_rate", learning_rate)
+    if optimizer not in ("gd", "adam"):
+        raise InvalidParameterError(f"optimizer must be 'gd' or 'adam', got {optimizer!r}.")
+    n, d = X.shape
+    p = features.p
+    steps = checkpoint_steps(tau_checkpoints, lr, d, max_steps)
+    rng = np.random.default_rng(rng)
+    a_t, sq = float(decay(t)), math.sqrt(float(delta_t(t)))
+    A = np.zeros((d, p)) if A0 is None else check_finite_array("A0", A0, ndim=2)
+    if A.shape != (d, p):
+        raise InvalidParameterError(f"A0 must have shape ({d}, {p}), got {A.shape}.")
+    if n_draws is not None:
+        m = check_positive_int("n_draws", n_draws)
+        xi_fixed = rng.standard_normal((m, n, d))
+        phi_fixed = features(a_t * X[None] + sq * xi_fixed).reshape(m * n, p)
+        xi_fixed = xi_fixed.reshape(m * n, d)
+
+        def draw():
+            return phi_fixed, sq, xi_fixed
+    else:
+        def draw():
+            xi = rng.standard_normal((n, d))
+            return features(a_t * X + sq * xi), sq, xi
+    weights, step_seconds = descend(draw, A, lr, steps, optimizer, betas, eps, callback)
+    return steps * lr / (d * d), weights, step_seconds

@@ -91,9 +91,13 @@ class RandomFeatures:
 
 @dataclass
 class TrainingStatistics:
-    """Noise-averaged U (p x p) and V (p x d) of a training set at time t.
+    """Noise-averaged U (p x p) and V (p x d) of a training set, defining the per-dimension loss
 
-    ``n_draws`` is None for the exact average and m for a Monte Carlo estimate with m draws per point.
+        L(A) = c + (kappa/d) Tr(A U A^T)/p + (2 sqrt(kappa)/d) Tr(A V)/sqrt(p).
+
+    For the per-time model at time t, kappa = Delta_t and c = 1 (the defaults, ``loss_scale=None``); the
+    time-integrated model sets its own.  ``n_draws`` is None for the exact noise average and m for a
+    Monte Carlo estimate with m draws per point.
     """
 
     U: np.ndarray
@@ -102,16 +106,25 @@ class TrainingStatistics:
     n: int
     n_draws: int | None = None
     info: dict = field(default_factory=dict)
+    loss_scale: float | None = None
+    loss_constant: float = 1.0
 
     @property
     def delta(self) -> float:
         return float(delta_t(self.t))
 
+    @property
+    def kappa(self) -> float:
+        """The loss scale kappa (Delta_t for the per-time model)."""
+        return self.delta if self.loss_scale is None else float(self.loss_scale)
+
 
 @dataclass
 class PopulationStatistics:
     """Population statistics at time t: U~ = E[phi phi^T], V~ = E[phi xi^T] for fresh data,
-    Y = E_y[phi(y) y^T] Sigma_t^{-1} (y ~ P_t) and ``score_norm`` = E|S(y, t)|^2 = Tr Sigma_t^{-1}."""
+    Y = -E_y[phi(y) S(y)^T] (= E[phi y^T] Sigma_t^{-1} for Gaussian data) and ``score_norm`` = E|S(y, t)|^2.
+    The test loss is c + (kappa/d) Tr(A U~ A^T)/p + (2 sqrt(kappa)/d) Tr(A V~)/sqrt(p) (kappa = Delta_t and
+    c = 1 by default), the score error (1/d)[Tr(A U~ A^T)/p + 2 Tr(A Y)/sqrt(p) + score_norm]."""
 
     U: np.ndarray
     V: np.ndarray
@@ -119,6 +132,12 @@ class PopulationStatistics:
     score_norm: float
     t: float
     info: dict = field(default_factory=dict)
+    loss_scale: float | None = None
+    loss_constant: float = 1.0
+
+    @property
+    def kappa(self) -> float:
+        return float(delta_t(self.t)) if self.loss_scale is None else float(self.loss_scale)
 
 
 def _unit_rows(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
