@@ -32,7 +32,7 @@ all points is extrapolated linearly from the subset (flagged "extrapolated" in t
 
 Run:  python benchmarks/bench_spectrum.py            (default: both cases, 400 points, ~4-6 minutes on 2 cores)
       python benchmarks/bench_spectrum.py --quick    (Fig. 4 case, 40 points, baseline on 8 of them, seconds)
-Writes benchmarks/results/bench_spectrum.json (or --out).
+Writes benchmarks/results/bench_spectrum.json (bench_spectrum_quick.json with --quick; or --out).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from scipy.optimize import root
 
 import rfdm
 from rfdm import spectrum as sp
-from _common import Timer, loadavg, machine_info, print_table, write_json
+from _common import Timer, contention_warning, loadavg, machine_info, print_table, write_json
 
 NAME = "bench_spectrum"
 
@@ -62,6 +62,17 @@ CASES = {
 REAL_BRANCH_FRACTION = 1e-3
 #: a baseline point whose relative density error exceeds this converged to some other (wrong) solution
 WRONG_BRANCH_RTOL = 1e-2
+#: the timed code is single-threaded: CPU/wall below this means it did not have a core to itself
+CPU_OVER_WALL_THRESHOLD = 0.9
+
+
+def contention(label, records, warnings):
+    """Append _common.contention_warning's message for the first of ``records`` that shows contention."""
+    for rec in records:
+        msg = contention_warning(label, rec, threshold=CPU_OVER_WALL_THRESHOLD)
+        if msg:
+            warnings.append(msg)
+            return
 
 
 def parse_args(argv=None):
@@ -284,9 +295,11 @@ def run_case(key, args):
           f"load {loadavg()}) ===")
 
     # -- full density: solve() end to end ------------------------------------------------------------
+    warnings = []
     with Timer() as t_first:
         result = problem.solve(n_points=args.n_points)
     _, solve_t = timed(lambda: problem.solve(n_points=args.n_points), args.solve_repeats)
+    contention("solve()", solve_t["runs"], warnings)
     nb = len(result.bulks)
     n_returned = int(len(result.grid))
     full = {"n_points_requested": args.n_points, "n_points_returned": n_returned,
@@ -324,6 +337,7 @@ def run_case(key, args):
     with Timer() as t_rf_first:
         q_rf, res_rf, conv_rf, _ = problem.stieltjes(lams)
     _, rf_t = timed(lambda: problem.stieltjes(lams), args.repeats)
+    contention("rfdm stieltjes", rf_t["runs"], warnings)
     rf_time = rf_t["median_wall_s"]
     rf = {"first_call": t_rf_first.record(), "repeats": rf_t, "time_s": rf_time,
           "time_definition": f"median of {args.repeats} repeats", "eta_min_rel": sp.ETA_REL,
@@ -337,6 +351,7 @@ def run_case(key, args):
     base = {}
     for name, var in baseline_variants(problem, args).items():
         rec, q_b, done = run_baseline(name, var, lams, q_ref, args)
+        contention(f"baseline {name}", [r for r in (rec["subset_timing"], rec["rest_timing"]) if r], warnings)
         # consistency with rfdm at the same eta (independent solver, same equations)
         if var["settings"]["eps_min_rel"] == sp.ETA_REL:
             d = np.abs(q_b[done] - q_rf[done]) / np.abs(q_rf[done])
@@ -403,6 +418,8 @@ def run_case(key, args):
           f"all points converged {ck['all_points_converged']}, min density (as reported) {ck['min_density']:g} "
           f"(actual min {full['actual_min_density']:.3g}), max density below 0 {ck['max_density_below_zero']:.1e}, "
           f"atom {[round(a['weight'], 6) for a in result.atoms]}")
+    for w in warnings:
+        print("WARNING:", w)
 
     return {"case": {**case, "key": key}, "coefficients": {k: getattr(coeffs, k) for k in
                                                          ("t", "sigma_x2", "a", "b", "v2", "s2", "mu0", "mu1", "norm2")},
@@ -415,7 +432,7 @@ def run_case(key, args):
                        "all_cpu_time": {k: v["ratio_vs_rfdm_cpu_time"] for k, v in base.items()},
                        "definition": "baseline time on all points (measured or extrapolated) / rfdm median time "
                                      "(wall clock; the CPU-time ratio is less sensitive to other jobs)"},
-            "targets_met": targets}
+            "targets_met": targets, "contention_warnings": warnings}
 
 
 def main(argv=None):
@@ -443,7 +460,7 @@ def main(argv=None):
                "provenance": {"measured": ["rfdm stieltjes times", "solve() times", "baseline subset times",
                                            "baseline full times where measured_on_all_points", "all accuracies"],
                               "extrapolated": ["baseline time_all_points_s where measured_on_all_points is false"]}}
-    path = write_json(NAME, payload, args.out)
+    path = write_json(NAME + ("_quick" if args.quick else ""), payload, args.out)
     print(f"\nload at end {payload['loadavg_at_end']}; total {payload['total_wall_s']:.0f} s\nwrote {path}")
     return payload
 

@@ -129,10 +129,10 @@ class Activation:
         z, w = quadrature_rule(rule, kmax)
         f = std[..., None] * z
         f += mean[..., None]
-        f = self.evaluate_inplace(f)
-        a = f @ _hermite_weight_matrix(rule, kmax)
+        f = self.evaluate_inplace(f).reshape(-1, z.size)  # one 2-D GEMM (a stacked matmul is far slower)
+        a = (f @ _hermite_weight_matrix(rule, kmax)).reshape(mean.shape + (kmax + 1,))
         np.square(f, out=f)
-        return a, f @ w
+        return a, (f @ w).reshape(mean.shape)
 
     def select_rule(self, mean_absmax: float, std_max: float, kmax: int, rho_max: float = 1.0):
         """First rule of ``rule_ladder`` whose results agree with the next rule of the same kind to

@@ -93,6 +93,20 @@ def _resolve_size(args, d: int) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
+def _add_model_options(p):
+    p.add_argument("--model", default="per-time", choices=("per-time", "time-integrated"),
+                   help="per-time: one network at time --t; time-integrated: one network for all t ~ U[t-min, t-max] "
+                   "(its score error is reported at --t)")
+    p.add_argument("--t-min", type=float, default=0.01, help="time-integrated: smallest diffusion time (default 0.01)")
+    p.add_argument("--t-max", type=float, default=2.0, help="time-integrated: largest diffusion time (default 2)")
+    p.add_argument("--beta", default="none", choices=("none", "gaussian-skip"),
+                   help="time-integrated: skip term beta_t x (none, or -x/Gamma_t^2)")
+    p.add_argument("--t-quad-tol", type=float, default=1e-5,
+                   help="time-integrated: relative tolerance of the quadrature in t (default 1e-5)")
+    p.add_argument("--t-nodes-max", type=int, default=65,
+                   help="time-integrated: most quadrature nodes in t (default 65)")
+
+
 def _add_dynamics(sub):
     p = sub.add_parser("dynamics", help="train / test loss and score error of the random-features score "
                        "against training time tau (closed form or step-by-step).",
@@ -118,6 +132,7 @@ def _add_dynamics(sub):
     p.add_argument("--lr", type=float, default=None, help="learning rate for gd/adam (default: half the "
                    "stability limit for gd)")
     p.add_argument("--rtol", type=float, default=1e-10, help="relative truncation tolerance of the Mehler series")
+    _add_model_options(p)
     p.add_argument("--out", default="rfdm_results/dynamics", help="output folder (default rfdm_results/dynamics)")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
@@ -147,7 +162,8 @@ def _run_dynamics(args) -> int:
         sigma_spectrum=parse_float_list(args.sigma_spectrum, "--sigma-spectrum"),
         sigma_weights=None if args.sigma_weights is None else parse_float_list(args.sigma_weights, "--sigma-weights"),
         seed=args.seed, tau=tau, method=args.method, noise_draws=args.noise_draws, learning_rate=args.lr,
-        rtol=args.rtol)
+        rtol=args.rtol, model=args.model, t_min=args.t_min, t_max=args.t_max, beta=args.beta,
+        t_rtol=args.t_quad_tol, t_nodes_max=args.t_nodes_max)
     result = exp.compute(config, quiet=args.quiet)
     paths = exp.save(result, args.out)
     if args.json:
@@ -172,6 +188,8 @@ def _add_spectrum(sub):
     p.add_argument("--empirical-d", type=int, default=None, metavar="D",
                    help="also compute the exact noise-averaged U at dimension D, overlay it and report KS")
     p.add_argument("--points", type=int, default=2000, help="density points in all (default 2000)")
+    p.add_argument("--d", type=int, default=None, help="time-integrated model: dimension of the numerical spectrum")
+    _add_model_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of W and X for --empirical-d (default 0)")
     p.add_argument("--out", default="rfdm_results/spectrum", help="output folder (default rfdm_results/spectrum)")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
@@ -184,6 +202,10 @@ def _run_spectrum(args) -> int:
     from .results import to_jsonable
 
     check_output_dir(args.out)
+    if args.model == "time-integrated":
+        return _run_numerical_spectrum(args)
+    if args.d is not None:
+        raise InvalidParameterError("--d is for --model time-integrated; use --empirical-d with the per-time model.")
     config = exp.SpectrumConfig(
         psi_p=args.psi_p, psi_n=args.psi_n, t=args.t, activation=args.activation,
         sigma_spectrum=parse_float_list(args.sigma_spectrum, "--sigma-spectrum"),
@@ -245,6 +267,116 @@ def _run_outlier(args) -> int:
     return 0
 
 
+def _run_numerical_spectrum(args) -> int:
+    from .experiments import timescales as exp
+    from .results import to_jsonable
+
+    if args.d is None:
+        raise InvalidParameterError("--model time-integrated needs --d (the dimension of the numerical spectrum).")
+    if args.empirical_d is not None or args.sigma_spectrum != "1" or args.sigma_weights is not None:
+        raise InvalidParameterError("the time-integrated spectrum takes Sigma = I and no --empirical-d.")
+    config = exp.TimescalesConfig(model="time-integrated", d=args.d, psi_p=args.psi_p, psi_n=(args.psi_n,),
+                                  t_min=args.t_min, t_max=args.t_max, beta=args.beta, t_rtol=args.t_quad_tol,
+                                  activation=args.activation, seed=args.seed, curves=False)
+    result = exp.compute_numerical_spectrum(config, quiet=args.quiet)
+    paths = exp.save_numerical_spectrum(result, args.out)
+    if args.json:
+        summary = {k: result[k] for k in ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem")}
+        print(json.dumps(to_jsonable(dict(summary, config=result["header"]["config"], files=paths))))
+    elif not args.quiet:
+        print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
+    return 0
+
+
+def _add_timescales(sub):
+    p = sub.add_parser("timescales", help="tau_gen and tau_mem against n (tau_mem grows like n, tau_gen flat).",
+                       description="Timescales from the spectrum of U and from the test-loss curves over a range of n "
+                       "(psi_n d), with the fitted slope of log tau_mem against log n.")
+    p.add_argument("--model", default="per-time", choices=("per-time", "time-integrated"))
+    p.add_argument("--d", type=int, default=24, help="data dimension (default 24)")
+    p.add_argument("--psi-p", type=float, default=16.0, help="p/d (default 16)")
+    p.add_argument("--psi-n", default="1,2,4", help="comma list of n/d (default 1,2,4)")
+    p.add_argument("--t", type=float, default=0.01, help="per-time model: diffusion time (default 0.01)")
+    p.add_argument("--t-min", type=float, default=0.01, help="time-integrated: smallest diffusion time")
+    p.add_argument("--t-max", type=float, default=2.0, help="time-integrated: largest diffusion time")
+    p.add_argument("--beta", default="none", choices=("none", "gaussian-skip"), help="time-integrated: skip term")
+    p.add_argument("--t-quad-tol", type=float, default=1e-5, help="time-integrated: quadrature tolerance in t")
+    p.add_argument("--activation", default="tanh", help=f"one of {', '.join(available_activations())}")
+    p.add_argument("--no-curves", action="store_true", help="skip the test-loss curves (spectrum only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="rfdm_results/timescales", help="output folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.set_defaults(func=_run_timescales)
+
+
+def _run_timescales(args) -> int:
+    from .experiments import timescales as exp
+    from .results import to_jsonable
+
+    check_output_dir(args.out)
+    config = exp.TimescalesConfig(model=args.model, d=args.d, psi_p=args.psi_p,
+                                  psi_n=parse_float_list(args.psi_n, "--psi-n"), t=args.t, t_min=args.t_min,
+                                  t_max=args.t_max, beta=args.beta, t_rtol=args.t_quad_tol,
+                                  activation=args.activation, seed=args.seed, curves=not args.no_curves)
+    result = exp.compute_scaling(config, quiet=args.quiet)
+    paths = exp.save_scaling(result, args.out)
+    if args.json:
+        print(json.dumps(to_jsonable(dict(exp.scaling_summary(result), files=paths))))
+    elif not args.quiet:
+        print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
+    return 0
+
+
+def _add_reproduce(sub):
+    p = sub.add_parser("figure", help="compute and plot one registered figure of the talk (--list lists them).")
+    p.add_argument("id", nargs="?", help="figure ID")
+    p.add_argument("--list", action="store_true", help="list the figure IDs")
+    p.add_argument("--preset", default="quick", choices=("quick", "paper", "tiny"))
+    p.add_argument("--out", default="rfdm_results/figures", help="output folder")
+    p.set_defaults(func=_run_figure)
+    p = sub.add_parser("reproduce", help="the quick preset of every figure and one HTML report (the main job).")
+    p.add_argument("--preset", default="quick", choices=("quick", "paper", "tiny"))
+    p.add_argument("--only", default=None, help="comma list of figure IDs (default: all)")
+    p.add_argument("--out", default="rfdm_results/reproduce", help="output folder (default rfdm_results/reproduce)")
+    p.set_defaults(func=_run_reproduce)
+
+
+def _run_figure(args) -> int:
+    from . import registry
+
+    if args.list:
+        for f in registry.all_figures():
+            print(f"{f.id:28s} {f.title}")
+        return 0
+    if not args.id:
+        raise InvalidParameterError("give a figure ID or --list.")
+    registry.get_figure(args.id)
+    check_output_dir(args.out)
+    res = registry.run_figure(args.id, args.preset, args.out)
+    print(json.dumps(res))
+    return 0
+
+
+def _run_reproduce(args) -> int:
+    from . import registry
+    from .report import write_report
+
+    ids = [f.id for f in registry.all_figures()] if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
+    for fid in ids:
+        registry.get_figure(fid)
+    check_output_dir(args.out)
+    entries = []
+    for k, fid in enumerate(ids, 1):
+        print(f"[rfdm reproduce] ({k}/{len(ids)}) {fid} ...", file=sys.stderr, flush=True)
+        entries.append(registry.run_figure(fid, args.preset, args.out))
+        print(f"[rfdm reproduce] ({k}/{len(ids)}) {fid} done in {entries[-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = write_report(entries, Path(args.out) / "report.html", args.preset)
+    print(f"report: {Path(path).resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rfdm", description="A solvable model of generative diffusion: random-features "
                      "score networks, exact training dynamics, spectra and memorization.")
@@ -253,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dynamics(sub)
     _add_spectrum(sub)
     _add_outlier(sub)
+    _add_timescales(sub)
+    _add_reproduce(sub)
     return parser
 
 

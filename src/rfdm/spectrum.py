@@ -279,7 +279,7 @@ class SpectralProblem:
         lefts, rights = edges[0::2], edges[1::2]
         atom_w, atom_err = self.atom_weight(s2)
         atoms = [{"position": s2, "weight": atom_w}] if atom_w > 1e-9 else []
-        per_bulk = max(64, n_points // max(len(lefts), 1))
+        per_bulk = max(64, -(-n_points // max(len(lefts), 1)))  # ceil: at least n_points in all
         j = np.arange(1, per_bulk + 1)
         theta = j * math.pi / (per_bulk + 1)
         bulks, grids, dens, res_all, conv_all = [], [], [], [], []
@@ -303,7 +303,7 @@ class SpectralProblem:
         total = sum(b["mass"] for b in bulks) + sum(a["weight"] for a in atoms)
         below = self.stieltjes(np.array([-top, -1e-3 * top, -0.5 * s2]))[0].imag / math.pi
         checks = {"max_residual": float(residual.max(initial=0.0)), "all_points_converged": bool(converged.all()),
-                  "min_density": float(density.min(initial=0.0)), "max_density_below_zero": float(np.max(below)),
+                  "min_density": float(density.min()) if density.size else 0.0, "max_density_below_zero": float(np.max(below)),
                   "total_mass": float(total), "atom_weight_error": atom_err}
         ok = (checks["all_points_converged"] and checks["min_density"] >= 0
               and checks["max_density_below_zero"] < 1e-6 * max(float(density.max(initial=1.0)), 1.0)

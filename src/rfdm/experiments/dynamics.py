@@ -19,11 +19,13 @@ from ..data import GaussianData
 from ..dynamics import (GradientFlow, as_tau_array, loss_of_weights, max_stable_learning_rate,
                         score_error_of_weights, train_by_descent)
 from ..errors import InvalidParameterError, check_positive_float, check_positive_int
-from ..features import (RandomFeatures, monte_carlo_statistics, noise_averaged_statistics,
-                        population_statistics)
+from ..features import (PopulationStatistics, RandomFeatures, monte_carlo_statistics,
+                        noise_averaged_statistics, population_statistics)
 from ..results import provenance
+from ..time_integrated import BETAS, TimeIntegratedModel, check_time_window
 
 METHODS = ("exact", "gd", "adam")
+MODELS = ("per-time", "time-integrated")
 #: the default learning rate of gd/adam gives the first positive checkpoint at least this many steps
 MIN_STEPS = 20
 
@@ -45,6 +47,12 @@ class DynamicsConfig:
     noise_draws: int | None = None
     learning_rate: float | None = None
     rtol: float = 1e-10
+    model: str = "per-time"
+    t_min: float = 0.01
+    t_max: float = 2.0
+    beta: str = "none"
+    t_rtol: float = 1e-5
+    t_nodes_max: int = 65
 
     def __post_init__(self):
         self.d = check_positive_int("d", self.d)
@@ -63,6 +71,16 @@ class DynamicsConfig:
         if self.learning_rate is not None:
             self.learning_rate = check_positive_float("learning rate", self.learning_rate)
         self.rtol = check_positive_float("rtol", self.rtol)
+        if self.model not in MODELS:
+            raise InvalidParameterError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
+        if self.model == "time-integrated":
+            self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)
+            if self.beta not in BETAS:
+                raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
+            self.t_rtol = check_positive_float("t quadrature tolerance", self.t_rtol)
+            self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
+            if self.noise_draws is not None:
+                raise InvalidParameterError("finite noise draws are supported for the per-time model only.")
         self.seed = int(self.seed)
         self.law()  # validates the spectrum
 
@@ -90,25 +108,42 @@ def _log(msg: str, quiet: bool) -> None:
 
 def compute(config: DynamicsConfig, quiet: bool = True) -> dict:
     """Run the experiment; returns a dict of arrays plus ``header`` (config, version, seed) and ``info``."""
-    seeds = np.random.SeedSequence(config.seed).spawn(3)
-    rng_w, rng_x, rng_noise = (np.random.default_rng(s) for s in seeds)
+    seeds = np.random.SeedSequence(config.seed).spawn(4)
+    rng_w, rng_x, rng_noise = (np.random.default_rng(s) for s in seeds[:3])
+    seeds_b = seeds[3]
     law = config.law()
     features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
     X = law.sample(config.n, rng_x)
     tau = np.asarray(config.tau)
-    _log(f"statistics of the training set (d={config.d}, p={config.p}, n={config.n}, t={config.t:g})", quiet)
-    if config.noise_draws is not None and config.method == "exact":
-        stats = monte_carlo_statistics(features, X, config.t, config.noise_draws, rng_noise)
+    _log(f"statistics of the training set (d={config.d}, p={config.p}, n={config.n}, t={config.t:g}, "
+         f"model {config.model})", quiet)
+    model = None
+    if config.model == "time-integrated":
+        model = TimeIntegratedModel.sample(features, np.random.default_rng(seeds_b), t_min=config.t_min,
+                                           t_max=config.t_max, beta=config.beta, sigma_x2=law.spectrum.mean(),
+                                           t_rtol=config.t_rtol, t_nodes_max=config.t_nodes_max)
+        stats = model.training_statistics(X, rtol=config.rtol)
+        _log("population statistics", quiet)
+        pop = model.population_statistics(law, rtol=config.rtol)
+        Us, Vs, cs = model.score_error_form(law, config.t, rtol=config.rtol)
+        score_pop = PopulationStatistics(U=Us, V=Vs, Y=Vs, score_norm=cs * config.d, t=config.t)
     else:
-        stats = noise_averaged_statistics(features, X, config.t, rtol=config.rtol)
-    _log("population statistics", quiet)
-    pop = population_statistics(features, law, config.t, rtol=config.rtol)
+        if config.noise_draws is not None and config.method == "exact":
+            stats = monte_carlo_statistics(features, X, config.t, config.noise_draws, rng_noise)
+        else:
+            stats = noise_averaged_statistics(features, X, config.t, rtol=config.rtol)
+        _log("population statistics", quiet)
+        pop = score_pop = population_statistics(features, law, config.t, rtol=config.rtol)
     info = {"truncation_order": stats.info.get("truncation_order"),
             "relative_truncation_bound": stats.info.get("relative_truncation_bound"),
-            "population_truncation_order": pop.info["truncation_order"]}
+            "population_truncation_order": pop.info.get("truncation_order"),
+            "t_quadrature_nodes": stats.info.get("t_nodes"),
+            "t_quadrature_change": stats.info.get("t_quadrature_change")}
     if config.method == "exact":
         _log("eigendecomposition of U and closed-form curves", quiet)
-        flow = GradientFlow(stats, pop, overwrite=True)
+        flow = GradientFlow(stats, overwrite=True)
+        flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
+        flow.add_quadratic_form("score_error", score_pop.U, score_pop.Y, 1.0, score_pop.score_norm / config.d)
         curves = flow.curves(tau)
         eigenvalues, timescales = flow.eigenvalues, flow.timescales
     else:
@@ -123,13 +158,16 @@ def compute(config: DynamicsConfig, quiet: bool = True) -> dict:
         info["learning_rate"] = lr
         _log(f"{config.method} with {'fresh' if config.noise_draws is None else config.noise_draws} noise draws, "
              f"learning rate {lr:.4g}", quiet)
-        tau_reached, weights, step_seconds = train_by_descent(
-            features, X, config.t, tau, lr, rng_noise, optimizer=config.method, n_draws=config.noise_draws)
+        if model is None:
+            tau_reached, weights, step_seconds = train_by_descent(
+                features, X, config.t, tau, lr, rng_noise, optimizer=config.method, n_draws=config.noise_draws)
+        else:
+            tau_reached, weights, step_seconds = model.train_by_descent(X, tau, lr, rng_noise, optimizer=config.method)
         info["seconds_per_step"] = step_seconds
         curves = {"tau": tau_reached,
                   "train_loss": np.array([loss_of_weights(A, stats) for A in weights]),
                   "test_loss": np.array([loss_of_weights(A, pop) for A in weights]),
-                  "score_error": np.array([score_error_of_weights(A, pop) for A in weights])}
+                  "score_error": np.array([score_error_of_weights(A, score_pop) for A in weights])}
         curves["generalization_gap"] = curves["test_loss"] - curves["train_loss"]
         flow = GradientFlow(stats, overwrite=True)
         eigenvalues, timescales = flow.eigenvalues, flow.timescales
@@ -209,7 +247,8 @@ def plot(result: dict, path) -> None:
     else:
         ax.set_yscale("log")
     ax.set_ylabel("loss (per dimension)")
-    ax.set_title(f"{cfg['activation']}, d={cfg['d']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, "
+    model = cfg.get("model", "per-time")
+    ax.set_title(f"{model}: {cfg['activation']}, d={cfg['d']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, "
                  f"t={cfg['t']:g}, method={cfg['method']}  (dotted: tau = inf)", fontsize=9)
     ax.legend()
     if ts.size:

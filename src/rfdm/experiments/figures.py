@@ -1,0 +1,151 @@
+"""Additional figures of the talk built from the experiments: the loss curves for several n with tau_mem
+marked and collapsing in tau/tau_mem ([B25] Fig. 5), the generalization-gap heatmap over (psi_n, psi_p) and the
+theoretical timescales against n.  Each has compute() -> dataset on disk and plot(dataset)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..data import GaussianData
+from ..dynamics import GradientFlow
+from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
+from ..results import provenance, read_npz, staged_output, write_npz
+from ..spectrum import SpectralProblem, gep_coefficients
+
+
+def _flow(d, p, n, t, activation, seed):
+    rng_w, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, n, p]).spawn(2))
+    law = GaussianData(d)
+    features = RandomFeatures.sample(d, p, activation, rng_w)
+    X = law.sample(n, rng_x)
+    return GradientFlow(noise_averaged_statistics(features, X, t), population_statistics(features, law, t),
+                        overwrite=True)
+
+
+def compute_loss_curves(out_dir, d=24, psi_p=32.0, psi_ns=(2.0, 4.0, 8.0), t=0.01, activation="tanh", seed=0):
+    """Train/test loss against tau for several n; tau_mem from the spectral theory for each psi_n."""
+    p = int(round(psi_p * d))
+    tau = np.logspace(-1, 8, 181)
+    arrays, meta = {"tau": tau}, {"psi_n": [], "tau_mem": [], "tau_gen": []}
+    coeffs = gep_coefficients(activation, t)
+    for psi_n in psi_ns:
+        n = int(round(psi_n * d))
+        curves = _flow(d, p, n, t, activation, seed).curves(tau)
+        ts = SpectralProblem(coeffs, psi_p, psi_n).solve(n_points=400).timescales()
+        arrays[f"train_{n}"] = curves["train_loss"]
+        arrays[f"test_{n}"] = curves["test_loss"]
+        meta["psi_n"].append(psi_n)
+        meta["tau_mem"].append(ts["tau_mem"])
+        meta["tau_gen"].append(ts["tau_gen"])
+    config = {"d": d, "psi_p": psi_p, "psi_n": list(psi_ns), "t": t, "activation": activation, "seed": seed}
+    header = dict(provenance(config, seed), meta=meta)
+    with staged_output(out_dir) as stage:
+        write_npz(stage / "loss_curves.npz", arrays, header)
+        plot_loss_curves(stage / "loss_curves.npz", stage / "loss_curves.png")
+    return {"data": str(Path(out_dir) / "loss_curves.npz"), "figure": str(Path(out_dir) / "loss_curves.png"),
+            "meta": meta}
+
+
+def plot_loss_curves(data_path, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arrays, header = read_npz(data_path)
+    meta, cfg = header["meta"], header["config"]
+    tau = arrays["tau"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, (psi_n, tm) in enumerate(zip(meta["psi_n"], meta["tau_mem"])):
+        n = int(round(psi_n * cfg["d"]))
+        for ax, x in ((axes[0], tau), (axes[1], tau / tm)):
+            ax.plot(x, arrays[f"test_{n}"], color=f"C{k}", label=f"test, n={n}")
+            ax.plot(x, arrays[f"train_{n}"], color=f"C{k}", ls="--", label=f"train, n={n}")
+        axes[0].axvline(tm, color=f"C{k}", ls=":", lw=1)
+    axes[0].set_xlabel(r"$\tau$ (dotted: $\tau_{mem}$ from the spectrum)")
+    axes[1].set_xlabel(r"$\tau/\tau_{mem}$")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_ylabel("loss")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{cfg['activation']}, d={cfg['d']}, psi_p={cfg['psi_p']:g}, t={cfg['t']:g}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compute_gap_heatmap(out_dir, d=16, psi_ps=(4.0, 8.0, 16.0, 32.0), psi_ns=(0.5, 1.0, 2.0, 4.0, 8.0),
+                        tau=1e4, t=0.01, activation="tanh", seed=0):
+    """Generalization gap (test - train) at a fixed tau over a grid of (psi_n, psi_p)."""
+    gap = np.zeros((len(psi_ps), len(psi_ns)))
+    for i, psi_p in enumerate(psi_ps):
+        for j, psi_n in enumerate(psi_ns):
+            c = _flow(d, int(round(psi_p * d)), int(round(psi_n * d)), t, activation, seed).curves(np.array([tau]))
+            gap[i, j] = c["generalization_gap"][0]
+    config = {"d": d, "psi_p": list(psi_ps), "psi_n": list(psi_ns), "tau": tau, "t": t, "activation": activation}
+    with staged_output(out_dir) as stage:
+        write_npz(stage / "gap_heatmap.npz", {"gap": gap}, provenance(config, seed))
+        plot_gap_heatmap(stage / "gap_heatmap.npz", stage / "gap_heatmap.png")
+    return {"data": str(Path(out_dir) / "gap_heatmap.npz"), "figure": str(Path(out_dir) / "gap_heatmap.png"),
+            "gap": gap}
+
+
+def plot_gap_heatmap(data_path, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arrays, header = read_npz(data_path)
+    cfg = header["config"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    im = ax.imshow(np.log10(np.maximum(arrays["gap"], 1e-6)), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(cfg["psi_n"])), [f"{x:g}" for x in cfg["psi_n"]])
+    ax.set_yticks(range(len(cfg["psi_p"])), [f"{x:g}" for x in cfg["psi_p"]])
+    ax.set_xlabel(r"$\psi_n = n/d$")
+    ax.set_ylabel(r"$\psi_p = p/d$")
+    fig.colorbar(im, label=r"$\log_{10}$ generalization gap")
+    ax.set_title(f"gap at tau={cfg['tau']:g}, t={cfg['t']:g}, d={cfg['d']} (large for p > n)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compute_theory_timescales(out_dir, psi_p=64.0, psi_ns=(1.0, 2.0, 4.0, 8.0, 16.0), t=0.01, activation="tanh"):
+    """tau_gen and tau_mem from the spectral theory against psi_n (tau_mem ~ n when psi_p >> psi_n)."""
+    coeffs = gep_coefficients(activation, t)
+    rows = [SpectralProblem(coeffs, psi_p, psi_n).solve(n_points=400).timescales() for psi_n in psi_ns]
+    tm = np.array([r["tau_mem"] if r["tau_mem"] is not None else np.nan for r in rows])
+    tg = np.array([r["tau_gen"] for r in rows])
+    ok = np.isfinite(tm)
+    slope = float(np.polyfit(np.log(np.array(psi_ns)[ok]), np.log(tm[ok]), 1)[0]) if ok.sum() >= 2 else None
+    config = {"psi_p": psi_p, "psi_n": list(psi_ns), "t": t, "activation": activation}
+    header = dict(provenance(config, 0), slope_tau_mem=slope)
+    with staged_output(out_dir) as stage:
+        write_npz(stage / "theory_timescales.npz", {"psi_n": np.array(psi_ns), "tau_mem": tm, "tau_gen": tg}, header)
+        plot_theory_timescales(stage / "theory_timescales.npz", stage / "theory_timescales.png")
+    return {"data": str(Path(out_dir) / "theory_timescales.npz"),
+            "figure": str(Path(out_dir) / "theory_timescales.png"), "slope_tau_mem": slope,
+            "tau_gen": tg.tolist(), "tau_mem": tm.tolist()}
+
+
+def plot_theory_timescales(data_path, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arrays, header = read_npz(data_path)
+    cfg = header["config"]
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot(arrays["psi_n"], arrays["tau_mem"], "o-", color="C3", label=rf"$\tau_{{mem}}$ (slope {header['slope_tau_mem']:.2f})")
+    ax.plot(arrays["psi_n"], arrays["tau_gen"], "s-", color="C0", label=r"$\tau_{gen}$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\psi_n = n/d$")
+    ax.set_ylabel(r"$\tau$")
+    ax.set_title(f"spectral theory, psi_p={cfg['psi_p']:g}, t={cfg['t']:g}, {cfg['activation']}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,299 @@
+"""Metrics of generated samples (THEORY §5, §6): memorization, mixture statistics, distances between laws.
+
+* :func:`nearest_neighbours` — the k nearest reference points of every query, computed over blocks of
+  queries x blocks of reference points whose size is set by a memory budget (never an N x n x d array, nor
+  an N x n matrix unless it fits the budget); the distances of the selected pairs are recomputed directly
+  as |q - r| at the end, so the expansion |q|^2 - 2 q.r + |r|^2 used for the search costs no precision.
+* :func:`memorization_fraction` — a sample is memorized when d_1/d_2 < threshold (default 1/3), d_1 and d_2
+  its distances to the nearest and second-nearest training points ([B24], [B25]); the fraction comes with
+  a percentile bootstrap interval.
+* :func:`mixture_statistics` — for the two-cluster mixture: each sample is assigned to the nearer of the
+  two centres (the sign of x.m); per mode, the fraction, and the mean and variance along m and across it.
+* :func:`energy_distance` (blocked) and :func:`sliced_wasserstein` — distances between the generated and a
+  target law, from samples of each.
+* :func:`gaussian_kl` — KL(N(mu, C) || N(mu_0, C_0)) in closed form, and :func:`gaussian_kl_of_samples`
+  with the value d(d+3)/(4N) it has on average for N exact samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidParameterError, check_finite_array, check_positive_float, check_positive_int
+
+#: default memory for the distance blocks, in bytes
+DEFAULT_BLOCK_BUDGET = 32 * 2 ** 20
+MEMORIZATION_THRESHOLD = 1.0 / 3.0
+
+
+def _pair(x, y, xname, yname):
+    x = check_finite_array(xname, x, ndim=2)
+    y = check_finite_array(yname, y, ndim=2)
+    if x.shape[1] != y.shape[1]:
+        raise InvalidParameterError(f"{xname} has dimension {x.shape[1]} but {yname} has {y.shape[1]}.")
+    return x, y
+
+
+def _blocks(n_rows: int, n_cols: int, budget: int, arrays: int):
+    """Block sizes (rows, cols) with ``arrays`` float64/int64 arrays of rows x cols within ``budget`` bytes."""
+    words = max(1, int(budget) // (8 * arrays))
+    cols = int(max(1, min(n_cols, words // max(1, min(n_rows, 256)))))
+    rows = int(max(1, min(n_rows, words // cols)))
+    return rows, cols
+
+
+def _sq_dist_block(q, q2, r, r2):
+    """|q_i - r_j|^2 for a block (expansion, clipped at 0)."""
+    D = q @ r.T
+    D *= -2.0
+    D += q2[:, None]
+    D += r2[None, :]
+    np.maximum(D, 0.0, out=D)
+    return D
+
+
+def nearest_neighbours(queries, reference, k: int = 2, memory_budget: int = DEFAULT_BLOCK_BUDGET):
+    """Distances (N, k) and indices (N, k) of the k nearest reference points of every query, nearest first.
+
+    Work in blocks of queries x reference points with at most two rows x cols arrays (the squared
+    distances and argpartition's indices) within ``memory_budget`` bytes; a running top-k is merged block
+    by block.  The final distances are recomputed as |q - r| for the k selected pairs.
+    """
+    q, r = _pair(queries, reference, "queries", "reference")
+    k = check_positive_int("k", k)
+    if k > r.shape[0]:
+        raise InvalidParameterError(f"asked for {k} nearest neighbours among {r.shape[0]} reference points.")
+    budget = check_positive_int("memory_budget", memory_budget)
+    N, n = q.shape[0], r.shape[0]
+    rows, cols = _blocks(N, n, budget, 2)
+    rows = int(max(1, min(rows, budget // (8 * k * (q.shape[1] + 6)))))  # the final (rows, k, d) differences
+    q2 = np.einsum("ij,ij->i", q, q)
+    r2 = np.einsum("ij,ij->i", r, r)
+    dist = np.empty((N, k))
+    idx = np.empty((N, k), dtype=np.int64)
+    for a in range(0, N, rows):
+        qa, qa2 = q[a:a + rows], q2[a:a + rows]
+        m = qa.shape[0]
+        best_d = np.full((m, k), np.inf)
+        best_i = np.full((m, k), -1, dtype=np.int64)
+        for c in range(0, n, cols):
+            D = _sq_dist_block(qa, qa2, r[c:c + cols], r2[c:c + cols])
+            kk = min(k, D.shape[1])
+            part = np.argpartition(D, kk - 1, axis=1)[:, :kk] if kk < D.shape[1] else \
+                np.broadcast_to(np.arange(D.shape[1]), (m, D.shape[1]))
+            cand_d = np.take_along_axis(D, part, axis=1)
+            del D
+            all_d = np.concatenate([best_d, cand_d], axis=1)
+            all_i = np.concatenate([best_i, part + c], axis=1)
+            sel = np.argsort(all_d, axis=1, kind="stable")[:, :k]
+            best_d = np.take_along_axis(all_d, sel, axis=1)
+            best_i = np.take_along_axis(all_i, sel, axis=1)
+        # exact distances of the selected pairs, then the final order
+        diff = qa[:, None, :] - r[best_i]
+        exact = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        order = np.argsort(exact, axis=1, kind="stable")
+        dist[a:a + rows] = np.take_along_axis(exact, order, axis=1)
+        idx[a:a + rows] = np.take_along_axis(best_i, order, axis=1)
+    return dist, idx
+
+
+def distance_ratios(samples, training, memory_budget: int = DEFAULT_BLOCK_BUDGET) -> np.ndarray:
+    """d_1/d_2 for every sample (nearest over second-nearest training distance); 0/0 counts as 0 (a sample
+    on a training point that appears twice)."""
+    training = check_finite_array("training set", training, ndim=2)
+    if training.shape[0] < 2:
+        raise InvalidParameterError(f"the memorization fraction needs at least 2 training points, got "
+                                    f"{training.shape[0]}.")
+    dist, _ = nearest_neighbours(samples, training, 2, memory_budget)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = dist[:, 0] / dist[:, 1]
+    ratio[dist[:, 1] == 0] = 0.0
+    return ratio
+
+
+@dataclass
+class Memorization:
+    """f_mem with its bootstrap interval; ``ratios`` are the d_1/d_2 of every sample."""
+
+    fraction: float
+    interval: tuple
+    n_memorized: int
+    n_samples: int
+    threshold: float
+    confidence: float
+    ratios: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {"f_mem": self.fraction, "f_mem_ci": list(self.interval), "n_memorized": self.n_memorized,
+                "n_samples": self.n_samples, "threshold": self.threshold, "confidence": self.confidence}
+
+
+def bootstrap_interval(n_success: int, n_total: int, confidence: float = 0.95, n_boot: int = 4000,
+                       seed=0) -> tuple:
+    """Percentile bootstrap interval of a fraction of 0/1 outcomes.
+
+    Resampling the n outcomes with replacement gives a count of successes distributed exactly as
+    Binomial(n, k/n), so the bootstrap replicates are drawn from that law directly (same distribution, no
+    n x n_boot array).  Returns (low, high) at the given two-sided confidence.
+    """
+    n_total = check_positive_int("number of samples", n_total)
+    if not 0 <= n_success <= n_total:
+        raise InvalidParameterError("the number of successes must lie between 0 and the number of samples.")
+    confidence = check_positive_float("confidence", confidence)
+    if confidence >= 1:
+        raise InvalidParameterError(f"confidence must be in (0, 1), got {confidence:g}.")
+    n_boot = check_positive_int("n_boot", n_boot)
+    rng = np.random.default_rng(seed)
+    reps = rng.binomial(n_total, n_success / n_total, size=n_boot) / n_total
+    lo, hi = np.quantile(reps, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+def memorization_fraction(samples, training, threshold: float = MEMORIZATION_THRESHOLD,
+                          confidence: float = 0.95, n_boot: int = 4000, seed=0,
+                          memory_budget: int = DEFAULT_BLOCK_BUDGET) -> Memorization:
+    """Fraction of samples with d_1/d_2 < ``threshold`` and its percentile bootstrap interval."""
+    threshold = check_positive_float("threshold", threshold)
+    ratios = distance_ratios(samples, training, memory_budget)
+    k = int(np.count_nonzero(ratios < threshold))
+    n = ratios.size
+    lo, hi = bootstrap_interval(k, n, confidence, n_boot, seed)
+    return Memorization(fraction=k / n, interval=(lo, hi), n_memorized=k, n_samples=n, threshold=threshold,
+                        confidence=confidence, ratios=ratios)
+
+
+def mixture_statistics(samples, m) -> dict:
+    """Statistics of samples of a two-cluster mixture with centres +-m (any positive multiple of m).
+
+    Each sample goes to the mode of the nearer centre, i.e. + when x.m > 0.  Per mode (+, -): the fraction
+    of samples, the mean and the variance of the coordinate s = x.m/|m| along m, and the variance across m,
+    (1/(d-1)) times the summed variance of the other d - 1 coordinates.  Variances are unbiased (ddof = 1);
+    a mode with fewer than 2 samples gets nan.  Also the totals over all samples (``*_total``).
+    """
+    x = check_finite_array("samples", samples, ndim=2)
+    m = check_finite_array("m", m, ndim=1)
+    if m.size != x.shape[1]:
+        raise InvalidParameterError(f"m has length {m.size} but the samples have dimension {x.shape[1]}.")
+    norm = float(np.linalg.norm(m))
+    if norm == 0:
+        raise InvalidParameterError("m must not be the zero vector.")
+    u = m / norm
+    d = x.shape[1]
+    s = x @ u
+
+    def stats(sel):
+        xs, ss = x[sel], s[sel]
+        if ss.size < 2:
+            return math.nan, math.nan, math.nan
+        var_along = float(np.var(ss, ddof=1))
+        total = float(np.sum(np.var(xs, axis=0, ddof=1)))
+        across = (total - var_along) / (d - 1) if d > 1 else math.nan
+        return float(np.mean(ss)), var_along, across
+
+    plus = s > 0
+    out = {"mode_fractions": [float(np.mean(plus)), float(np.mean(~plus))]}
+    rows = [stats(plus), stats(~plus)]
+    out["mean_along_m"] = [r[0] for r in rows]
+    out["var_along_m"] = [r[1] for r in rows]
+    out["var_across_m"] = [r[2] for r in rows]
+    tot = stats(np.ones(s.size, bool))
+    out["mean_along_m_total"], out["var_along_m_total"], out["var_across_m_total"] = tot
+    return out
+
+
+def _pairwise_distance_sum(x, y, budget, same: bool) -> float:
+    """sum_{i,j} |x_i - y_j| in blocks (diagonal excluded when ``same``)."""
+    x2 = np.einsum("ij,ij->i", x, x)
+    y2 = np.einsum("ij,ij->i", y, y)
+    rows, cols = _blocks(x.shape[0], y.shape[0], budget, 2)
+    total = 0.0
+    for a in range(0, x.shape[0], rows):
+        for c in range(0, y.shape[0], cols):
+            D = _sq_dist_block(x[a:a + rows], x2[a:a + rows], y[c:c + cols], y2[c:c + cols])
+            if same:
+                i = np.arange(max(a, c), min(a + D.shape[0], c + D.shape[1]))
+                D[i - a, i - c] = 0.0
+            np.sqrt(D, out=D)
+            total += float(D.sum())
+    return total
+
+
+def energy_distance(x, y, memory_budget: int = DEFAULT_BLOCK_BUDGET) -> float:
+    """Squared energy distance D^2 = 2 E|X - Y| - E|X - X'| - E|Y - Y'| between the laws of two samples.
+
+    The cross term is the mean over all pairs, the within terms are U-statistics (i != j), so the estimate
+    is unbiased; it is 0 in expectation when the laws coincide and >= 0 for the laws themselves.  Computed
+    in blocks within ``memory_budget`` bytes.
+    """
+    x, y = _pair(x, y, "x", "y")
+    if x.shape[0] < 2 or y.shape[0] < 2:
+        raise InvalidParameterError("the energy distance needs at least 2 points in each sample.")
+    budget = check_positive_int("memory_budget", memory_budget)
+    nx, ny = x.shape[0], y.shape[0]
+    cross = _pairwise_distance_sum(x, y, budget, False) / (nx * ny)
+    xx = _pairwise_distance_sum(x, x, budget, True) / (nx * (nx - 1))
+    yy = _pairwise_distance_sum(y, y, budget, True) / (ny * (ny - 1))
+    return float(2 * cross - xx - yy)
+
+
+def wasserstein_1d(a, b) -> float:
+    """Exact W_2 between the empirical laws of two 1-D samples (any sizes): the integral over u in (0, 1)
+    of the squared difference of their quantile functions, on the union of the steps k/n and j/m."""
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    na, nb = a.size, b.size
+    cuts = np.unique(np.concatenate([np.arange(na + 1) / na, np.arange(nb + 1) / nb]))
+    mid = 0.5 * (cuts[:-1] + cuts[1:])
+    qa = a[np.minimum((mid * na).astype(np.int64), na - 1)]
+    qb = b[np.minimum((mid * nb).astype(np.int64), nb - 1)]
+    return float(math.sqrt(np.sum(np.diff(cuts) * (qa - qb) ** 2)))
+
+
+def sliced_wasserstein(x, y, n_projections: int = 200, seed=0) -> float:
+    """Sliced 2-Wasserstein distance: sqrt of the mean over ``n_projections`` uniformly random unit
+    directions theta (drawn from ``seed``) of W_2^2 between the projected samples theta.x and theta.y."""
+    x, y = _pair(x, y, "x", "y")
+    n_projections = check_positive_int("n_projections", n_projections)
+    rng = np.random.default_rng(seed)
+    theta = rng.standard_normal((x.shape[1], n_projections))
+    theta /= np.linalg.norm(theta, axis=0)
+    px, py = x @ theta, y @ theta
+    w2 = [wasserstein_1d(px[:, j], py[:, j]) ** 2 for j in range(n_projections)]
+    return float(math.sqrt(np.mean(w2)))
+
+
+def gaussian_kl(mean, cov, cov_target, mean_target=None) -> float:
+    """KL(N(mean, cov) || N(mean_target, cov_target)) = (1/2)[Tr(C_0^{-1} C) - d + (mu - mu_0)^T C_0^{-1}
+    (mu - mu_0) + log det C_0 - log det C], by Cholesky factorisations."""
+    mean = check_finite_array("mean", np.atleast_1d(mean), ndim=1)
+    C = check_finite_array("cov", np.atleast_2d(cov), ndim=2)
+    C0 = check_finite_array("target covariance", np.atleast_2d(cov_target), ndim=2)
+    d = mean.size
+    if C.shape != (d, d) or C0.shape != (d, d):
+        raise InvalidParameterError(f"covariances must be {d} x {d}.")
+    mu0 = np.zeros(d) if mean_target is None else check_finite_array("target mean", mean_target, ndim=1)
+    try:
+        L0 = np.linalg.cholesky(C0)
+        L = np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:
+        raise InvalidParameterError("the covariances must be positive definite.") from None
+    import scipy.linalg
+
+    M = scipy.linalg.solve_triangular(L0, L, lower=True)
+    diff = scipy.linalg.solve_triangular(L0, mean - mu0, lower=True)
+    logdet = 2 * (np.sum(np.log(np.diag(L0))) - np.sum(np.log(np.diag(L))))
+    return float(0.5 * (np.sum(M * M) - d + diff @ diff + logdet))
+
+
+def gaussian_kl_of_samples(samples, cov_target, mean_target=None) -> dict:
+    """KL of the Gaussian fitted to ``samples`` (mean, unbiased covariance) from the target Gaussian, and
+    ``kl_null`` = d(d+3)/(4N), its leading-order expectation when the N samples are exact (the fitting
+    noise alone: d/(2N) from the mean, d(d+1)/(4N) from the covariance)."""
+    x = check_finite_array("samples", samples, ndim=2)
+    N, d = x.shape
+    if N <= d:
+        raise InvalidParameterError(f"the Gaussian KL needs more samples than dimensions, got {N} for d = {d}.")
+    kl = gaussian_kl(x.mean(axis=0), np.cov(x, rowvar=False).reshape(d, d), cov_target, mean_target)
+    return {"gaussian_kl": kl, "kl_null": d * (d + 3) / (4.0 * N)}

@@ -1,0 +1,312 @@
+"""Time-integrated random-features score: one network for all diffusion times (THEORY §4; the talk).
+
+    S_A(x, t) = alpha_t (A/sqrt(p)) sigma(W x/sqrt(d) + t b) + beta_t x,
+    L(A) = (1/n) sum_nu (1/d) E_{t ~ Q} E_xi |sqrt(Delta_t) S_A(x_t^nu, t) + xi|^2.
+
+Defaults (documented choices of this project): Q uniform on [t_min, t_max]; alpha_t = 1/sqrt(Delta_t) (the
+network predicts the noise); beta_t = 0 ("none": the whole score is left to the features, both timescales
+appear), or beta_t = -1/Gamma_t^2 ("gaussian-skip", Gamma_t^2 = Delta_t + sigma_x^2 e^{-2t}: the Gaussian
+part of the score is exact, so for Gaussian data only memorization is left to learn); b ~ N(0, I_p).
+
+With kappa_t = sqrt(Delta_t) alpha_t and r_t = sqrt(Delta_t) beta_t x_t + xi
+= sqrt(Delta_t) beta_t e^{-t} x + (1 + Delta_t beta_t) xi, the loss is quadratic in A:
+
+    L(A) = c + (1/d)[Tr(A U A^T)/p + 2 Tr(A V)/sqrt(p)],
+    U = E_t[kappa_t^2 U_t],  V = E_t[kappa_t (sqrt(Delta_t) beta_t e^{-t} (1/n) sum_nu E_xi[phi^nu] x_nu^T
+                                        + (1 + Delta_t beta_t) sqrt(Delta_t/d) diag(E sigma') W)],
+    c = (1/d) E_t[Delta_t beta_t^2 e^{-2t} (1/n) sum_nu |x_nu|^2 + (1 + Delta_t beta_t)^2 d],
+
+each U_t the exact noise average of :mod:`rfdm.features` with the pre-activation means shifted by t b.  The
+t-average is a nested Clenshaw–Curtis rule in u = log t (5, 9, 17, ... nodes, each level reusing the
+previous nodes) refined until successive levels agree to ``t_rtol`` in Frobenius norm.  The dynamics are
+those of :class:`rfdm.dynamics.GradientFlow` with loss scale 1 and constant c.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .diffusion import decay, delta_t
+from .dynamics import GradientFlow, checkpoint_steps, descend
+from .errors import InvalidParameterError, NumericalError, check_positive_float, check_positive_int
+from .features import (PopulationStatistics, RandomFeatures, TrainingStatistics, _unit_rows,
+                       mehler_second_moment)
+
+BETAS = ("none", "gaussian-skip")
+
+
+def check_time_window(t_min, t_max) -> tuple[float, float]:
+    t_min = check_positive_float("t_min", t_min)
+    t_max = check_positive_float("t_max", t_max)
+    if t_min >= t_max:
+        raise InvalidParameterError(f"t_min must be < t_max, got t_min = {t_min:g} and t_max = {t_max:g}.")
+    return t_min, t_max
+
+
+def clenshaw_curtis(level_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (cos(k pi/N), k = 0..N) and weights on [-1, 1] of the (N+1)-point Clenshaw–Curtis rule."""
+    N = level_nodes - 1
+    if N < 1:
+        raise InvalidParameterError("a Clenshaw–Curtis rule needs at least 2 nodes.")
+    k = np.arange(N + 1)
+    x = np.cos(k * math.pi / N)
+    w = np.zeros(N + 1)
+    for i in range(N + 1):
+        s = 0.0
+        for j in range(1, N // 2 + 1):
+            b = 1.0 if 2 * j == N else 2.0
+            s += b * math.cos(2 * j * i * math.pi / N) / (4 * j * j - 1)
+        c = 1.0 if i in (0, N) else 2.0
+        w[i] = c / N * (1 - s)
+    return x, w
+
+
+@dataclass
+class TimeIntegratedModel:
+    """The time-integrated score model: features (W, sigma), biases b, the time law Q = U[t_min, t_max],
+    alpha_t = 1/sqrt(Delta_t) and beta_t ("none" or "gaussian-skip" with the data variance sigma_x2)."""
+
+    features: RandomFeatures
+    b: np.ndarray
+    t_min: float = 0.01
+    t_max: float = 2.0
+    beta: str = "none"
+    sigma_x2: float = 1.0
+    t_rtol: float = 1e-6
+    t_nodes_max: int = 65
+    t_nodes_min: int = 5
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)
+        if self.beta not in BETAS:
+            raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
+        self.sigma_x2 = check_positive_float("sigma_x^2", self.sigma_x2)
+        self.t_rtol = check_positive_float("t_rtol", self.t_rtol)
+        self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
+        self.t_nodes_min = check_positive_int("number of t quadrature nodes", self.t_nodes_min)
+        if self.t_nodes_min < 2:
+            raise InvalidParameterError("the t quadrature needs at least 2 nodes.")
+        self.b = np.asarray(self.b, dtype=np.float64)
+        if self.b.shape != (self.features.p,):
+            raise InvalidParameterError(f"b must have shape ({self.features.p},), got {self.b.shape}.")
+
+    @classmethod
+    def sample(cls, features: RandomFeatures, rng, **kwargs) -> "TimeIntegratedModel":
+        """Draw b ~ N(0, I_p) from ``rng``."""
+        return cls(features, np.random.default_rng(rng).standard_normal(features.p), **kwargs)
+
+    # -- the model ----------------------------------------------------------------------------------------
+    def alpha(self, t):
+        return 1.0 / np.sqrt(delta_t(t))
+
+    def beta_t(self, t):
+        if self.beta == "none":
+            return np.zeros_like(np.asarray(t, dtype=float))
+        return -1.0 / (delta_t(t) + self.sigma_x2 * np.exp(-2 * np.asarray(t, dtype=float)))
+
+    def phi(self, x, t):
+        """sigma(W x/sqrt(d) + t b) for x (N, d) and scalar t or t of shape (N,)."""
+        t = np.asarray(t, dtype=float)
+        shift = t[..., None] * self.b if t.ndim else t * self.b
+        return self.features.activation(self.features.preactivations(x) + shift)
+
+    def score(self, A, x, t):
+        """S_A(x, t) = alpha_t A phi/sqrt(p) + beta_t x, for x (N, d), scalar t."""
+        return (self.alpha(t) * (self.phi(x, t) @ A.T) / math.sqrt(self.features.p)
+                + self.beta_t(t) * np.asarray(x, dtype=float))
+
+    # -- t quadrature ---------------------------------------------------------------------------------
+    def _t_rule(self, nodes: int):
+        """Clenshaw–Curtis in u = log t, as weights of the average over Q = U[t_min, t_max]."""
+        x, w = clenshaw_curtis(nodes)
+        lo, hi = math.log(self.t_min), math.log(self.t_max)
+        u = 0.5 * (hi + lo) + 0.5 * (hi - lo) * x
+        t = np.exp(u)
+        return t, w * 0.5 * (hi - lo) * t / (self.t_max - self.t_min)
+
+    def _integrate(self, per_time):
+        """E_{t~Q}[per_time(t)] for a function returning a tuple of arrays, refined by nested levels until
+        the first array changes by less than t_rtol (relative Frobenius)."""
+        cache = {}
+        prev = None
+        nodes = self.t_nodes_min
+        while True:
+            t, w = self._t_rule(nodes)
+            vals = []
+            for ti in t:
+                key = round(float(ti), 15)
+                if key not in cache:
+                    cache[key] = per_time(float(ti))
+                vals.append(cache[key])
+            total = [sum(wi * v[k] for wi, v in zip(w, vals)) for k in range(len(vals[0]))]
+            if prev is not None:
+                change = np.linalg.norm(np.asarray(total[0]) - np.asarray(prev[0])) / max(
+                    np.linalg.norm(np.asarray(total[0])), 1e-300)
+                if change <= self.t_rtol:
+                    self.info.update(t_nodes=nodes, t_quadrature_change=float(change))
+                    return total
+            if 2 * nodes - 1 > self.t_nodes_max:
+                raise NumericalError(f"the t quadrature did not reach t_rtol={self.t_rtol:g} with "
+                                     f"{nodes} nodes (last change {change:.3g}); raise the node limit.")
+            prev, nodes = total, 2 * nodes - 1
+
+    # -- statistics -------------------------------------------------------------------------------------
+    def training_statistics(self, X, rtol: float = 1e-10) -> TrainingStatistics:
+        """U, V and c of the time-integrated loss on the training set X (exact noise average per t)."""
+        f = self.features
+        X = f.check_data(X)
+        n, d = X.shape
+        directions, wnorm = _unit_rows(f.W)
+        h0 = f.preactivations(X)
+        sq_norm = float(np.mean(np.sum(X * X, axis=1)))
+
+        def per_time(t):
+            dt, a = float(delta_t(t)), float(decay(t))
+            kap = math.sqrt(dt) * float(self.alpha(t))
+            beta = float(self.beta_t(t))
+            stds = math.sqrt(dt / d) * wnorm
+            means = a * h0 + t * self.b
+            U_t, info = mehler_second_moment(directions, stds, means, f.activation, rtol)
+            V_t = (1 + dt * beta) * math.sqrt(dt / d) * info["mean_derivative"][:, None] * f.W
+            if beta != 0.0:
+                a0, _ = f.activation.gaussian_coefficients(means, stds, 0)
+                V_t = V_t + math.sqrt(dt) * beta * a * (a0[..., 0].T @ X) / n
+            c_t = (dt * beta ** 2 * a * a * sq_norm + (1 + dt * beta) ** 2 * d) / d
+            return kap * kap * U_t, kap * V_t, c_t
+
+        U, V, c = self._integrate(per_time)
+        return TrainingStatistics(U=U, V=V, t=self.t_min, n=n, info=dict(self.info), loss_scale=1.0,
+                                  loss_constant=float(c))
+
+    def _population_at(self, law, t, rtol):
+        """(U~_t, E[phi y^T] (p, d), Tr Sigma, Sigma_t) at time t for Gaussian data y ~ P_t."""
+        f = self.features
+        if not hasattr(law, "sqrt_covariance_t"):
+            raise InvalidParameterError("population statistics of the time-integrated model need Gaussian data.")
+        L = f.W @ law.sqrt_covariance_t(t) / math.sqrt(f.d)
+        directions, stds = _unit_rows(L)
+        U_t, info = mehler_second_moment(directions, stds, (t * self.b)[None, :], f.activation, rtol)
+        return U_t, info["mean_derivative"]
+
+    def population_statistics(self, law, rtol: float = 1e-10) -> PopulationStatistics:
+        """Integrated test-loss statistics U~, V~, c for Gaussian data (Y and score_norm are those of the
+        score error at t_min; use :meth:`score_error_form` for other times)."""
+        f = self.features
+        d = f.d
+        cov = law.covariance()
+        trace = float(np.trace(cov))
+
+        def per_time(t):
+            dt, a = float(delta_t(t)), float(decay(t))
+            kap = math.sqrt(dt) * float(self.alpha(t))
+            beta = float(self.beta_t(t))
+            U_t, dmean = self._population_at(law, t, rtol)
+            # E[phi xi^T] = sqrt(Delta/d) diag(E sigma') W;  E[phi x^T] = e^{-t} diag(E sigma') W Sigma/sqrt(d)
+            V_t = (1 + dt * beta) * math.sqrt(dt / d) * dmean[:, None] * f.W
+            if beta != 0.0:
+                V_t = V_t + math.sqrt(dt) * beta * a * a * (dmean[:, None] * f.W) @ cov / math.sqrt(d)
+            c_t = (dt * beta ** 2 * a * a * trace + (1 + dt * beta) ** 2 * d) / d
+            return kap * kap * U_t, kap * V_t, c_t
+
+        U, V, c = self._integrate(per_time)
+        Us, Ys, cs = self.score_error_form(law, self.t_min, rtol)
+        return PopulationStatistics(U=U, V=V, Y=Ys, score_norm=cs * d, t=self.t_min, info=dict(self.info),
+                                    loss_scale=1.0, loss_constant=float(c))
+
+    def score_error_form(self, law, t, rtol: float = 1e-10):
+        """(U', V', c') with E_score(t) = c' + (1/d)[Tr(A U' A^T)/p + 2 Tr(A V')/sqrt(p)]:
+        U' = alpha^2 U~_t, V' = alpha diag(E sigma') W (beta Sigma_t + I)/sqrt(d),
+        c' = Tr((beta I + Sigma_t^{-1})^2 Sigma_t)/d (Stein's lemma for y ~ N(0, Sigma_t))."""
+        f = self.features
+        alpha, beta = float(self.alpha(t)), float(self.beta_t(t))
+        U_t, dmean = self._population_at(law, t, rtol)
+        lam = law.spectrum_t(t)
+        sig_t = law.covariance_t(t)
+        Vp = alpha * (dmean[:, None] * f.W) @ (beta * sig_t + np.eye(f.d)) / math.sqrt(f.d)
+        c = float(np.sum((beta + 1.0 / lam) ** 2 * lam)) / f.d
+        return alpha * alpha * U_t, Vp, c
+
+    # -- dynamics ---------------------------------------------------------------------------------------
+    def gradient_flow(self, X, law=None, score_times=(), rtol: float = 1e-10) -> GradientFlow:
+        """GradientFlow of the integrated loss; with a Gaussian law, the integrated test loss and the score
+        error at each time in ``score_times`` (forms named "score_error@t")."""
+        flow = GradientFlow(self.training_statistics(X, rtol))
+        if law is not None:
+            pop = self.population_statistics(law, rtol)
+            flow.add_quadratic_form("test_loss", pop.U, pop.V, 1.0, pop.loss_constant)
+            for t in score_times:
+                Us, Vs, cs = self.score_error_form(law, t, rtol)
+                flow.add_quadratic_form(f"score_error@{t:g}", Us, Vs, 1.0, cs)
+        return flow
+
+    def train_by_descent(self, X, tau_checkpoints, learning_rate, rng, optimizer="gd", max_steps=10_000_000):
+        """Gradient descent (or Adam) with fresh noise and a fresh t ~ Q per point and step (the
+        procedure the closed form replaces); tau = k eta/d^2.  Returns (tau, weights, seconds per step)."""
+        f = self.features
+        X = f.check_data(X)
+        n, d = X.shape
+        lr = check_positive_float("learning_rate", learning_rate)
+        steps = checkpoint_steps(tau_checkpoints, lr, d, max_steps)
+        rng = np.random.default_rng(rng)
+
+        def draw():
+            t = rng.uniform(self.t_min, self.t_max, size=n)
+            dt = delta_t(t)
+            xi = rng.standard_normal((n, d))
+            xt = decay(t)[:, None] * X + np.sqrt(dt)[:, None] * xi
+            kap = np.sqrt(dt) * self.alpha(t)
+            r = (np.sqrt(dt) * self.beta_t(t))[:, None] * xt + xi
+            return self.phi(xt, t), kap, r
+
+        weights, sec = descend(draw, np.zeros((d, f.p)), lr, steps, optimizer)
+        return steps * lr / (d * d), weights, sec
+
+
+def spectrum_bulks(eigenvalues, n: int, d: int, min_log_gap: float = 0.5) -> list:
+    """Clusters of the sorted eigenvalues separated by gaps larger than ``min_log_gap`` in log lambda
+    (at most the four largest such gaps).  Returns dicts with left, right, count, in increasing order;
+    clusters of fewer than max(2, d/4) eigenvalues are flagged ``outlier`` (e.g. the rank-one mean term of
+    a non-centred feature map)."""
+    ev = np.sort(np.asarray(eigenvalues, dtype=float))
+    ev = ev[ev > 0]
+    if ev.size == 0:
+        return []
+    gaps = np.diff(np.log(ev))
+    big = np.sort(np.argsort(gaps)[::-1][:4])
+    big = big[gaps[big] > min_log_gap]
+    cuts = [0, *(big + 1), ev.size]
+    return [{"left": float(ev[a]), "right": float(ev[b - 1]), "count": int(b - a),
+             "outlier": bool(b - a < max(2, d // 4))} for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: float) -> dict:
+    """tau_gen = psi_p/(kappa lambda_left(top cluster)); tau_mem = psi_p/(kappa lambda_left(memorization
+    cluster)), the memorization cluster being the one below the top whose size is closest to n - d (it
+    exists only for n > d); outlier clusters are ignored.  A heuristic: when the memorization eigenvalues
+    do not separate from the others by a gap, read the timescales off the loss curves instead."""
+    bulks = spectrum_bulks(eigenvalues, n, d)
+    out = {"bulks": bulks, "tau_gen": None, "tau_mem": None}
+    main = [b for b in bulks if not b["outlier"]]
+    if main:
+        out["tau_gen"] = psi_p / (kappa * main[-1]["left"])
+        others = main[:-1]
+        if others and n > d:
+            mem = min(others, key=lambda b: abs(b["count"] - (n - d)))
+            out["tau_mem"] = psi_p / (kappa * mem["left"])
+    return out
+
+
+def timescales_from_curves(tau, train_loss, test_loss) -> dict:
+    """From loss curves on a log grid of tau: tau_gen = the tau of the smallest test loss; tau_mem = the first
+    tau at which the generalization gap (test - train) reaches half its value at the largest tau."""
+    tau = np.asarray(tau, dtype=float)
+    fin = np.isfinite(tau)
+    tau, train, test = tau[fin], np.asarray(train_loss, float)[fin], np.asarray(test_loss, float)[fin]
+    gap = test - train
+    k = int(np.argmin(test))
+    reach = np.nonzero(gap >= 0.5 * gap[-1])[0] if gap[-1] > 0 else np.empty(0, int)
+    return {"tau_gen": float(tau[k]), "tau_mem": float(tau[reach[0]]) if reach.size else None}
