@@ -1,0 +1,187 @@
+"""The time-integrated random-features model: t quadrature, closed form against an ODE, Monte Carlo and
+gradient descent with random t, reduction to the per-time model, bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import rfdm
+from rfdm.cli import main
+from rfdm.diffusion import delta_t
+from rfdm.dynamics import GradientFlow, loss_of_weights
+from rfdm.errors import InvalidParameterError
+from rfdm.features import _unit_rows, mehler_second_moment
+from rfdm.time_integrated import TimeIntegratedModel, clenshaw_curtis, timescales_from_curves
+
+D, P, N = 8, 48, 12
+
+
+@pytest.fixture(scope="module")
+def setup():
+    law = rfdm.GaussianData(D)
+    f = rfdm.RandomFeatures.sample(D, P, "tanh", 0)
+    X = law.sample(N, np.random.default_rng(1))
+    model = TimeIntegratedModel.sample(f, 2, t_min=0.05, t_max=1.0, t_rtol=1e-7)
+    return law, f, X, model
+
+
+def test_clenshaw_curtis_integrates_polynomials_exactly():
+    # an (N+1)-point Clenshaw-Curtis rule is exact for polynomials of degree <= N
+    x, w = clenshaw_curtis(9)
+    for k in range(9):
+        exact = 0.0 if k % 2 else 2.0 / (k + 1)
+        assert np.dot(w, x ** k) == pytest.approx(exact, abs=1e-14)
+
+
+def test_t_quadrature_converges_to_an_independent_rule(setup):
+    """U from the nested Clenshaw-Curtis rule in log t against 48-point Gauss-Legendre in t itself (a
+    different rule in a different variable); agreement far below the tolerance requested."""
+    law, f, X, model = setup
+    U = model.training_statistics(X).U
+    z, w = np.polynomial.legendre.leggauss(48)
+    ts = 0.5 * (model.t_max + model.t_min) + 0.5 * (model.t_max - model.t_min) * z
+    ref = np.zeros_like(U)
+    directions, wnorm = _unit_rows(f.W)
+    for t, wi in zip(ts, w * 0.5):
+        dt = float(delta_t(t))
+        Ut, _ = mehler_second_moment(directions, math.sqrt(dt / D) * wnorm,
+                                     math.exp(-t) * f.preactivations(X) + t * model.b, f.activation)
+        ref += wi * Ut  # kappa_t = 1 for alpha_t = 1/sqrt(Delta_t)
+    assert np.linalg.norm(U - ref) / np.linalg.norm(ref) < 1e-6
+    coarse = TimeIntegratedModel(f, model.b, t_min=0.05, t_max=1.0, t_rtol=1e-2).training_statistics(X).U
+    err_coarse = np.linalg.norm(coarse - ref) / np.linalg.norm(ref)
+    assert err_coarse > np.linalg.norm(U - ref) / np.linalg.norm(ref)  # refinement helps
+
+
+def test_closed_form_against_ode(setup):
+    law, f, X, model = setup
+    stats = model.training_statistics(X)
+    flow = GradientFlow(stats)
+    U, V = stats.U, stats.V
+
+    def rhs(tau, a):
+        A = a.reshape(D, P)
+        return (-2 * (D / P) * A @ U - 2 * D / math.sqrt(P) * V.T).ravel()
+
+    taus = [0.5, 5.0, 50.0]
+    sol = solve_ivp(rhs, (0, 50), np.zeros(D * P), t_eval=taus, rtol=1e-11, atol=1e-13, method="DOP853")
+    for k, tau in enumerate(taus):
+        A = sol.y[:, k].reshape(D, P)
+        assert np.linalg.norm(flow.weights(tau) - A) <= 1e-7 * max(np.linalg.norm(A), 1)
+        assert flow.train_loss(tau)[0] == pytest.approx(loss_of_weights(A, stats), abs=1e-9)
+
+
+def test_losses_against_monte_carlo(setup):
+    """Integrated train and test losses and the score error at t = 0.3 of a fixed A, by direct simulation
+    (fresh t ~ U[t_min, t_max], noise, data); tolerance 5 standard errors from the samples."""
+    law, f, X, model = setup
+    flow = model.gradient_flow(X, law, score_times=(0.3,))
+    A = flow.weights(20.0)
+    rng = np.random.default_rng(7)
+    M = 200_000
+
+    def mc_loss(x):
+        t = rng.uniform(model.t_min, model.t_max, size=x.shape[0])
+        dt = delta_t(t)
+        xi = rng.standard_normal(x.shape)
+        xt = np.exp(-t)[:, None] * x + np.sqrt(dt)[:, None] * xi
+        # sqrt(Delta_t) S_A(x_t, t) + xi with S_A = alpha_t A phi/sqrt(p) (beta = 0)
+        res = np.sqrt(dt)[:, None] * (model.alpha(t)[:, None] * (model.phi(xt, t) @ A.T) / math.sqrt(P)) + xi
+        v = np.sum(res ** 2, axis=1) / D
+        return v.mean(), v.std() / math.sqrt(v.size)
+
+    train_mc, se = mc_loss(X[rng.integers(0, N, M)])
+    assert abs(flow.train_loss(20.0)[0] - train_mc) < 5 * se
+    test_mc, se = mc_loss(law.sample(M, rng))
+    assert abs(flow.test_loss(20.0)[0] - test_mc) < 5 * se
+    y = law.sample(M, rng) * math.sqrt(1.0)  # Sigma = I: P_t = N(0, I)
+    v = np.sum((model.score(A, y, 0.3) - law.score(y, 0.3)) ** 2, axis=1) / D
+    assert abs(flow.quadratic_form("score_error@0.3", 20.0)[0] - v.mean()) < 5 * v.std() / math.sqrt(M)
+
+
+def test_gradient_descent_with_random_t_tracks_closed_form(setup):
+    """GD with fresh noise and fresh t per step: averaged over seeds, its train loss at tau = 5 matches the
+    closed form within 3 standard errors of the seed average plus the O(eta) discretisation."""
+    law, f, X, model = setup
+    stats = model.training_statistics(X)
+    flow = GradientFlow(stats)
+    lam_max = np.linalg.eigvalsh(stats.U)[-1]
+    lr = 0.1 * D * P / lam_max
+    losses = []
+    for seed in range(6):
+        tau, W, _ = model.train_by_descent(X, [5.0], lr, seed)
+        losses.append(loss_of_weights(W[0], stats))
+    losses = np.array(losses)
+    exact = flow.train_loss(tau)[0]
+    assert abs(losses.mean() - exact) < 3 * losses.std(ddof=1) / math.sqrt(losses.size) + 0.02 * (1 - exact)
+
+
+def test_point_mass_reduces_to_per_time_model(setup):
+    """Q concentrated at t0 with b = 0: U, V equal the per-time ones, and since S = alpha A phi/sqrt(p) the
+    flows agree with tau rescaled by Delta_t: L_TI(tau) = L_per-time(tau/Delta_t)."""
+    law, f, X, _ = setup
+    t0 = 0.3
+    model = TimeIntegratedModel(f, np.zeros(P), t_min=t0, t_max=t0 * (1 + 1e-9), t_rtol=1e-10)
+    ti = model.training_statistics(X)
+    pt = rfdm.noise_averaged_statistics(f, X, t0)
+    assert np.linalg.norm(ti.U - pt.U) / np.linalg.norm(pt.U) < 1e-7
+    assert np.linalg.norm(ti.V - pt.V) / np.linalg.norm(pt.V) < 1e-7
+    dt = float(delta_t(t0))
+    taus = np.array([0.3, 3.0, 30.0])
+    np.testing.assert_allclose(GradientFlow(ti).train_loss(taus), GradientFlow(pt).train_loss(taus / dt),
+                               rtol=1e-6)
+
+
+def test_gaussian_skip_makes_gaussian_part_exact(setup):
+    """With beta_t = -1/Gamma_t^2 and A = 0 the score is exactly -x/Gamma_t^2, the exact score of N(0, I):
+    the score error at A = 0 vanishes (checked by direct evaluation of the form)."""
+    law, f, X, _ = setup
+    model = TimeIntegratedModel.sample(f, 3, t_min=0.05, t_max=1.0, beta="gaussian-skip", t_rtol=1e-4)
+    _, _, c = model.score_error_form(law, 0.4)
+    assert c == pytest.approx(0.0, abs=1e-14)
+
+
+def test_timescales_from_curves_on_a_synthetic_curve():
+    tau = np.logspace(-2, 6, 400)
+    train = 1 - 0.5 * (1 - np.exp(-tau / 1.0)) - 0.3 * (1 - np.exp(-tau / 1e3))
+    test = 1 - 0.5 * (1 - np.exp(-tau / 1.0)) + 0.3 * (1 - np.exp(-tau / 1e3))
+    out = timescales_from_curves(tau, train, test)
+    assert 1 <= out["tau_gen"] <= 300  # minimum of the test loss between the two scales
+    # the gap 0.6 (1 - e^{-tau/1e3}) reaches half its final value at tau = 1e3 ln 2
+    assert out["tau_mem"] == pytest.approx(1e3 * math.log(2), rel=0.05)
+
+
+@pytest.mark.parametrize("kw", [dict(t_min=0.0), dict(t_min=-1.0), dict(t_min=2.0, t_max=1.0),
+                                dict(t_min=1.0, t_max=1.0), dict(t_nodes_max=0), dict(beta="half")])
+def test_bad_input(setup, kw):
+    law, f, X, model = setup
+    with pytest.raises(InvalidParameterError):
+        TimeIntegratedModel(f, model.b, **kw)
+
+
+@pytest.mark.parametrize("args", [["--t-min", "0"], ["--t-min", "2", "--t-max", "1"], ["--t-nodes-max", "0"],
+                                  ["--t-quad-tol", "-1"]])
+def test_cli_bad_input(tmp_path, capsys, args):
+    rc = main(["dynamics", "--model", "time-integrated", "--d", "8", "--psi-p", "4", "--psi-n", "2", *args,
+               "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("rfdm: error:") and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_dynamics_and_spectrum(tmp_path, capsys):
+    rc = main(["dynamics", "--model", "time-integrated", "--d", "6", "--psi-p", "4", "--psi-n", "2", "--tau",
+               "1,100,inf", "--t-quad-tol", "1e-3", "--json", "--quiet", "--out", str(tmp_path / "dyn")])
+    obj = json.loads(capsys.readouterr().out)
+    assert rc == 0 and obj["tau"][-1] == "inf" and len(obj["score_error"]) == 3
+    assert obj["config"]["model"] == "time-integrated"
+    rc = main(["spectrum", "--model", "time-integrated", "--d", "6", "--psi-p", "4", "--psi-n", "2",
+               "--t-quad-tol", "1e-3", "--json", "--quiet", "--out", str(tmp_path / "sp")])
+    obj = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    for key in ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem"):
+        assert key in obj
+    assert obj["eigenvalues_summary"]["count"] == 24
