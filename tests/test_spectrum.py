@@ -113,19 +113,11 @@ def mp_stieltjes(z, scale, ratio, shift):
     return np.where(m1.imag > 0, m1, m2)
 
 
-def gl_panels(n_panels, order):
-    """Gauss–Legendre nodes/weights on n_panels equal panels of [0, pi] (for the theta variable)."""
-    x, w = np.polynomial.legendre.leggauss(order)
-    edges = np.linspace(0, math.pi, n_panels + 1)
-    a, b = edges[:-1, None], edges[1:, None]
-    return ((a + b) / 2 + (b - a) / 2 * x).ravel(), ((b - a) / 2 * w).ravel()
-
-
 def adaptive_bulk_integral(problem, left, right, weight=lambda lam: 1.0, tol=1e-11, max_rounds=40):
     """int_left^right weight(l) rho(l) dl with rho = Im q/pi from problem.stieltjes, by adaptive
-    Gauss–Legendre (16 vs 8 points per panel, panels split in 8 until they agree) in theta, l = centre - half cos(theta) (which removes the
-    square-root edges).  Unlike a fixed rule it refines around interior cusps, where two sub-bulks touch.
-    One vectorised stieltjes call per round."""
+    Gauss–Legendre (16 vs 8 points per panel, panels bisected until the two agree) in theta, where
+    l = centre - half cos(theta) (which removes the square-root edges).  Unlike a fixed rule it refines
+    around interior cusps, where two sub-bulks touch.  One vectorised stieltjes call per round."""
     centre, half = 0.5 * (left + right), 0.5 * (right - left)
     x16, w16 = np.polynomial.legendre.leggauss(16)
     x8, w8 = np.polynomial.legendre.leggauss(8)
@@ -141,11 +133,13 @@ def adaptive_bulk_integral(problem, left, right, weight=lambda lam: 1.0, tol=1e-
         f = q.imag / math.pi * weight(lam) * half * np.sin(th)
         i16 = (b - a)[:, 0] / 2 * (f[:, :16] @ w16)
         i8 = (b - a)[:, 0] / 2 * (f[:, 16:] @ w8)
-        ok = np.abs(i16 - i8) <= tol * (b - a)[:, 0] / math.pi
+        # error budget proportional to the panel's width, but not below 2^-10 of the total: the few tiny
+        # panels around a cusp (density ~ |x|^(1/3)) then stop refining once their error is ~tol/1000
+        ok = np.abs(i16 - i8) <= tol * np.maximum((b - a)[:, 0] / math.pi, 2.0 ** -10)
         total += float(i16[ok].sum())
-        bad = panels[~ok]  # split every unconverged panel in 8 (few rounds: each costs one stieltjes call)
-        cuts = bad[:, :1] + (bad[:, 1:] - bad[:, :1]) * np.linspace(0, 1, 9)[None, :]
-        panels = np.stack([cuts[:, :-1].ravel(), cuts[:, 1:].ravel()], axis=1)
+        bad = panels[~ok]
+        mid = bad.mean(axis=1, keepdims=True)
+        panels = np.concatenate([np.concatenate([bad[:, :1], mid], 1), np.concatenate([mid, bad[:, 1:]], 1)])
     raise AssertionError("the reference integration did not converge")
 
 
@@ -191,6 +185,7 @@ def _real_roots(A, B, C):
     return roots
 
 
+@functools.lru_cache(maxsize=None)
 def critical_values(c, psi_p, psi_n, lo, hi, n=12000):
     """All critical values of z on the real solution curve, within (lo, hi).  A superset of the edges
     (the curve has non-physical sheets too)."""
@@ -198,12 +193,15 @@ def critical_values(c, psi_p, psi_n, lo, hi, n=12000):
     found = []
     for mode in ("q", "r"):
         quadratic = _r_quadratic if mode == "q" else _q_quadratic
-        other = _real_roots(*quadratic(c, psi_p, psi_n, grid))
-        for i in range(1, grid.size):  # label the two roots by continuity
-            a, b = other[:, i - 1], other[:, i]
-            if np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and \
-                    abs(b[0] - a[1]) + abs(b[1] - a[0]) < abs(b[0] - a[0]) + abs(b[1] - a[1]):
-                other[:, i] = b[::-1]
+        raw = _real_roots(*quadratic(c, psi_p, psi_n, grid))
+        # label the two roots by continuity: the raw labels cross between i-1 and i when the crossed
+        # pairing is the closer one; the parity of the crossings so far says whether to swap at i
+        a, b = raw[:, :-1], raw[:, 1:]
+        with np.errstate(invalid="ignore"):
+            cross = np.all(np.isfinite(a) & np.isfinite(b), axis=0) & (
+                np.abs(b[0] - a[1]) + np.abs(b[1] - a[0]) < np.abs(b[0] - a[0]) + np.abs(b[1] - a[1]))
+        swap = np.concatenate([[False], np.cumsum(cross) % 2 == 1])
+        other = np.where(swap, raw[::-1], raw)
 
         def point(x, near):
             roots = _real_roots(*quadratic(c, psi_p, psi_n, np.array([x])))[:, 0]
@@ -327,9 +325,10 @@ def test_v2_and_s2_against_two_dimensional_quadrature(act, t, sx2):
 @pytest.mark.parametrize("t", [0.01, 0.1, 1.0, 3.0])
 @pytest.mark.parametrize("sx2", [1.0, 2.5])
 def test_erf_closed_forms(t, sx2):
-    """erf: E erf'(Gamma z) = (2/sqrt(pi))/sqrt(1 + 2 Gamma^2); E[erf(h) erf(h')] = (2/pi) arcsin(2 C/((1 +
-    2 Gamma^2)) for var Gamma^2, covariance C (C = c^2 for the pair sharing u, C = Gamma^2 for ||sigma||^2).
-    Closed forms evaluated in double precision: 1e-12 relative."""
+    """erf: E erf'(Gamma z) = (2/sqrt(pi))/sqrt(1 + 2 Gamma^2); E[erf(h) erf(h')] = (2/pi) arcsin(2 C/(1 +
+    2 Gamma^2)) for variances Gamma^2 and covariance C (C = c^2 for the pair sharing u, C = Gamma^2 for
+    ||sigma||^2).  Closed forms evaluated in double precision: 1e-12 relative, v2 and s2 (differences of
+    O(1) numbers) 1e-13 absolute."""
     c2, dt = math.exp(-2 * t) * sx2, -math.expm1(-2 * t)
     g2 = c2 + dt
     a = 2 / math.sqrt(math.pi) / math.sqrt(1 + 2 * g2)
@@ -463,14 +462,15 @@ def solved_mp(label):
 
 
 def test_own_marchenko_pastur_reference_is_normalised():
+    """The reference itself: the density integrates to min(1, 1/ratio), and the closed-form Stieltjes
+    transform is that of the density (Sokhotski–Plemelj at a bulk point)."""
     for scale, ratio in ((0.3, 4.0), (0.49, 0.5)):
         lo, hi = mp_edges(scale, ratio, S2_MP)
         mass = quad(lambda x: mp_density(np.array([x]), scale, ratio, S2_MP)[0], lo, hi, epsabs=1e-12)[0]
         assert mass == pytest.approx(min(1.0, 1.0 / ratio), rel=1e-8)
-    # and the closed-form Stieltjes transform is that of the density (Sokhotski–Plemelj at a bulk point)
-    lam = 0.7 * lo + 0.3 * hi
-    assert mp_stieltjes(lam + 1e-12j, scale, ratio, S2_MP).imag / math.pi == pytest.approx(
-        mp_density(np.array([lam]), scale, ratio, S2_MP)[0], rel=1e-8)
+        lam = 0.7 * lo + 0.3 * hi
+        assert mp_stieltjes(lam + 1e-12j, scale, ratio, S2_MP).imag / math.pi == pytest.approx(
+            mp_density(np.array([lam]), scale, ratio, S2_MP)[0], rel=1e-8)
 
 
 @pytest.mark.parametrize("label", [case[0] for case in MP_CASES])
@@ -611,6 +611,53 @@ def test_bulk_masses_with_interior_cusp(act, t, psi_p, psi_n, eigs, weights):
     assert res.checks["converged"], res.checks
 
 
+@functools.lru_cache(maxsize=None)
+def linear_case():
+    """sigma(x) = x: v2 = s2 = 0 and U = (W/sqrt(d)) (e^{-2t} X^T X/n + Delta I) (W/sqrt(d))^T, of rank d:
+    an atom at 0 of weight 1 - 1/psi_p and one bulk.  A gep_matrix sample at d = 100 (p = 400, n = 200)."""
+    pr, res = solved("linear", 0.1, 4.0, 2.0)
+    rng = np.random.default_rng(4)
+    d = 100
+    W, X = rng.standard_normal((4 * d, d)), rng.standard_normal((2 * d, d))
+    return pr, res, np.linalg.eigvalsh(gep_matrix(W, X, pr.coeffs, rng))
+
+
+def test_linear_activation_spectrum():
+    """Atom at 0 (s2 = 0 up to rounding) of weight 1 - 1/psi_p (rank d); one bulk of mass 1/psi_p; first
+    moment (1/p) E Tr U = e^{-2t} + Delta = 1; KS against the sample below 0.012 (observed 0.005; p = 400,
+    finite-size level as in section 5).  The sample's 300 zero eigenvalues come out of
+    eigvalsh as +-3e-15 (rounding relative to ||U|| ~ 14); they are put on the atom here before the KS."""
+    pr, res, ev = linear_case()
+    assert len(res.atoms) == 1
+    assert abs(res.atoms[0]["position"]) < 1e-14
+    assert res.atoms[0]["weight"] == pytest.approx(0.75, abs=1e-9)
+    assert len(res.bulks) == 1 and res.bulks[0]["mass"] == pytest.approx(0.25, abs=1e-8)
+    b = res.bulks[0]
+    moment = adaptive_bulk_integral(pr, b["left"], b["right"], weight=lambda lam: lam, tol=1e-9 * b["right"])
+    assert moment == pytest.approx(1.0, rel=1e-6) and first_moment(pr.coeffs) == pytest.approx(1.0, rel=1e-14)
+    snapped = np.where(np.abs(ev) < 1e-10 * ev.max(), res.atoms[0]["position"], ev)
+    assert np.sum(snapped == res.atoms[0]["position"]) == 300
+    assert res.ks_distance(snapped) < 0.012
+
+
+def test_ks_distance_puts_rounded_atom_eigenvalues_on_an_atom_at_zero():
+    """ks_distance promises to put eigenvalues that rounding has moved off an atom back on it.  Rounding is
+    relative to ||U||, not to the atom's position: for an atom at s2 ~ 1e-17 (linear activation) the 300
+    degenerate eigenvalues at +-3e-15 are not recognised, and a perfect sample gets KS ~ 0.38 instead of
+    0.005 (test_linear_activation_spectrum)."""
+    pr, res, ev = linear_case()
+    assert res.ks_distance(ev) < 0.012
+
+
+def test_linear_activation_run_time_checks():
+    """The result above is right, so the run-time checks must pass (the CLI exits with status 3 otherwise).
+    The check 'no density below 0' must not count the atom at s2 ~ 0 itself."""
+    pr, res, _ = linear_case()
+    assert abs(res.checks["total_mass"] - 1) < 1e-6 and res.checks["all_points_converged"]
+    assert res.checks["max_density_below_zero"] < 1e-6, res.checks
+    assert res.checks["converged"], res.checks
+
+
 def test_spectral_problem_rejects_bad_input():
     c = gep_coefficients("tanh", 0.1)
     for kwargs in ({"psi_p": 0.0}, {"psi_n": -1.0}, {"psi_p": float("inf")}):
@@ -704,9 +751,9 @@ def test_stieltjes_against_gep_samples():
 def test_density_inside_bulks_matches_eigenvalue_counts():
     """Branch safety inside the bulks: rho = Im q(lambda + i0)/pi from stieltjes (Im q > 0 at every point),
     integrated here (trapezoid in theta, lambda = centre - half cos theta, 801 points) to windows holding 30 %
-    of each bulk's mass, against the fraction of sample eigenvalues in those windows (30 per sample and
-    window; rigid eigenvalues are off by one or two).  Tolerance 15 %; a spurious real branch would
-    give 0 (-100 %)."""
+    of each bulk's mass, against the fraction of sample eigenvalues in those windows (30 expected per sample
+    and window; observed 28-32: eigenvalues are rigid).  Tolerance 10 % on the mean of the two samples;
+    a spurious real branch would give 0 (-100 %)."""
     pr, res = solved("tanh", 0.01, 8.0, 2.0)
     samples = gep_samples()
     p = samples[0].size
@@ -724,7 +771,7 @@ def test_density_inside_bulks_matches_eigenvalue_counts():
             expected = (hi_frac - lo_frac) * cum[-1]
             counts = np.mean([np.sum((ev >= x1) & (ev <= x2)) for ev in samples]) / p
             assert expected * p > 25
-            assert counts == pytest.approx(expected, rel=0.15)
+            assert counts == pytest.approx(expected, rel=0.10)
 
 
 # ======================================================================================================
@@ -804,13 +851,8 @@ def test_two_eigenvalue_sigma_against_gep_samples(eigs, weights, t, psi_p, psi_n
     W, X = rng.standard_normal((int(psi_p * d), d)), law.sample(int(psi_n * d), rng)
     ev = np.linalg.eigvalsh(gep_matrix(W, X, pr.coeffs, rng))
     assert res.ks_distance(ev) < tol
-    iso = SpectralProblem(pr.coeffs, psi_p, psi_n).solve()
+    iso = solved_with(pr.coeffs, psi_p, psi_n)[1]
     assert iso.ks_distance(ev) > 2.5 * tol
-    # the first moment of the law: (1/p) E Tr U uses sigma_x^2 = Tr Sigma/d
-    moment = sum(a["weight"] * a["position"] for a in res.atoms) + sum(
-        adaptive_bulk_integral(pr, b["left"], b["right"], weight=lambda lam: lam, tol=1e-9 * b["right"])
-        for b in res.bulks)
-    assert moment == pytest.approx(first_moment(pr.coeffs), rel=1e-6)
 
 
 # ======================================================================================================
@@ -820,9 +862,9 @@ def test_published_case_structure():
     """Atom at s2 of weight 1 - (1 + psi_n)/psi_p; rho_2 (the rightmost bulk) between about 10 and 45
     (the caption of [B25] Fig. 4); rho_1 far below, right edge < 1; a small cluster of d eigenvalues just
     above s2 (the b^2 W W^T/d term).  Counting directions, the bulks hold d, n - d and d eigenvalues
-    (masses 1/64, 7/64, 1/64); a Gaussian-equivalent sample at d = 60 (p = 3840) has exactly those counts
-    in the windows, and its KS distance to the theory is below 0.003 (observed 0.0009; the atom holds 86 %
-    of the mass exactly)."""
+    (masses 1/64, 7/64, 1/64); a Gaussian-equivalent sample at d = 40 (p = 2560) has exactly those counts
+    in the windows, and its KS distance to the theory is below 0.003 (observed 0.0011; the atom
+    holds 86 % of the mass exactly, and the bulks are compared through 1/64 to 7/64 of it)."""
     pr, res = solved("tanh", 0.01, 64.0, 8.0)
     c = pr.coeffs
     assert len(res.atoms) == 1
@@ -834,7 +876,7 @@ def test_published_case_structure():
     assert rho1["right"] < 1.0 and small["right"] < rho1["left"]
     for b, mass in zip(res.bulks, (1 / 64, 7 / 64, 1 / 64)):
         assert b["mass"] == pytest.approx(mass, abs=1e-8)
-    d = 60
+    d = 40
     rng = np.random.default_rng(8)
     ev = gep_eigenvalues_dual(c, rng.standard_normal((64 * d, d)), rng.standard_normal((8 * d, d)), rng)
     for b in res.bulks:
@@ -878,32 +920,46 @@ def test_tau_mem_grows_like_psi_n():
         assert tau[pn] == pytest.approx(lead[pn], rel=0.15)
 
 
+def _bulk_quantiles(problem, bulk, fractions):
+    """Quantiles of one bulk's law, from an own trapezoid integration (in theta, 801 points) of rho."""
+    centre, half = 0.5 * (bulk["left"] + bulk["right"]), 0.5 * (bulk["right"] - bulk["left"])
+    theta = np.linspace(0, math.pi, 801)
+    x = centre - half * np.cos(theta)
+    f = problem.stieltjes(x)[0].imag / math.pi * half * np.sin(theta)
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(theta))])
+    return np.interp(np.asarray(fractions) * cum[-1], cum, x)
+
+
 def test_population_bulk_scale_is_flat_in_psi_n():
     """rho_2 sits on the scale psi_p mu_1^2 whatever n: its mean (own integration of the solver's density)
     is within 5 % of psi_p mu_1^2 (leading order) for psi_n = 2, 4, 8 (observed 3.4 %, 1.8 %, 1.0 %), so the
     generalisation timescale psi_p/(Delta <lambda>_rho2) ~ 1/(Delta mu_1^2) does not depend on n.  The left
     edge of rho_2 (which defines tau_gen) does move with psi_n: rho_2 is psi_p times a Marchenko–Pastur law
-    of ratio 1/psi_n, whose left edge (1 - 1/sqrt(psi_n))^2 varies by 3x over psi_n = 2..8.  Checked
-    against the smallest sample eigenvalue in rho_2 at d = 60, which must lie above the theoretical edge
-    and within 25 % of it (soft-edge fluctuations of the smallest of 60 eigenvalues)."""
-    means, edges = {}, {}
+    of ratio 1/psi_n, whose left edge (1 - 1/sqrt(psi_n))^2 varies by 3x over psi_n = 2..8.  Checked against
+    Gaussian-equivalent samples at d = 40: the number of rho_2's d sample eigenvalues below its theoretical
+    10, 25, 50, 75 % quantiles is 4, 10, 20, 30 within 3 (observed within 2 over three seeds: eigenvalues are
+    rigid); the psi_n = 2 quantiles applied to the psi_n = 8 sample are off by far more."""
+    means, edges, quants, tops = {}, {}, {}, {}
+    fractions = np.array([0.1, 0.25, 0.5, 0.75])
+    d = 40
     for pn in (2.0, 4.0, 8.0):
         pr, res = solved("tanh", 0.01, 64.0, pn)
         b = res.bulks[-1]
-        mass = adaptive_bulk_integral(pr, b["left"], b["right"], tol=1e-10)
-        means[pn] = adaptive_bulk_integral(pr, b["left"], b["right"], weight=lambda lam: lam,
-                                           tol=1e-10 * b["right"]) / mass
+        assert b["mass"] == pytest.approx(1 / 64, abs=1e-8)  # d directions
+        means[pn] = 64 * adaptive_bulk_integral(pr, b["left"], b["right"], weight=lambda lam: lam,
+                                                tol=1e-10 * b["right"])
         edges[pn] = b["left"]
-        mu1 = pr.coeffs.mu1
-        assert means[pn] == pytest.approx(64 * mu1 ** 2, rel=0.05)
+        assert means[pn] == pytest.approx(64 * pr.coeffs.mu1 ** 2, rel=0.05)
         rng = np.random.default_rng(int(pn))
-        d = 60
         ev = gep_eigenvalues_dual(pr.coeffs, rng.standard_normal((64 * d, d)),
                                   rng.standard_normal((int(pn) * d, d)), rng)
-        smallest = ev[-d]
-        assert b["left"] < smallest < 1.25 * b["left"]
+        tops[pn], quants[pn] = ev[-d:], _bulk_quantiles(pr, b, fractions)
+        counts = np.array([np.sum(tops[pn] < x) for x in quants[pn]])
+        assert np.all(np.abs(counts - fractions * d) <= 3), counts
     assert max(means.values()) / min(means.values()) < 1.05
     assert edges[8.0] / edges[2.0] > 2.5
+    wrong = np.array([np.sum(tops[8.0] < x) for x in quants[2.0]])
+    assert np.max(np.abs(wrong - fractions * d)) > 6
 
 
 # ======================================================================================================

@@ -54,7 +54,7 @@ DEFAULT_MEMORY_BUDGET = 64 * 2 ** 20
 MAX_BATCH = 4096
 #: largest number of steps whose noise is drawn at once
 MAX_CHUNK = 256
-GRIDS = ("geometric", "uniform")
+GRIDS = ("log-snr", "geometric", "uniform")
 INTEGRATORS = ("exponential", "euler")
 #: spawn-key tag of the sampler's per-sample streams (keeps them apart from other uses of a seed)
 SAMPLER_STREAM = 0x5A3
@@ -292,6 +292,9 @@ def time_grid(T: float, t_min: float, steps: int, kind: str = "geometric", inclu
         g = np.linspace(T, t_min, steps + 1)
     elif kind == "geometric":
         g = np.geomspace(T, t_min, steps + 1)
+    elif kind == "log-snr":
+        v = np.linspace(math.log(math.expm1(2 * T)), math.log(math.expm1(2 * t_min)), steps + 1)
+        g = 0.5 * np.log1p(np.exp(v))
     else:
         raise InvalidParameterError(f"the time grid must be one of {', '.join(GRIDS)}, got {kind!r}.")
     g[0], g[-1] = T, t_min

@@ -291,7 +291,8 @@ class SpectralProblem:
             # lam = center - half cos(theta): d lam = half sin(theta) d theta; rho ~ sin(theta) at both
             # edges, so the trapezoid rule in theta converges spectrally
             mass = float(half * (math.pi / (per_bulk + 1)) * np.sum(rho * np.sin(theta)))
-            bulks.append({"left": float(lft), "right": float(rgt), "mass": mass})
+            mean = float(np.sum(lam * rho * np.sin(theta)) / np.sum(rho * np.sin(theta)))
+            bulks.append({"left": float(lft), "right": float(rgt), "mass": mass, "mean": mean})
             grids.append(lam)
             dens.append(rho)
             res_all.append(res)
@@ -389,9 +390,10 @@ class SpectrumResult:
         return float(max(np.max(np.abs(F - k / ev.size)), np.max(np.abs(F - (k - 1) / ev.size))))
 
     def timescales(self) -> dict:
-        """psi_p/(Delta_t lambda) at the edges of every bulk; tau_gen from the left edge of the population
-        bulk rho_2 (the rightmost), tau_mem from the left edge of the memorization bulk rho_1 (the most
-        massive of the others), and their leading-order counterparts tau_gen ~ 1/(Delta_t mu_1^2),
+        """psi_p/(Delta_t lambda) at the edges of every bulk; tau_gen = psi_p/(Delta_t lambda_mean) with
+        lambda_mean the mean eigenvalue of the population bulk rho_2 (the rightmost; its mean, unlike its
+        edges, does not depend on n at leading order), tau_mem from the left edge of the memorization bulk
+        rho_1, and their leading-order counterparts tau_gen ~ 1/(Delta_t mu_1^2),
         tau_mem = psi_p/(Delta_t lambda_-), lambda_- = s_t^2 + v_t^2 (1 - sqrt(psi_p/psi_n))^2."""
         pr = self.problem
         c = pr.coeffs
@@ -406,7 +408,7 @@ class SpectrumResult:
                "memorization_bulk_leading_order": [lam_minus, lam_plus]}
         if self.bulks:
             out["population_bulk"] = len(self.bulks) - 1
-            out["tau_gen"] = pr.psi_p / (dt * self.bulks[-1]["left"])
+            out["tau_gen"] = pr.psi_p / (dt * self.bulks[-1]["mean"])
             others = self.bulks[:-1]
             if others:
                 # rho_1: the bulk that overlaps the leading-order interval most (in log lambda)

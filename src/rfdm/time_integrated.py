@@ -279,12 +279,12 @@ def spectrum_bulks(eigenvalues, n: int, d: int, min_log_gap: float = 0.5) -> lis
     big = np.sort(np.argsort(gaps)[::-1][:4])
     big = big[gaps[big] > min_log_gap]
     cuts = [0, *(big + 1), ev.size]
-    return [{"left": float(ev[a]), "right": float(ev[b - 1]), "count": int(b - a),
+    return [{"left": float(ev[a]), "right": float(ev[b - 1]), "count": int(b - a), "mean": float(ev[a:b].mean()),
              "outlier": bool(b - a < max(2, d // 4))} for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: float) -> dict:
-    """tau_gen = psi_p/(kappa lambda_left(top cluster)); tau_mem = psi_p/(kappa lambda_left(memorization
+    """tau_gen = psi_p/(kappa lambda_mean(top cluster)); tau_mem = psi_p/(kappa lambda_left(memorization
     cluster)), the memorization cluster being the one below the top whose size is closest to n - d (it
     exists only for n > d); outlier clusters are ignored.  A heuristic: when the memorization eigenvalues
     do not separate from the others by a gap, read the timescales off the loss curves instead."""
@@ -292,7 +292,7 @@ def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: f
     out = {"bulks": bulks, "tau_gen": None, "tau_mem": None}
     main = [b for b in bulks if not b["outlier"]]
     if main:
-        out["tau_gen"] = psi_p / (kappa * main[-1]["left"])
+        out["tau_gen"] = psi_p / (kappa * main[-1]["mean"])
         others = main[:-1]
         if others and n > d:
             mem = min(others, key=lambda b: abs(b["count"] - (n - d)))

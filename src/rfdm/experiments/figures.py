@@ -112,8 +112,9 @@ def plot_gap_heatmap(data_path, path):
     plt.close(fig)
 
 
-def compute_theory_timescales(out_dir, psi_p=64.0, psi_ns=(1.0, 2.0, 4.0, 8.0, 16.0), t=0.01, activation="tanh"):
-    """tau_gen and tau_mem from the spectral theory against psi_n (tau_mem ~ n when psi_p >> psi_n)."""
+def compute_theory_timescales(out_dir, psi_p=1024.0, psi_ns=(2.0, 4.0, 8.0, 16.0, 32.0), t=0.01, activation="tanh"):
+    """tau_gen and tau_mem from the spectral theory against psi_n (tau_mem ~ n when psi_p >> psi_n; rho_1
+    exists only for n > d, i.e. psi_n > 1)."""
     coeffs = gep_coefficients(activation, t)
     rows = [SpectralProblem(coeffs, psi_p, psi_n).solve(n_points=400).timescales() for psi_n in psi_ns]
     tm = np.array([r["tau_mem"] if r["tau_mem"] is not None else np.nan for r in rows])
