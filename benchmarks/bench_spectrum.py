@@ -307,7 +307,7 @@ def run_case(key, args):
             "time_s": solve_t["median_wall_s"], "time_definition": "median of the repeats (first call separate)",
             "checks": result.checks, "converged": result.converged,
             "actual_min_density": float(result.density.min()) if n_returned else None,
-            "atoms": result.atoms, "bulks": result.bulks, "per_bulk": result.per_bulk}
+            "atoms": result.atoms, "bulks": result.bulks, "bulk_sizes": result.bulk_sizes}
     print(f"solve(n_points={args.n_points}): {n_returned} points, {nb} bulks, first call {t_first.wall:.3f} s, "
           f"median of {args.solve_repeats} repeats {solve_t['median_wall_s']:.3f} s "
           f"(min {solve_t['min_wall_s']:.3f} s), checks converged: {result.converged}")
@@ -318,7 +318,7 @@ def run_case(key, args):
                               "repeats": t2, "time_s": t2["median_wall_s"], "converged": res2.converged,
                               "checks": res2.checks}
         print(f"  solve(n_points=2000) returned {n_returned} < {args.target_points} points ({nb} bulks x "
-              f"{result.per_bulk}); solve(n_points={n_req}): {len(res2.grid)} points, median "
+              f"{result.bulk_sizes}); solve(n_points={n_req}): {len(res2.grid)} points, median "
               f"{t2['median_wall_s']:.3f} s")
 
     # -- the points ------------------------------------------------------------------------------------

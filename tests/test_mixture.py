@@ -390,13 +390,13 @@ def test_population_statistics_mixture_vs_monte_carlo(t):
                                            abs=2e-6 * _parallel_part_quad(2.5, t, sx))
 
 
-_GH_Z, _GH_W = hermegauss(120)
+_GH_Z, _GH_W = hermegauss(200)
 _GH_W = _GH_W / math.sqrt(2 * math.pi)
 
 
 def test_population_U_entries_against_two_dimensional_quadrature():
     """A few entries of U~ to high precision: conditionally on the cluster c, (h_i, h_j) is Gaussian with
-    mean c e^{-t} (w_i.m, w_j.m)/sqrt(d) and covariance Gamma_t^2 (w_i.w_j)/d; a 120 x 120 tensor
+    mean c e^{-t} (w_i.m, w_j.m)/sqrt(d) and covariance Gamma_t^2 (w_i.w_j)/d; a 200 x 200 tensor
     Gauss-Hermite rule on its Cholesky factor (tanh is entire in a strip, so the rule converges
     geometrically: 1e-10 is a safe tolerance)."""
     d, p, t, sx = 5, 12, 0.3, 1.1

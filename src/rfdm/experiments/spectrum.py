@@ -166,7 +166,8 @@ def plot(data: dict, path) -> None:
     ax.set_ylabel(r"$\lambda\,\rho(\lambda)$  (mass per unit $\log\lambda$)")
     ax.set_title(f"{cfg['activation']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, t={cfg['t']:g}; "
                  f"tau_gen={data['tau_gen']:.3g}, tau_mem={(data['tau_mem'] or float('nan')):.3g}", fontsize=9)
-    ax.legend(fontsize=8, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
