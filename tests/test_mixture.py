@@ -362,21 +362,27 @@ def test_noise_averaged_statistics_on_mixture_data_vs_monte_carlo():
     assert np.max(np.abs(a * X @ feats.W.T / math.sqrt(d))) > 1.0
 
 
-@pytest.mark.parametrize("t", [0.05, 0.8])
-def test_population_statistics_mixture_vs_monte_carlo(t):
+ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+
+
+@pytest.mark.parametrize("act,t", [("tanh", 0.05), ("tanh", 0.8), ("relu", 0.1)])
+def test_population_statistics_mixture_vs_monte_carlo(act, t):
     """U~ = E phi phi^T, V~ = E phi xi^T and Y = -E[phi(y) S(y)^T] (S the mixture score written here) by
     Monte Carlo over y = e^{-t} x0 + sqrt(Delta_t) xi, x0 from the mixture; per-entry SE from the second
-    moments of the same samples; 5 sigma per entry.  score_norm against quadrature."""
+    moments of the same samples; 5 sigma per entry.  score_norm against quadrature.  (For an odd
+    activation the two clusters give the same U~, V~, Y, so a non-odd one, ReLU, is needed to see that
+    both are included.)"""
     d, p, sx = 8, 24, 0.8
     law = MixtureData(d, m_norm=2.5, direction=np.random.default_rng(0).standard_normal(d), sigma_x=sx)
-    feats = RandomFeatures.sample(d, p, "tanh", rng=5)
+    feats = RandomFeatures.sample(d, p, act, rng=5)
+    sig = ACTIVATIONS[act]
     pop = population_statistics(feats, law, t)
     rng = np.random.default_rng(6)
     N, chunk = 200_000, 20_000
     acc = {k: [np.zeros(s), np.zeros(s)] for k, s in (("U", (p, p)), ("V", (p, d)), ("Y", (p, d)))}
     for _ in range(N // chunk):
         y, xi = sample_noised_mixture(rng, chunk, law.m, t, sx)
-        phi = np.tanh(y @ feats.W.T / math.sqrt(d))
+        phi = sig(y @ feats.W.T / math.sqrt(d))
         negS = -mixture_score(y, law.m, t, sx)
         for k, (lhs, rhs) in (("U", (phi, phi)), ("V", (phi, xi)), ("Y", (phi, negS))):
             acc[k][0] += lhs.T @ rhs
@@ -384,7 +390,7 @@ def test_population_statistics_mixture_vs_monte_carlo(t):
     for k, ref in (("U", pop.U), ("V", pop.V), ("Y", pop.Y)):
         mean = acc[k][0] / N
         se = np.sqrt(np.maximum(acc[k][1] / N - mean ** 2, 0.0) / (N - 1))
-        assert_within_se(mean, ref, se, f"{k}~ (t={t})")
+        assert_within_se(mean, ref, se, f"{k}~ ({act}, t={t})")
     # score_norm = E|S|^2: quadrature reference; 2e-6 on the part along m (see test_score_norm_against_quadrature)
     assert pop.score_norm == pytest.approx(_score_norm_quad(d, 2.5, t, sx), rel=1e-12,
                                            abs=2e-6 * _parallel_part_quad(2.5, t, sx))

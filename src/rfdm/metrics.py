@@ -171,7 +171,8 @@ def mixture_statistics(samples, m) -> dict:
     Each sample goes to the mode of the nearer centre, i.e. + when x.m > 0.  Per mode (+, -): the fraction
     of samples, the mean and the variance of the coordinate s = x.m/|m| along m, and the variance across m,
     (1/(d-1)) times the summed variance of the other d - 1 coordinates.  Variances are unbiased (ddof = 1);
-    a mode with fewer than 2 samples gets nan.  Also the totals over all samples (``*_total``).
+    an empty mode gets nan, a mode with one sample a mean and nan variances.  Also the totals over all
+    samples (``*_total``).
     """
     x = check_finite_array("samples", samples, ndim=2)
     m = check_finite_array("m", m, ndim=1)
@@ -187,7 +188,7 @@ def mixture_statistics(samples, m) -> dict:
     def stats(sel):
         xs, ss = x[sel], s[sel]
         if ss.size < 2:
-            return math.nan, math.nan, math.nan
+            return (float(ss[0]) if ss.size else math.nan), math.nan, math.nan
         var_along = float(np.var(ss, ddof=1))
         total = float(np.sum(np.var(xs, axis=0, ddof=1)))
         across = (total - var_along) / (d - 1) if d > 1 else math.nan

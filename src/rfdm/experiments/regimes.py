@@ -177,7 +177,7 @@ def plot(result: dict, path) -> None:
         a1.axvline(s["t_speciation"], color="C3", ls="--", label=f"t_S = {s['t_speciation']:.3g}")
     a1.set_xscale("log")
     a1.set_xlabel("branching time t")
-    a1.set_ylabel("probability that the clones end in the same mode")
+    a1.set_ylabel("P(two clones end in the same mode)")
     a1.set_title(f"speciation: d={cfg['d']}, |m|={s['m_norm']:.3g}, sigma_x={cfg['sigma_x']:g}", fontsize=9)
     a1.legend(fontsize=8)
     tc = result["collapse_t"]
@@ -188,7 +188,7 @@ def plot(result: dict, path) -> None:
     a2.axvline(s["t_collapse_isotropic"], color="C3", ls=":", label=f"t_C isotropic = {s['t_collapse_isotropic']:.3g}")
     a2.set_xscale("log")
     a2.set_xlabel("branching time t")
-    a2.set_ylabel("probability that the clones end on the same training point")
+    a2.set_ylabel("P(two clones end on the same training point)")
     a2.set_title(f"collapse: n={cfg['n_train']} (alpha = log n / d = {s['alpha']:.3g})", fontsize=9)
     a2.legend(fontsize=8)
     fig.tight_layout()
