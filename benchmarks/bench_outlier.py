@@ -27,7 +27,6 @@ Writes benchmarks/results/bench_outlier.json (bench_outlier_quick.json with --qu
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
 
@@ -74,15 +73,11 @@ def theory_row(act, t, m_norm, psi_p, psi_n, sigma_x):
 
 
 def sample(args, seed):
-    rng_w, rng_m, rng_x = (np.random.default_rng([seed, k]) for k in range(3))
-    d, p, n = args.d, args.psi_p * args.d, args.psi_n * args.d
-    feats = RandomFeatures.sample(d, p, args.activation, rng_w)
-    direction = rng_m.standard_normal(d)
-    direction /= np.linalg.norm(direction)
-    unit = MixtureData(d, m_norm=1.0, direction=direction, sigma_x=args.sigma_x)
-    _, labels = unit.sample(n, rng_x, balanced=True, return_labels=True)
-    noise = args.sigma_x * np.random.default_rng([seed, 3]).standard_normal((n, d))
-    return feats, direction, labels, noise
+    """W and the direction of m of one seed (the data are drawn per |m| from the stream [seed, 2])."""
+    rng_w, rng_m = (np.random.default_rng([seed, k]) for k in range(2))
+    feats = RandomFeatures.sample(args.d, args.psi_p * args.d, args.activation, rng_w)
+    direction = rng_m.standard_normal(args.d)
+    return feats, direction / np.linalg.norm(direction)
 
 
 def main(argv=None):
@@ -92,8 +87,9 @@ def main(argv=None):
     seeds = list(range(args.seed, args.seed + args.seeds))
     config = {"d": d, "p": p, "n": n, "psi_p": args.psi_p, "psi_n": args.psi_n, "t": args.t, "m_norm": args.m,
               "sigma_x": args.sigma_x, "activation": args.activation, "seeds": seeds,
-              "data": "MixtureData, random direction of m (seed stream [seed, 1]), balanced labels ([seed, 2]), "
-                      "cluster noise ([seed, 3]); W from [seed, 0]", "quick": args.quick}
+              "data": "W from the seed stream [seed, 0], a random direction of m from [seed, 1], "
+                      "MixtureData(...).sample(n, [seed, 2], balanced=True) (same labels and noise for every |m|)",
+              "quick": args.quick}
     print(f"rfdm {rfdm.__version__}: BBP outlier theory vs exact U, d={d} p={p} n={n} {args.activation} "
           f"sigma_x={args.sigma_x:g}, {len(seeds)} seed(s)")
 
@@ -107,8 +103,9 @@ def main(argv=None):
             th = theory_row(args.activation, t, m, args.psi_p, args.psi_n, args.sigma_x)
             exact, finite = [], []
             for s in seeds:
-                feats, direction, labels, noise = samples[s]
-                X = labels[:, None] * (m * direction)[None, :] + noise
+                feats, direction = samples[s]
+                law = MixtureData(d, m_norm=m, direction=direction, sigma_x=args.sigma_x)
+                X = law.sample(n, np.random.default_rng([s, 2]), balanced=True)
                 with Timer() as tu:
                     U = noise_averaged_statistics(feats, X, t).U
                 with Timer() as te:

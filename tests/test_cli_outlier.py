@@ -98,14 +98,6 @@ def test_tau_outlier_relation(contract_run):
     assert saved["training"]["tau_outlier"] == pytest.approx(obj["tau_outlier"], rel=1e-12)
 
 
-def test_below_threshold_reports_no_outlier(tmp_path, capsys):
-    obj = run_json(capsys, [*SMALL, "--m-norm", "0.5", "--out", str(tmp_path / "below")])
-    assert obj["threshold_m_norm"] > 0.5
-    assert obj["outlier_theory"] is None and obj["overlap_theory"] is None and obj["tau_outlier"] is None
-    assert_theory_matches(obj, library_theory(0.1, 0.5))
-    assert all((tmp_path / "below" / name).is_file() for name in FILES)
-
-
 def test_empirical_columns_match_a_library_recomputation(tmp_path, capsys):
     """--empirical at d = 60: the exact U of the sample the command draws (seed derivation of the
     configuration: SeedSequence(seed).spawn(3) -> W, direction of m, data) rebuilt here with the library;
@@ -130,28 +122,52 @@ def test_empirical_columns_match_a_library_recomputation(tmp_path, capsys):
     assert obj["overlap_empirical"] == pytest.approx(obj["overlap_theory"], abs=0.15)
 
 
-def test_several_times_give_lists(contract_run, tmp_path, capsys):
-    single, _ = contract_run
-    obj = run_json(capsys, [*SMALL, "--m-norm", "2", "--t", "0.1,0.5,2", "--out", str(tmp_path / "multi")])
+def test_bulk_eigenvalue_is_not_reported_as_empirical_outlier(tmp_path, capsys):
+    """Below the threshold (|m| = 0.5 < |m|_c ~ 1.05) the top eigenvalue of the exact U is a bulk eigenvalue;
+    at finite d it scatters around the asymptotic edge (Tracy-Widom scale ~ d^{-2/3}, ~7 % at d = 60), so
+    "top eigenvalue > asymptotic edge" is no criterion for an outlier.  Here (d = 60, seed 8) it is 2.5 %
+    above the edge, and the very same W and cluster noise with m = 0 (no spike at all) give a top eigenvalue
+    above the edge too; its eigenvector has no overlap with W m (0.04, against ~0.8 for a real outlier).
+    The command must not report it as outlier_empirical.  KNOWN BUG (experiments/outlier.py, compute():
+    `above = ev[-1] > row["bulk_right_edge"]`): this test fails until the criterion accounts for finite d."""
+    d, seed, t = 60, 8, 0.1
+    obj = run_json(capsys, ["--d", str(d), "--psi-p", "4", "--psi-n", "2", "--quiet", "--m-norm", "0.5",
+                            "--t", str(t), "--seed", str(seed), "--empirical", "--out", str(tmp_path / "bulk")])
+    assert obj["outlier_theory"] is None and obj["threshold_m_norm"] > 0.5
+    assert obj["overlap_empirical"] < 0.1
+    # the same sample without any spike (m = 0; same W, labels and cluster noise from the same streams)
+    rng_w, rng_m, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    feats = RandomFeatures.sample(d, 4 * d, "tanh", rng_w)
+    law0 = MixtureData(d, m_norm=0.0, direction=rng_m.standard_normal(d))
+    top0 = np.linalg.eigvalsh(noise_averaged_statistics(feats, law0.sample(2 * d, rng_x), t).U)[-1]
+    assert top0 > obj["bulk_right_edge"]  # a spike-free sample also pokes out of the asymptotic edge
+    assert abs(obj["top_eigenvalue"] - top0) < 0.02 * top0
+    assert obj["outlier_empirical"] is None, (
+        f"a bulk eigenvalue ({obj['top_eigenvalue']:.4g}, edge {obj['bulk_right_edge']:.4g}; "
+        f"{top0:.4g} with m = 0) is reported as an empirical outlier")
+
+
+def test_several_times_m_tilde_balanced_and_below_threshold(tmp_path, capsys):
+    """--t with three values gives lists; |m| = m_tilde sqrt(d) = 0.4 sqrt(40) ~ 2.53 with sigma_x = 0.8 is
+    above the threshold at t = 0.1 and 0.5 and below it at t = 2 (|m|_c ~ 5.2 there), where the outlier,
+    its overlap and tau_outlier are null."""
+    obj = run_json(capsys, [*SMALL, "--m-tilde", "0.4", "--sigma-x", "0.8", "--balanced", "--t", "0.1,0.5,2",
+                            "--out", str(tmp_path / "multi")])
     assert obj["t"] == [0.1, 0.5, 2.0]
+    assert obj["config"]["m_tilde"] == 0.4 and obj["config"]["balanced"] is True
     for key in KEYS:
         assert isinstance(obj[key], list) and len(obj[key]) == 3, key
-    # the entry at t = 0.1 is the single-time run's
-    for key in ("outlier_theory", "bulk_right_edge", "overlap_theory", "tau_outlier"):
-        assert obj[key][0] == pytest.approx(single[key], rel=1e-9)
+    m = 0.4 * math.sqrt(40)
     for i, t in enumerate((0.1, 0.5, 2.0)):
-        ref = library_theory(t, 2.0)
+        ref = library_theory(t, m, sigma_x=0.8)
         assert_theory_matches(obj, ref, i)
-        if ref["outlier"] is not None:
-            assert obj["tau_outlier"][i] == pytest.approx(4.0 / ((1 - math.exp(-2 * t)) * obj["outlier_theory"][i]),
-                                                          rel=1e-12)
-
-
-def test_m_tilde_and_balanced(tmp_path, capsys):
-    obj = run_json(capsys, [*SMALL, "--m-tilde", "0.4", "--sigma-x", "0.8", "--balanced", "--t", "0.3",
-                            "--out", str(tmp_path / "mt")])
-    assert obj["config"]["m_tilde"] == 0.4 and obj["config"]["balanced"] is True
-    assert_theory_matches(obj, library_theory(0.3, 0.4 * math.sqrt(40), sigma_x=0.8))
+        if i < 2:
+            assert ref["outlier"] is not None and obj["threshold_m_norm"][i] < m
+            delta = 1 - math.exp(-2 * t)
+            assert obj["tau_outlier"][i] == pytest.approx(4.0 / (delta * obj["outlier_theory"][i]), rel=1e-12)
+        else:
+            assert ref["outlier"] is None and obj["threshold_m_norm"][i] > m
+    assert all((tmp_path / "multi" / name).is_file() for name in FILES)
 
 
 BAD = [

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import integrate
-from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, norm
 
 from rfdm.data import GaussianData, MixtureData

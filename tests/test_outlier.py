@@ -335,12 +335,13 @@ def _isotropic_direction(W, rng):
 
 
 def test_from_weights_converges_to_asymptotic(tanh_problem):
-    """d = 600, psi_p = 4, a direction with isotropic weights: the finite-W theory differs from the
+    """d = 400, psi_p = 4, a direction with isotropic weights: the finite-W theory differs from the
     asymptotic one only through the O(1/d) fluctuations of the Marchenko-Pastur eigenvalues (and the
-    TW-scale shift of the top one, d^{-2/3} ~ 1.4 %, which moves the edge): measured 0.2 % for the outlier,
-    3e-4 for the edge.  Tolerances: 1 % (outlier, edge, threshold), 0.01 (overlap)."""
+    TW-scale shift of the top one, ~d^{-2/3}, which moves the edge): measured at d = 300-1000: <= 0.25 % for
+    the outlier, <= 0.2 % for the edge, <= 0.3 % for the threshold.  Tolerances: 1 % (outlier, edge,
+    threshold), 0.01 (overlap)."""
     pr = tanh_problem
-    d = 600
+    d = 400
     rng = np.random.default_rng(1)
     W = rng.standard_normal((4 * d, d))
     fw = OutlierProblem(pr.coeffs, 2.0, Modes.from_weights(W, _isotropic_direction(W, rng), pr.coeffs))
@@ -450,17 +451,17 @@ def test_no_outlier_below_threshold_exact_spectrum():
     """|m| = 0.5 < |m|_c ~ 1.05: the theory reports nothing, and the exact top eigenvalue behaves like the
     bulk's: it stays within finite-size distance of the edge (Tracy-Widom scale ~ d^{-2/3} ~ 2 % of the
     edge; measured over 4 seeds: 0.94 to 0.995 x edge), it is not separated from the next one, its
-    eigenvector does not point along W m, and it hardly differs from the top eigenvalue with m = 0 (same W,
-    labels and noise).  Above threshold (|m| = 2, same seed) all of these fail by far."""
+    eigenvector does not point along W m (measured: 0.968 x edge, gap 0.03 x edge, overlap 0.012; the
+    same sample at |m| = 0 gives 0.966 x edge and 0.002).  Above threshold (|m| = 2, same seed: same W,
+    labels and noise) all of these fail by far."""
     pr = asymptotic_problem()
     edge = pr.bulk_right_edge()
     assert pr.outlier(0.5) == (None, 0.0)
-    below, zero, above = exact_case(0, 0.5), exact_case(0, 0.0), exact_case(0, 2.0)
-    assert below["finite"] is None and zero["finite"] is None
+    below, above = exact_case(0, 0.5), exact_case(0, 2.0)
+    assert below["finite"] is None
     assert 0.9 * edge < below["top"] < 1.03 * edge
     assert below["top"] - below["second"] < 0.1 * edge
     assert below["overlap"] < 0.1
-    assert abs(below["top"] - zero["top"]) < 0.05 * edge
     # the contrast: at |m| = 2 the same checks fail by far
     assert above["top"] > 1.3 * edge and above["top"] - above["second"] > 0.3 * edge and above["overlap"] > 0.6
     # the finite-W edge is that of the asymptotic theory up to the top MP eigenvalue's TW-scale shift

@@ -385,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dynamics(sub)
     _add_spectrum(sub)
     _add_outlier(sub)
+    from .cli_sampling import add_commands as _add_sampling; _add_sampling(sub)
     _add_timescales(sub)
     _add_reproduce(sub)
     return parser

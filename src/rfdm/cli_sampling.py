@@ -55,7 +55,7 @@ def _add_sample(sub):
     p.add_argument("--n-samples", type=int, default=None, help="generated samples (default 500)")
     _add_time_options(p, 4.0, 200)
     p.add_argument("--tau", default=None, help="rf: training time tau (a number or inf, default inf); "
-                   "--study memorization: a list, e.g. 1:1e8:17,inf")
+                   "--study memorization: a list (default 1:1e8:13,inf)")
     p.add_argument("--psi-p", type=float, default=None, help="rf: p/d (default 16)")
     p.add_argument("--activation", default="tanh", help=f"rf: one of {', '.join(available_activations())}")
     p.add_argument("--rf-times", type=int, default=None, help="rf: number of diffusion times the scores are "
@@ -111,7 +111,7 @@ def _run_sample(args) -> int:
         paths = exp.save_two_regimes(result, out)
         summary = exp.two_regimes_summary(result)
     elif args.study == "memorization":
-        tau = parse_tau(args.tau) if args.tau is not None else parse_tau("1:1e8:17,inf")
+        tau = parse_tau(args.tau) if args.tau is not None else parse_tau("1:1e8:13,inf")
         config = exp.MemorizationConfig(d=_pick(args.d, 8), psi_p=_pick(args.psi_p, 128.0), n_train=_pick(args.n_train, 16),
                                         sigma_spectrum=spectrum, activation=args.activation, tau=tau,
                                         rf_times=_pick(args.rf_times, 12), n_samples=_pick(args.n_samples, 500),

@@ -206,15 +206,14 @@ class MixtureData:
 
     def score_norm(self, t) -> float:
         """E|S(y, t)|^2 = (d - 1)/Gamma_t^2 + E[(|m| e^{-t} tanh(e^{-t}|m| y/Gamma_t^2) - y)^2]/Gamma_t^4 with
-        y ~ (1/2) N(+-|m| e^{-t}, Gamma_t^2) along m (Gauss–Hermite, 200 nodes)."""
-        from .activations import gauss_hermite
+        y ~ N(|m| e^{-t}, Gamma_t^2) along m (both clusters contribute equally; adaptive quadrature)."""
+        from scipy.integrate import quad
 
         g2, a = self.gamma2_t(t), float(decay(t))
-        z, w = gauss_hermite(200)
-        mu = a * self.m_norm
-        y = mu + math.sqrt(g2) * z  # by symmetry the two clusters contribute equally
-        par = np.dot(w, (mu * np.tanh(mu * y / g2) - y) ** 2) / g2 ** 2
-        return float((self.d - 1) / g2 + par)
+        mu, g = a * self.m_norm, math.sqrt(g2)
+        f = lambda z: (mu * math.tanh(mu * (mu + g * z) / g2) - mu - g * z) ** 2 * math.exp(-0.5 * z * z)  # noqa: E731
+        par = quad(f, -np.inf, np.inf, epsabs=1e-14, epsrel=1e-13, limit=200)[0] / math.sqrt(2 * math.pi)
+        return float((self.d - 1) / g2 + par / g2 ** 2)
 
     def noised_components(self, t):
         """P_t = (1/2) N(e^{-t} m, Gamma_t^2 I) + (1/2) N(-e^{-t} m, Gamma_t^2 I)."""

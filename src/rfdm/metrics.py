@@ -37,9 +37,9 @@ def _pair(x, y, xname, yname):
     return x, y
 
 
-def _blocks(n_rows: int, n_cols: int, budget: int, arrays: int):
+def _blocks(n_rows: int, n_cols: int, budget: int, arrays: float):
     """Block sizes (rows, cols) with ``arrays`` float64/int64 arrays of rows x cols within ``budget`` bytes."""
-    words = max(1, int(budget) // (8 * arrays))
+    words = max(1, int(int(budget) // (8 * arrays)))
     cols = int(max(1, min(n_cols, words // max(1, min(n_rows, 256)))))
     rows = int(max(1, min(n_rows, words // cols)))
     return rows, cols
@@ -58,9 +58,9 @@ def _sq_dist_block(q, q2, r, r2):
 def nearest_neighbours(queries, reference, k: int = 2, memory_budget: int = DEFAULT_BLOCK_BUDGET):
     """Distances (N, k) and indices (N, k) of the k nearest reference points of every query, nearest first.
 
-    Work in blocks of queries x reference points with at most two rows x cols arrays (the squared
-    distances and argpartition's indices) within ``memory_budget`` bytes; a running top-k is merged block
-    by block.  The final distances are recomputed as |q - r| for the k selected pairs.
+    Work in blocks of queries x reference points: two rows x cols arrays (the squared distances and
+    argpartition's indices) plus headroom for numpy's workspace fit in ``memory_budget`` bytes (measured peak
+    with tracemalloc: within the budget plus the outputs); a running top-k is merged block by block.  The final distances are recomputed as |q - r| for the k selected pairs.
     """
     q, r = _pair(queries, reference, "queries", "reference")
     k = check_positive_int("k", k)
@@ -68,8 +68,8 @@ def nearest_neighbours(queries, reference, k: int = 2, memory_budget: int = DEFA
         raise InvalidParameterError(f"asked for {k} nearest neighbours among {r.shape[0]} reference points.")
     budget = check_positive_int("memory_budget", memory_budget)
     N, n = q.shape[0], r.shape[0]
-    rows, cols = _blocks(N, n, budget, 2)
-    rows = int(max(1, min(rows, budget // (8 * k * (q.shape[1] + 6)))))  # the final (rows, k, d) differences
+    rows, cols = _blocks(N, n, budget, 2.5)  # distances + argpartition's indices + numpy's workspace
+    rows = int(max(1, min(rows, budget // (16 * k * (q.shape[1] + 6)))))  # the final (rows, k, d) differences
     q2 = np.einsum("ij,ij->i", q, q)
     r2 = np.einsum("ij,ij->i", r, r)
     dist = np.empty((N, k))
@@ -82,8 +82,12 @@ def nearest_neighbours(queries, reference, k: int = 2, memory_budget: int = DEFA
         for c in range(0, n, cols):
             D = _sq_dist_block(qa, qa2, r[c:c + cols], r2[c:c + cols])
             kk = min(k, D.shape[1])
-            part = np.argpartition(D, kk - 1, axis=1)[:, :kk] if kk < D.shape[1] else \
-                np.broadcast_to(np.arange(D.shape[1]), (m, D.shape[1]))
+            if kk < D.shape[1]:
+                full = np.argpartition(D, kk - 1, axis=1)  # rows x cols indices: the second array of the budget
+                part = full[:, :kk].copy()
+                del full
+            else:
+                part = np.broadcast_to(np.arange(D.shape[1]), (m, D.shape[1]))
             cand_d = np.take_along_axis(D, part, axis=1)
             del D
             all_d = np.concatenate([best_d, cand_d], axis=1)

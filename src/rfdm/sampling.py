@@ -38,7 +38,9 @@ Score sources implement the small protocol :class:`ScoreSource`: an attribute ``
 from __future__ import annotations
 
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
@@ -58,6 +60,40 @@ GRIDS = ("log-snr", "geometric", "uniform")
 INTEGRATORS = ("exponential", "euler")
 #: spawn-key tag of the sampler's per-sample streams (keeps them apart from other uses of a seed)
 SAMPLER_STREAM = 0x5A3
+
+
+#: arrays with at least this many entries get their activation computed by several threads
+PARALLEL_ACTIVATION_MIN = 1 << 16
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _n_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on every platform
+        return os.cpu_count() or 1
+
+
+def apply_activation(activation, h: np.ndarray) -> np.ndarray:
+    """sigma(h) in place when the activation allows it.  numpy's elementwise functions run on one core
+    while the matrix products use them all, so for large arrays the rows are split over one thread per
+    available core (ufuncs release the GIL); the result is identical to a single call."""
+    global _POOL
+    n = _n_threads()
+    if n <= 1 or h.size < PARALLEL_ACTIVATION_MIN or h.shape[0] < 2 * n or not h.flags.c_contiguous:
+        return activation.evaluate_inplace(h)
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="rfdm-activation")
+    bounds = np.linspace(0, h.shape[0], n + 1).astype(int)
+
+    def work(i):
+        v = h[bounds[i]:bounds[i + 1]]
+        r = activation.evaluate_inplace(v)
+        if r is not v:
+            v[...] = r
+
+    list(_POOL.map(work, range(n)))
+    return h
 
 
 # -- score sources -------------------------------------------------------------------------------------
@@ -218,7 +254,7 @@ class RandomFeaturesScore:
 
     def score(self, x, t):
         h = x @ self._Wt
-        h = self.features.activation.evaluate_inplace(h)
+        h = apply_activation(self.features.activation, h)
         return h @ self.readout(t)
 
     def flops_per_sample(self, t=None) -> float:

@@ -510,7 +510,7 @@ class MemorizationConfig:
     n_train: int = 16
     sigma_spectrum: tuple = (1.0,)
     activation: str = "tanh"
-    tau: tuple = field(default_factory=lambda: tuple(np.logspace(0, 8, 17)) + (math.inf,))
+    tau: tuple = field(default_factory=lambda: tuple(np.logspace(0, 8, 13)) + (math.inf,))
     rf_times: int = 12
     n_samples: int = 500
     steps: int = 200
