@@ -29,12 +29,30 @@ def loadavg() -> list | None:
         return None
 
 
+def git_info() -> dict:
+    """Commit of the working tree and whether src/ differs from it (the package is installed editable, so the
+    code measured is the working tree's)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    status = git("status", "--porcelain", "--", "src")
+    return {"commit": git("rev-parse", "HEAD") or None, "src_modified_files": status.splitlines() if status else []}
+
+
 def machine_info() -> dict:
     """Versions and machine description recorded in every JSON result."""
     import rfdm
 
     return {
         "rfdm_version": rfdm.__version__,
+        "git": git_info(),
         "numpy_version": np.__version__,
         "scipy_version": scipy.__version__,
         "python_version": platform.python_version(),

@@ -124,6 +124,7 @@ def test_time_integrated_score_runs(tmp_path, capsys):
     (["--integrator", "rk4"], "unknown integrator"),
     (["--study", "memorization", "--score", "exact"], "drop --data and --score"),
     (["--threshold", "0"], "threshold must be > 0"),
+    (["--n-samples", "1"], "n_samples >= 2"),
 ])
 def test_sample_bad_input(tmp_path, capsys, args, match):
     err = run_error(capsys, ["sample", "--quiet", *args], tmp_path)

@@ -207,6 +207,10 @@ def test_bad_score_source_and_shapes():
         sample(ExactScore(GaussianData(2)), 3, times=[1.0, 0.5, 0.1], record_times=[0.3])
     with pytest.raises(InvalidParameterError, match="strictly decreasing"):
         sample(ExactScore(GaussianData(2)), 3, times=[0.1, 0.5])
+    from rfdm import NumericalError
+
+    with pytest.raises(NumericalError, match="diverged"):
+        sample(CallableScore(lambda x, t: np.full_like(x, np.nan), 2), 3, steps=5)
 
 
 def test_progress_is_reported():
@@ -214,3 +218,42 @@ def test_progress_is_reported():
     sample(ExactScore(GaussianData(2)), 10, steps=20, batch_size=4, progress=lambda a, b: calls.append((a, b)))
     assert calls[-1] == (200, 200) and all(b == 200 for _, b in calls)
     assert [a for a, _ in calls] == sorted(a for a, _ in calls)
+
+
+@pytest.mark.slow
+def test_two_regimes_of_random_features_scores():
+    """The talk's claim at the default size (d = 32, p = 512, n = 1024, tanh, tau = inf): with |m| = 2 the
+    samples along m are closer (W_2) to the Gaussian with the data covariance than to the mixture, with
+    |m| = 2 sqrt(d) closer to the mixture, with balanced modes (4 binomial s.e. = 0.045 at 2000 samples) whose
+    means are within 10 % of +-|m| e^{-t_min}."""
+    from rfdm.experiments.sampling import TwoRegimesConfig, compute_two_regimes
+
+    res = compute_two_regimes(TwoRegimesConfig())
+    norm, tilde = res["regimes"]["norm"]["summary"], res["regimes"]["tilde"]["summary"]
+    assert norm["closer_to"] == "gaussian" and tilde["closer_to"] == "mixture"
+    assert abs(tilde["mode_fractions"][0] - 0.5) < 0.045
+    mu = tilde["mu_t_min"]
+    assert tilde["mean_along_m"][0] == pytest.approx(mu, rel=0.1)
+    assert tilde["mean_along_m"][1] == pytest.approx(-mu, rel=0.1)
+    # one Gaussian split at 0: per-mode mean^2/var = (2/pi)/(1 - 2/pi) = 1.75; two separated modes: >> 1
+    assert norm["mean_along_m"][0] ** 2 / norm["var_along_m"][0] < 3.0
+    assert tilde["mean_along_m"][0] ** 2 / tilde["var_along_m"][0] > 10.0
+
+
+@pytest.mark.slow
+def test_memorization_rises_after_tau_mem():
+    """Default memorization study (d = 8, p = 1024, n = 16): no memorization up to tau_gen, memorization after
+    tau_mem (f_mem at tau = inf with its bootstrap interval above 0.15), never more than the empirical score,
+    which memorizes (> 0.9); the exact score does not (< 0.02)."""
+    from rfdm.experiments.sampling import MemorizationConfig, compute_memorization
+
+    res = compute_memorization(MemorizationConfig())
+    tau, f, ci = res["tau"], res["f_mem"], res["f_mem_ci"]
+    ts = res["timescales"]
+    assert res["references"]["empirical"]["f_mem"] > 0.9 and res["references"]["exact"]["f_mem"] < 0.02
+    assert np.all(f[tau <= ts["tau_gen_theory"]] <= 0.01)
+    late = tau >= 10 * ts["tau_mem_theory"]
+    assert np.all(ci[late, 0] > 0.05) and ci[-1, 0] > 0.15
+    assert f[-1] < res["references"]["empirical"]["f_mem"]
+    # the rise: f_mem after tau_mem exceeds f_mem before tau_gen by more than the intervals
+    assert ci[late, 0].min() > ci[tau <= ts["tau_gen_theory"], 1].max()

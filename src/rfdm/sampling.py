@@ -38,9 +38,7 @@ Score sources implement the small protocol :class:`ScoreSource`: an attribute ``
 from __future__ import annotations
 
 import math
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
@@ -48,7 +46,8 @@ import numpy as np
 
 from .data import EmpiricalData
 from .diffusion import delta_t
-from .errors import InvalidParameterError, check_finite_array, check_positive_float, check_positive_int
+from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
+                     check_positive_int)
 
 #: default working memory of the sampler's own arrays, in bytes
 DEFAULT_MEMORY_BUDGET = 64 * 2 ** 20
@@ -60,40 +59,6 @@ GRIDS = ("log-snr", "geometric", "uniform")
 INTEGRATORS = ("exponential", "euler")
 #: spawn-key tag of the sampler's per-sample streams (keeps them apart from other uses of a seed)
 SAMPLER_STREAM = 0x5A3
-
-
-#: arrays with at least this many entries get their activation computed by several threads
-PARALLEL_ACTIVATION_MIN = 1 << 16
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _n_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on every platform
-        return os.cpu_count() or 1
-
-
-def apply_activation(activation, h: np.ndarray) -> np.ndarray:
-    """sigma(h) in place when the activation allows it.  numpy's elementwise functions run on one core
-    while the matrix products use them all, so for large arrays the rows are split over one thread per
-    available core (ufuncs release the GIL); the result is identical to a single call."""
-    global _POOL
-    n = _n_threads()
-    if n <= 1 or h.size < PARALLEL_ACTIVATION_MIN or h.shape[0] < 2 * n or not h.flags.c_contiguous:
-        return activation.evaluate_inplace(h)
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="rfdm-activation")
-    bounds = np.linspace(0, h.shape[0], n + 1).astype(int)
-
-    def work(i):
-        v = h[bounds[i]:bounds[i + 1]]
-        r = activation.evaluate_inplace(v)
-        if r is not v:
-            v[...] = r
-
-    list(_POOL.map(work, range(n)))
-    return h
 
 
 # -- score sources -------------------------------------------------------------------------------------
@@ -229,6 +194,7 @@ class RandomFeaturesScore:
         self._logt = np.log(times)
         self.work_per_sample = 2 * self.p + 2 * self.d
         self._cache = (None, None)
+        self._buffer = None
 
     @property
     def weights(self) -> np.ndarray:
@@ -237,6 +203,11 @@ class RandomFeaturesScore:
 
     def readout(self, t: float) -> np.ndarray:
         """The effective A(t)^T/sqrt(p), shape (p, d), used at diffusion time t (the scheme above)."""
+        return self._readout(t).copy()
+
+    def _readout(self, t: float) -> np.ndarray:
+        """As :meth:`readout`, into buffers reused from call to call (valid until the next new t), without
+        allocating (allocating p x d arrays at every step costs more than the arithmetic)."""
         t = float(t)
         if self._cache[0] == t:
             return self._cache[1]
@@ -248,14 +219,19 @@ class RandomFeaturesScore:
             j = int(np.clip(np.searchsorted(self._logt, lt) - 1, 0, K - 2))
             w = float(np.clip((lt - self._logt[j]) / (self._logt[j + 1] - self._logt[j]), 0.0, 1.0))
             sq = math.sqrt(float(delta_t(t)))
-            out = ((1 - w) * self._sqd[j] / sq) * self._At[j] + (w * self._sqd[j + 1] / sq) * self._At[j + 1]
+            if self._buffer is None:
+                self._buffer = np.empty((2, self.p, self.d))
+            out, tmp = self._buffer
+            np.multiply(self._At[j], (1 - w) * self._sqd[j] / sq, out=out)
+            np.multiply(self._At[j + 1], w * self._sqd[j + 1] / sq, out=tmp)
+            out += tmp
         self._cache = (t, out)
         return out
 
     def score(self, x, t):
         h = x @ self._Wt
-        h = apply_activation(self.features.activation, h)
-        return h @ self.readout(t)
+        h = self.features.activation.evaluate_inplace(h)
+        return h @ self._readout(t)
 
     def flops_per_sample(self, t=None) -> float:
         """Two products, x W^T and sigma(.) A^T: 4 p d (activations not counted)."""
@@ -480,6 +456,9 @@ def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float =
                 progress(done, total)
         out[b0:b1] = x
     seconds = time.perf_counter() - t0
+    if not np.all(np.isfinite(out)):
+        raise NumericalError("the backward process diverged (non-finite samples): the score does not hold the "
+                             "process back; use more steps, a smaller T or a better-trained score.")
     flops = getattr(score, "flops_per_sample", None)
     fl = flops() if callable(flops) else None
     info = {"steps": K, "integrator": integrator, "batch_size": batch, "noise_chunk": chunk,

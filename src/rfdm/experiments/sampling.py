@@ -108,6 +108,8 @@ class SampleConfig:
             raise InvalidParameterError(f"unknown scheme {self.rf_scheme!r}: choose one of {', '.join(SCHEMES)}.")
         self.T, self.t_min, self.steps = check_times(self.T, self.t_min, self.steps)
         self.n_samples = check_positive_int("n_samples", self.n_samples)
+        if self.n_samples < 2:
+            raise InvalidParameterError(f"the distances to the target need n_samples >= 2, got {self.n_samples}.")
         if self.n_train is not None:
             self.n_train = check_positive_int("n_train", self.n_train)
             if self.n_train < 2:
