@@ -99,6 +99,45 @@ def _outlier(preset, out):
                          "BBP threshold |m|_c": f"{r0['threshold_m_norm']:.3f}"}}
 
 
+def _two_regimes(preset, out):
+    from .experiments import sampling as exp
+    kw = {"tiny": dict(d=8, psi_p=8.0, n_train=128, n_samples=300, steps=60, rf_times=5),
+          "quick": dict(), "paper": dict(d=64, n_samples=10000, steps=400)}[preset]
+    res = exp.compute_two_regimes(exp.TwoRegimesConfig(**kw))
+    paths = exp.save_two_regimes(res, out)
+    summ = exp.two_regimes_summary(res)["regimes"]
+    measured = {}
+    for k, v in summ.items():
+        measured[f"{v['label']}: mode fractions"] = ", ".join(f"{x:.3f}" for x in v["mode_fractions"])
+        measured[f"{v['label']}: distance to target"] = f"{v['distance_to_target']:.3g}"
+    return {"figures": [paths["figure"]], "measured": measured}
+
+
+def _memorization(preset, out):
+    from .experiments import sampling as exp
+    kw = {"tiny": dict(d=6, psi_p=32.0, n_train=8, n_samples=100, steps=60, rf_times=5,
+                       tau=(1.0, 1e4, math.inf)),
+          "quick": dict(), "paper": dict(d=16, n_train=32, n_samples=2000, steps=400)}[preset]
+    res = exp.compute_memorization(exp.MemorizationConfig(**kw))
+    paths = exp.save_memorization(res, out)
+    s = exp.memorization_summary(res)
+    return {"figures": [paths["figure"]],
+            "measured": {"f_mem at the smallest tau": f"{s['f_mem'][0]:.3f}", "f_mem at tau = inf": f"{s['f_mem'][-1]:.3f}",
+                         "f_mem, empirical score": f"{s['f_mem_empirical']:.3f}", "f_mem, exact score": f"{s['f_mem_exact']:.3f}"}}
+
+
+def _regimes(preset, out):
+    from .experiments import regimes as exp
+    kw = {"tiny": dict(d=8, n_pairs=200, n_trajectories=100, steps=60, n_times=5),
+          "quick": dict(), "paper": dict(d=64, n_pairs=5000, n_trajectories=2000, steps=400)}[preset]
+    res = exp.compute(exp.RegimesConfig(m_norm=2.0, **kw))
+    paths = exp.save(res, out)
+    s = exp.json_summary(res)
+    return {"figures": [paths["figure"]],
+            "measured": {"t_S (formula)": f"{s['t_speciation']:.4g}", "t_C (formula)": f"{s['t_collapse']:.4g}",
+                         "t_C (simulated)": str(s.get("t_collapse_simulated"))}}
+
+
 FIGURES = {f.id: f for f in [
     Figure("spectrum-isotropic", "Spectrum of U, Sigma = I ([B25] Fig. 4)",
            "U has an atom at s_t^2, a memorization bulk rho_1 far below and a population bulk rho_2 on the scale psi_p.",
@@ -121,6 +160,16 @@ FIGURES = {f.id: f for f in [
     Figure("mixture-outlier", "Mixture data: BBP outlier of U, phase diagram, training along m",
            "A rank-one spike along W m pushes one eigenvalue out of the bulk above a threshold |m|_c(t).",
            "outlier predicted by the replica/diagram method (talk)", _outlier),
+    Figure("two-regimes", "The two regimes of mixture sampling with random-features scores",
+           "For |m| = O(1) the learned score is nearly linear and the backward process gives one Gaussian stretched "
+           "along m; for |m| = O(sqrt(d)) it separates two balanced modes.", "qualitative (talk's conclusion)",
+           _two_regimes),
+    Figure("memorization-along-training", "Memorization fraction along training (p >> n)",
+           "Samples from scores stopped before tau_mem are new; f_mem rises once tau passes tau_mem; the empirical score "
+           "memorizes.", "qualitative ([B25])", _memorization),
+    Figure("speciation-collapse", "Speciation and collapse of the backward dynamics ([B24])",
+           "Clones separated after t_S end in the same mode with probability phi(t); with the empirical score the "
+           "trajectories collapse onto training points below t_C.", "t_S = log(|m|^2 + sigma_x^2)/2", _regimes),
 ]}
 
 
@@ -131,22 +180,13 @@ def register(figure: Figure) -> Figure:
 
 
 def get_figure(fig_id: str) -> Figure:
-    _load_optional()
     if fig_id not in FIGURES:
         raise InvalidParameterError(f"unknown figure {fig_id!r}; `rfdm figure --list` lists them.")
     return FIGURES[fig_id]
 
 
 def all_figures() -> list:
-    _load_optional()
     return list(FIGURES.values())
-
-
-def _load_optional():
-    try:  # figures contributed by the sampling experiments, when present
-        from .experiments import sampling_figures  # noqa: F401
-    except ImportError:
-        pass
 
 
 def run_figure(fig_id: str, preset: str, out_dir) -> dict:
