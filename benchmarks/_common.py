@@ -88,11 +88,14 @@ class Timer:
                 "loadavg_before": self.load_before, "loadavg_after": self.load_after}
 
 
-def contention_warning(label: str, rec: dict, threshold: float = 1.1) -> str | None:
-    """A warning when a timed block used much less CPU than wall time on a multi-core machine, or the load
-    average exceeded the core count: its timing is probably inflated by other processes."""
+def contention_warning(label: str, rec: dict, threshold: float = 1.1, min_wall: float = 0.0) -> str | None:
+    """A warning when a timed block (of at least ``min_wall`` seconds) used much less CPU than wall time on a
+    multi-core machine, or the load average exceeded the core count: its timing is probably inflated by other
+    processes.  A heuristic: a single-threaded block can legitimately sit near CPU/wall = 1."""
     cores = os.cpu_count() or 1
     ratio = rec.get("cpu_over_wall")
+    if rec.get("wall_s", 0.0) < min_wall:
+        return None
     loads = [x for x in (rec.get("loadavg_before") or [])[:1] + (rec.get("loadavg_after") or [])[:1]]
     busy = bool(loads) and max(loads) > cores + 0.5
     if cores > 1 and ratio is not None and (ratio < threshold or busy):

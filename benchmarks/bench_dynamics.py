@@ -240,7 +240,8 @@ def main(argv=None):
                   (max(s["sampled_peak_rss"] or 0, 0) - e2e["baseline_rss_bytes"]) / p2_bytes]
                  for s in e2e["steps"]])
     # the step during which ru_maxrss reached its final value
-    peak_step = next(s["step"] for s in e2e["steps"] if s["maxrss_after"] >= e2e["peak_maxrss_bytes"])
+    top = max(s["maxrss_after"] for s in e2e["steps"])
+    peak_step = next(s["step"] for s in e2e["steps"] if s["maxrss_after"] >= top)
 
     # 2. the same closed form in this process, keeping U for the checks and for GD --------------------------
     features = rfdm.RandomFeatures.sample(d, p, args.activation, rng=np.random.default_rng(args.seed_w))
@@ -358,8 +359,9 @@ def main(argv=None):
         [f"GD vs flow, max |train diff| (tau <= {gd_taus[-1]:.3g})", max_train_diff, "", ""],
         [f"GD vs flow, max |test diff| (tau <= {gd_taus[-1]:.3g})", max_test_diff, "", ""]])
     print(f"memory: {mem_note}")
-    warnings = [w for w in [contention_warning(f"end-to-end step '{s['step']}'", s) for s in e2e["steps"]
-                            if s["wall_s"] > 1.0] + [contention_warning("GD timing run", tgd.record())] if w]
+    warnings = [w for w in [contention_warning(f"end-to-end step '{s['step']}'", s, min_wall=1.0)
+                            for s in e2e["steps"]]
+                + [contention_warning("GD timing run", tgd.record(), min_wall=1.0)] if w]
     for w in warnings:
         print("WARNING:", w)
 

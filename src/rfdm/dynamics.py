@@ -92,7 +92,8 @@ class GradientFlow:
         self.psi_p = p / d
         self.kappa = stats.kappa
         self.constant = stats.loss_constant
-        lam, Q = scipy.linalg.eigh(U, overwrite_a=overwrite, driver="evr", check_finite=False)
+        # U is symmetric: its transpose is a Fortran-ordered view that LAPACK can overwrite in place
+        lam, Q = scipy.linalg.eigh(U.T if overwrite else U, overwrite_a=overwrite, driver="evr", check_finite=False)
         if overwrite:
             stats.U = None  # its buffer now holds LAPACK workspace
         scale = max(float(lam[-1]), 0.0)
@@ -129,14 +130,21 @@ class GradientFlow:
             raise InvalidParameterError(f"the quadratic form {name!r} does not match the training shapes.")
         Q, B = self.eigenvectors, self._B
         if self._rotated is None or self._rotated[0] is not U:
-            self._rotated = (U, Q.T @ (U @ Q))
-        M = self._rotated[1]
+            # M' = Q^T U' Q, then the Hadamard products, built in place and shared by every form on U'
+            M = Q.T @ (U @ Q)
+            mats = {}
+            if self._A0 is not None:
+                A = self._A0
+                mats["H_ba"] = M * (B @ A.T)
+                mats["H_aa"] = M * (A @ A.T)
+            M *= B @ B.T
+            mats["H_bb"] = M
+            self._rotated = (U, mats)
         vt = Q.T @ V
-        form = {"scale": float(scale), "constant": float(constant),
-                "c_bv": np.einsum("kj,kj->k", B, vt), "H_bb": M * (B @ B.T)}
+        form = {"scale": float(scale), "constant": float(constant), "c_bv": np.einsum("kj,kj->k", B, vt),
+                **self._rotated[1]}
         if self._A0 is not None:
-            A = self._A0
-            form.update(c_av=np.einsum("kj,kj->k", A, vt), H_ba=M * (B @ A.T), H_aa=M * (A @ A.T))
+            form["c_av"] = np.einsum("kj,kj->k", self._A0, vt)
         self._forms[name] = form
 
     def add_population(self, pop: PopulationStatistics) -> None:

@@ -324,11 +324,16 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
 
     # Pass 2: assemble the upper triangle, blocks of rows x Hermite orders, batches of data.
     M = np.zeros((p, p))
-    b2 = max(1, min(n, budget // (8 * p * (len(kept) + n_nodes // 4 + 1))))
+    b2 = max(1, min(n, budget // (8 * p * (len(kept) + 1))))
+    sub = max(1, budget // (8 * 2 * p * max(n_nodes, order + 1)))  # quadrature temporaries per sub-batch
     for s in range(0, n, b2):
-        a, _ = act.gaussian_coefficients(means[s:s + b2], stds, order, rule=rule)
-        coeffs = [np.ascontiguousarray(a[..., k].T) for k in kept]  # (p, batch): contiguous row blocks
-        del a
+        m_b = means[s:s + b2]
+        coeffs = [np.empty((p, m_b.shape[0])) for _ in kept]  # (p, batch): contiguous row blocks
+        for u in range(0, m_b.shape[0], sub):
+            a, _ = act.gaussian_coefficients(m_b[u:u + sub], stds, order, rule=rule)
+            for ck, k in zip(coeffs, kept):
+                ck[:, u:u + sub] = a[..., k].T
+            del a
         for blk in _row_blocks(p, rows):
             rho = directions[blk] @ directions[blk.start:].T
             power = np.ones_like(rho)
