@@ -93,6 +93,23 @@ def _resolve_size(args, d: int) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
+def _add_output_options(p, name: str) -> None:
+    """--out (default rfdm_results/NAME), --json and --quiet, the same for every command."""
+    p.add_argument("--out", default=f"rfdm_results/{name}", help=f"output folder (default rfdm_results/{name})")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+
+
+def _emit(args, summary: dict, paths: dict) -> None:
+    """Print the --json object (summary plus the files written), or where the files are."""
+    from .results import to_jsonable
+
+    if args.json:
+        print(json.dumps(to_jsonable(dict(summary, files=paths))))
+    elif not args.quiet:
+        print(f"wrote {', '.join(str(v) for v in paths.values())}", file=sys.stderr)
+
+
 def _add_model_options(p):
     p.add_argument("--model", default="per-time", choices=("per-time", "time-integrated"),
                    help="per-time: one network at time --t; time-integrated: one network for all t ~ U[t-min, t-max] "
@@ -133,15 +150,12 @@ def _add_dynamics(sub):
                    "stability limit for gd)")
     p.add_argument("--rtol", type=float, default=1e-10, help="relative truncation tolerance of the Mehler series")
     _add_model_options(p)
-    p.add_argument("--out", default="rfdm_results/dynamics", help="output folder (default rfdm_results/dynamics)")
-    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    _add_output_options(p, "dynamics")
     p.set_defaults(func=_run_dynamics)
 
 
 def _run_dynamics(args) -> int:
     from .experiments import dynamics as exp
-    from .results import to_jsonable
 
     if args.d <= 0:
         raise InvalidParameterError(f"--d must be a positive integer, got {args.d}.")
@@ -166,10 +180,7 @@ def _run_dynamics(args) -> int:
         t_rtol=args.t_quad_tol, t_nodes_max=args.t_nodes_max)
     result = exp.compute(config, quiet=args.quiet)
     paths = exp.save(result, args.out)
-    if args.json:
-        print(json.dumps(to_jsonable(dict(exp.json_summary(result), files=paths))))
-    elif not args.quiet:
-        print(f"wrote {paths['data']}, {paths['summary']} and {paths['figure']}", file=sys.stderr)
+    _emit(args, exp.json_summary(result), paths)
     return 0
 
 
@@ -191,15 +202,12 @@ def _add_spectrum(sub):
     p.add_argument("--d", type=int, default=None, help="time-integrated model: dimension of the numerical spectrum")
     _add_model_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of W and X for --empirical-d (default 0)")
-    p.add_argument("--out", default="rfdm_results/spectrum", help="output folder (default rfdm_results/spectrum)")
-    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    _add_output_options(p, "spectrum")
     p.set_defaults(func=_run_spectrum)
 
 
 def _run_spectrum(args) -> int:
     from .experiments import spectrum as exp
-    from .results import to_jsonable
 
     check_output_dir(args.out)
     if args.model == "time-integrated":
@@ -213,10 +221,7 @@ def _run_spectrum(args) -> int:
         empirical_d=args.empirical_d, seed=args.seed, n_points=args.points)
     result = exp.compute(config, quiet=args.quiet)
     paths = exp.save(result, args.out)
-    if args.json:
-        print(json.dumps(to_jsonable(dict(exp.json_summary(result), files=paths))))
-    elif not args.quiet:
-        print(f"wrote {paths['data']}, {paths['summary']} and {paths['figure']}", file=sys.stderr)
+    _emit(args, exp.json_summary(result), paths)
     if not result["checks"]["converged"]:
         print("rfdm: numerical error: a run-time check of the spectrum failed (see solver.checks in the "
               "result).", file=sys.stderr)
@@ -241,15 +246,12 @@ def _add_outlier(sub):
     p.add_argument("--empirical", action="store_true", help="also compute the exact U at dimension d")
     p.add_argument("--balanced", action="store_true", help="exactly n/2 points in each cluster (n must be even)")
     p.add_argument("--seed", type=int, default=0, help="seed of W, m's direction and the data (default 0)")
-    p.add_argument("--out", default="rfdm_results/outlier", help="output folder (default rfdm_results/outlier)")
-    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    _add_output_options(p, "outlier")
     p.set_defaults(func=_run_outlier)
 
 
 def _run_outlier(args) -> int:
     from .experiments import outlier as exp
-    from .results import to_jsonable
 
     check_output_dir(args.out)
     if args.m_norm is None and args.m_tilde is None:
@@ -260,16 +262,12 @@ def _run_outlier(args) -> int:
                                seed=args.seed)
     result = exp.compute(config, quiet=args.quiet)
     paths = exp.save(result, args.out)
-    if args.json:
-        print(json.dumps(to_jsonable(dict(exp.json_summary(result), files=paths))))
-    elif not args.quiet:
-        print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
+    _emit(args, exp.json_summary(result), paths)
     return 0
 
 
 def _run_numerical_spectrum(args) -> int:
     from .experiments import timescales as exp
-    from .results import to_jsonable
 
     if args.d is None:
         raise InvalidParameterError("--model time-integrated needs --d (the dimension of the numerical spectrum).")
@@ -277,14 +275,12 @@ def _run_numerical_spectrum(args) -> int:
         raise InvalidParameterError("the time-integrated spectrum takes Sigma = I and no --empirical-d.")
     config = exp.TimescalesConfig(model="time-integrated", d=args.d, psi_p=args.psi_p, psi_n=(args.psi_n,),
                                   t_min=args.t_min, t_max=args.t_max, beta=args.beta, t_rtol=args.t_quad_tol,
+                                  t_nodes_max=args.t_nodes_max,
                                   activation=args.activation, seed=args.seed, curves=False)
     result = exp.compute_numerical_spectrum(config, quiet=args.quiet)
     paths = exp.save_numerical_spectrum(result, args.out)
-    if args.json:
-        summary = {k: result[k] for k in ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem")}
-        print(json.dumps(to_jsonable(dict(summary, config=result["header"]["config"], files=paths))))
-    elif not args.quiet:
-        print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
+    summary = {k: result[k] for k in ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem")}
+    _emit(args, dict(summary, config=result["header"]["config"]), paths)
     return 0
 
 
@@ -292,39 +288,29 @@ def _add_timescales(sub):
     p = sub.add_parser("timescales", help="tau_gen and tau_mem against n (tau_mem grows like n, tau_gen flat).",
                        description="Timescales from the spectrum of U and from the test-loss curves over a range of n "
                        "(psi_n d), with the fitted slope of log tau_mem against log n.")
-    p.add_argument("--model", default="per-time", choices=("per-time", "time-integrated"))
     p.add_argument("--d", type=int, default=24, help="data dimension (default 24)")
     p.add_argument("--psi-p", type=float, default=16.0, help="p/d (default 16)")
     p.add_argument("--psi-n", default="1,2,4", help="comma list of n/d (default 1,2,4)")
     p.add_argument("--t", type=float, default=0.01, help="per-time model: diffusion time (default 0.01)")
-    p.add_argument("--t-min", type=float, default=0.01, help="time-integrated: smallest diffusion time")
-    p.add_argument("--t-max", type=float, default=2.0, help="time-integrated: largest diffusion time")
-    p.add_argument("--beta", default="none", choices=("none", "gaussian-skip"), help="time-integrated: skip term")
-    p.add_argument("--t-quad-tol", type=float, default=1e-5, help="time-integrated: quadrature tolerance in t")
+    _add_model_options(p)
     p.add_argument("--activation", default="tanh", help=f"one of {', '.join(available_activations())}")
     p.add_argument("--no-curves", action="store_true", help="skip the test-loss curves (spectrum only)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="rfdm_results/timescales", help="output folder")
-    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    _add_output_options(p, "timescales")
     p.set_defaults(func=_run_timescales)
 
 
 def _run_timescales(args) -> int:
     from .experiments import timescales as exp
-    from .results import to_jsonable
 
     check_output_dir(args.out)
     config = exp.TimescalesConfig(model=args.model, d=args.d, psi_p=args.psi_p,
                                   psi_n=parse_float_list(args.psi_n, "--psi-n"), t=args.t, t_min=args.t_min,
-                                  t_max=args.t_max, beta=args.beta, t_rtol=args.t_quad_tol,
+                                  t_max=args.t_max, beta=args.beta, t_rtol=args.t_quad_tol, t_nodes_max=args.t_nodes_max,
                                   activation=args.activation, seed=args.seed, curves=not args.no_curves)
     result = exp.compute_scaling(config, quiet=args.quiet)
     paths = exp.save_scaling(result, args.out)
-    if args.json:
-        print(json.dumps(to_jsonable(dict(exp.scaling_summary(result), files=paths))))
-    elif not args.quiet:
-        print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
+    _emit(args, exp.scaling_summary(result), paths)
     return 0
 
 

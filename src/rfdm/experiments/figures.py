@@ -4,7 +4,6 @@ theoretical timescales against n.  Each has compute() -> dataset on disk and plo
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np

@@ -9,7 +9,6 @@ apart are both visible, the atom as a vertical line, and the empirical histogram
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import asdict, dataclass
 

@@ -9,7 +9,6 @@ spectrum and from the test-loss curves, with the fitted slope of log tau_mem aga
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -38,6 +37,7 @@ class TimescalesConfig:
     t_max: float = 2.0
     beta: str = "none"
     t_rtol: float = 1e-5
+    t_nodes_max: int = 65
     activation: str = "tanh"
     seed: int = 0
     curves: bool = True
@@ -54,6 +54,7 @@ class TimescalesConfig:
         if self.beta not in BETAS:
             raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
         self.t_rtol = check_positive_float("t quadrature tolerance", self.t_rtol)
+        self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
         get_activation(self.activation)
         for name, psi in [("psi_p", self.psi_p)] + [("psi_n", x) for x in self.psi_n]:
             v = psi * self.d
@@ -69,7 +70,7 @@ def _statistics(config, features, X, law, rng_b, with_population):
         pop = population_statistics(features, law, config.t) if with_population else None
         return stats, pop, None
     model = TimeIntegratedModel.sample(features, rng_b, t_min=config.t_min, t_max=config.t_max, beta=config.beta,
-                                       sigma_x2=1.0, t_rtol=config.t_rtol)
+                                       sigma_x2=1.0, t_rtol=config.t_rtol, t_nodes_max=config.t_nodes_max)
     stats = model.training_statistics(X)
     pop = model.population_statistics(law) if with_population else None
     return stats, pop, model
@@ -131,7 +132,7 @@ def scaling_summary(result: dict) -> dict:
 def save_scaling(result: dict, out_dir) -> dict:
     from pathlib import Path
 
-    from ..results import staged_output, to_jsonable, write_json
+    from ..results import staged_output, write_json
 
     names = {"summary": "timescales.json", "figure": "timescales.png"}
     with staged_output(out_dir) as stage:
