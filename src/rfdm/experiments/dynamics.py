@@ -185,17 +185,11 @@ ARRAY_KEYS = ("tau", "train_loss", "test_loss", "score_error", "generalization_g
 def save(result: dict, out_dir) -> dict:
     """Write dynamics.npz (arrays + header), dynamics.json (the --json summary + header) and
     dynamics.png (plotted from the saved file).  Returns the paths."""
-    from pathlib import Path
+    from ..results import save_dataset
 
-    from ..results import staged_output, write_json, write_npz
-
-    names = {"data": "dynamics.npz", "summary": "dynamics.json", "figure": "dynamics.png"}
     header = dict(result["header"], info=result["info"])
-    with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {k: result[k] for k in ARRAY_KEYS}, header)
-        write_json(stage / names["summary"], dict(json_summary(result), header=header))
-        plot(load(stage / names["data"]), stage / names["figure"])
-    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+    return save_dataset(out_dir, "dynamics", {k: result[k] for k in ARRAY_KEYS}, header, json_summary(result),
+                        plot, load)
 
 
 def load(path) -> dict:

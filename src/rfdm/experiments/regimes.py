@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +24,7 @@ from ..data import MixtureData
 from ..errors import InvalidParameterError, check_positive_float, check_positive_int
 from ..regimes import (collapse_time, collapse_time_isotropic, crossing_time, simulate_collapse, simulate_phi,
                        speciation_time)
-from ..results import provenance, read_npz, staged_output, write_json, write_npz
+from ..results import provenance, read_npz, save_dataset
 from ..sampling import GRIDS, INTEGRATORS, check_times
 
 
@@ -145,13 +144,9 @@ def json_summary(result: dict) -> dict:
 
 
 def save(result: dict, out_dir) -> dict:
-    names = {"data": "regimes.npz", "summary": "regimes.json", "figure": "regimes.png"}
     header = dict(result["header"], scalars=result["scalars"])
-    with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {k: result[k] for k in ARRAY_KEYS}, header)
-        write_json(stage / names["summary"], dict(json_summary(result), header=header))
-        plot(load(stage / names["data"]), stage / names["figure"])
-    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+    return save_dataset(out_dir, "regimes", {k: result[k] for k in ARRAY_KEYS}, header, json_summary(result),
+                        plot, load)
 
 
 def load(path) -> dict:
