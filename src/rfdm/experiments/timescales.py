@@ -111,10 +111,18 @@ def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
     rows = [spectrum_point(config, int(round(psi * config.d)), log) for psi in config.psi_n]
     n = np.array([r["n"] for r in rows], dtype=float)
     tm = np.array([np.nan if r["tau_mem"] is None else r["tau_mem"] for r in rows])
-    ok = np.isfinite(tm) & (tm > 0)
-    slope = float(np.polyfit(np.log(n[ok]), np.log(tm[ok]), 1)[0]) if ok.sum() >= 2 else None
-    return {"rows": rows, "n": n, "tau_gen": [r["tau_gen"] for r in rows], "tau_mem": [r["tau_mem"] for r in rows],
-            "slope_tau_mem": slope, "header": provenance(asdict(config), config.seed)}
+    out = {"rows": rows, "n": n, "tau_gen": [r["tau_gen"] for r in rows], "tau_mem": [r["tau_mem"] for r in rows],
+           "slope_tau_mem": _slope(n, tm), "header": provenance(asdict(config), config.seed)}
+    if config.curves:
+        out["slope_tau_mem_curves"] = _slope(n, np.array([np.nan if r["tau_mem_curves"] is None else r["tau_mem_curves"]
+                                                          for r in rows]))
+    return out
+
+
+def _slope(n, tau) -> float | None:
+    """Least-squares slope of log tau against log n over the finite values (None with fewer than two)."""
+    ok = np.isfinite(tau) & (tau > 0)
+    return float(np.polyfit(np.log(n[ok]), np.log(tau[ok]), 1)[0]) if ok.sum() >= 2 else None
 
 
 def scaling_summary(result: dict) -> dict:
@@ -125,6 +133,7 @@ def scaling_summary(result: dict) -> dict:
     if "tau_mem_curves" in rows[0]:
         obj["tau_gen_curves"] = [r["tau_gen_curves"] for r in rows]
         obj["tau_mem_curves"] = [r["tau_mem_curves"] for r in rows]
+        obj["slope_tau_mem_curves"] = result.get("slope_tau_mem_curves")
     obj.update(config=result["header"]["config"], version=result["header"]["version"], seed=result["header"]["seed"])
     return obj
 
@@ -158,7 +167,9 @@ def plot_scaling(data: dict, path) -> None:
     ax.plot(n, tm, "o-", color="C3", label=r"$\tau_{mem}$ (spectrum)")
     ax.plot(n, tg, "s-", color="C0", label=r"$\tau_{gen}$ (spectrum)")
     if "tau_mem_curves" in data:
-        ax.plot(n, num(data["tau_mem_curves"]), "o--", color="C3", alpha=0.6, label=r"$\tau_{mem}$ (test loss)")
+        sc = data.get("slope_tau_mem_curves")
+        ax.plot(n, num(data["tau_mem_curves"]), "o--", color="C3", alpha=0.6,
+                label=r"$\tau_{mem}$ (loss curves" + (f", slope {sc:.2f})" if sc is not None else ")"))
         ax.plot(n, num(data["tau_gen_curves"]), "s--", color="C0", alpha=0.6, label=r"$\tau_{gen}$ (test loss)")
     ok = np.isfinite(tm)
     if data["slope_tau_mem"] is not None and ok.sum() >= 2:
