@@ -7,12 +7,10 @@ goes to stderr.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 
 from .activations import available_activations
-from .cli import check_output_dir, parse_float_list, parse_tau
+from .cli import _add_output_options, _emit, check_output_dir, parse_float_list, parse_tau
 from .errors import InvalidParameterError
 
 STUDIES = ("none", "two-regimes", "memorization")
@@ -89,7 +87,6 @@ def _single_tau(text):
 
 def _run_sample(args) -> int:
     from .experiments import sampling as exp
-    from .results import to_jsonable
 
     if args.study not in STUDIES:
         raise InvalidParameterError(f"unknown study {args.study!r}: choose one of {', '.join(STUDIES)}.")
@@ -134,10 +131,7 @@ def _run_sample(args) -> int:
         result = exp.compute(config, quiet=args.quiet)
         paths = exp.save(result, out)
         summary = exp.json_summary(result)
-    if args.json:
-        print(json.dumps(to_jsonable(dict(summary, files=paths))))
-    elif not args.quiet:
-        print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
+    _emit(args, summary, paths)
     return 0
 
 
@@ -156,15 +150,12 @@ def _add_regimes(sub):
     p.add_argument("--n-trajectories", type=int, default=400, help="clone pairs for the collapse (default 400)")
     _add_time_options(p, 8.0, 200)
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    p.add_argument("--out", default="rfdm_results/regimes", help="output folder (default rfdm_results/regimes)")
-    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    _add_output_options(p, "regimes")
     p.set_defaults(func=_run_regimes)
 
 
 def _run_regimes(args) -> int:
     from .experiments import regimes as exp
-    from .results import to_jsonable
 
     check_output_dir(args.out)
     config = exp.RegimesConfig(d=args.d, m_norm=args.m_norm, m_tilde=args.m_tilde, sigma_x=args.sigma_x,
@@ -173,8 +164,5 @@ def _run_regimes(args) -> int:
                                grid=args.grid, integrator=args.integrator, seed=args.seed)
     result = exp.compute(config, quiet=args.quiet)
     paths = exp.save(result, args.out)
-    if args.json:
-        print(json.dumps(to_jsonable(dict(exp.json_summary(result), files=paths))))
-    elif not args.quiet:
-        print(f"wrote {', '.join(paths.values())}", file=sys.stderr)
+    _emit(args, exp.json_summary(result), paths)
     return 0

@@ -242,10 +242,12 @@ class GradientFlow:
 
 # -- step-by-step training (the published procedure), for cross-checks and finite-m training ------------
 
-def max_stable_learning_rate(stats: TrainingStatistics) -> float:
-    """eta_max = d p / (Delta_t lambda_max(U)): gradient descent on L is stable for eta < eta_max."""
-    lam_max = float(scipy.linalg.eigvalsh(stats.U, subset_by_index=[stats.U.shape[0] - 1] * 2)[0])
-    return stats.V.shape[1] * stats.V.shape[0] / (float(delta_t(stats.t)) * lam_max)
+def max_stable_learning_rate(stats: TrainingStatistics, lam_max: float | None = None) -> float:
+    """eta_max = d p / (kappa lambda_max(U)) (kappa = Delta_t for the per-time model): gradient descent on L is
+    stable for eta < eta_max.  Pass ``lam_max`` when the spectrum of U is already known."""
+    if lam_max is None:
+        lam_max = float(scipy.linalg.eigvalsh(stats.U, subset_by_index=[stats.U.shape[0] - 1] * 2)[0])
+    return stats.V.shape[1] * stats.V.shape[0] / (stats.kappa * lam_max)
 
 
 def descend(draw, A0, learning_rate: float, steps, optimizer: str = "gd", betas=(0.9, 0.999),

@@ -147,11 +147,13 @@ def compute(config: DynamicsConfig, quiet: bool = True) -> dict:
         curves = flow.curves(tau)
         eigenvalues, timescales = flow.eigenvalues, flow.timescales
     else:
+        flow = GradientFlow(stats)  # its spectrum gives the stability limit and the mode timescales
         lr = config.learning_rate
         if lr is None:
             # half the stability limit (Adam: a nominal 1e-3 d^2), reduced so that the first positive
             # checkpoint takes at least MIN_STEPS steps
-            lr = 0.5 * max_stable_learning_rate(stats) if config.method == "gd" else 1e-3 * config.d ** 2
+            lr = (0.5 * max_stable_learning_rate(stats, float(flow.eigenvalues[-1])) if config.method == "gd"
+                  else 1e-3 * config.d ** 2)
             positive = tau[tau > 0]
             if positive.size:
                 lr = min(lr, positive.min() * config.d ** 2 / MIN_STEPS)
@@ -169,7 +171,6 @@ def compute(config: DynamicsConfig, quiet: bool = True) -> dict:
                   "test_loss": np.array([loss_of_weights(A, pop) for A in weights]),
                   "score_error": np.array([score_error_of_weights(A, score_pop) for A in weights])}
         curves["generalization_gap"] = curves["test_loss"] - curves["train_loss"]
-        flow = GradientFlow(stats, overwrite=True)
         eigenvalues, timescales = flow.eigenvalues, flow.timescales
     result = {k: np.asarray(v) for k, v in curves.items()}
     result["eigenvalues"] = eigenvalues

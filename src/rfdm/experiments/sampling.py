@@ -147,8 +147,6 @@ class SampleConfig:
                 raise InvalidParameterError("the exact score needs --data gaussian or mixture, not a data file.")
         if self.data == "gaussian":
             self.gaussian_law()  # validates the spectrum
-        if self.score == "rf-time-integrated" and not _time_integrated_available():
-            raise InvalidParameterError("the time-integrated score (rfdm.time_integrated) is not available yet.")
 
     @property
     def p(self) -> int:
@@ -161,14 +159,6 @@ class SampleConfig:
         out = asdict(self)
         out["p"] = self.p
         return out
-
-
-def _time_integrated_available() -> bool:
-    try:
-        from ..time_integrated import TimeIntegratedModel  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def make_law(config: SampleConfig, stream):
