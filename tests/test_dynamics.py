@@ -426,7 +426,7 @@ def test_descent_fresh_noise_many_seeds():
 
 def test_adam_runs_and_decreases_loss():
     c = build("relu-aniso")
-    feats, X, t, d, p, stats = c["feats"], c["X"], c["t"], c["d"], c["p"], c["stats"]
+    feats, X, t, d, stats = c["feats"], c["X"], c["t"], c["d"], c["stats"]
     lr = 1e-3
     taus = np.array([50, 200, 800]) * lr / d ** 2  # 50, 200, 800 steps
     reached, As, _ = train_by_descent(feats, X, t, taus, lr, rng=0, optimizer="adam", n_draws=4)

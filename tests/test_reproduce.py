@@ -8,9 +8,10 @@ from rfdm.cli import main
 
 
 def test_reproduce_tiny_writes_a_complete_report(tmp_path, capsys):
-    rc = main(["reproduce", "--preset", "tiny", "--out", str(tmp_path)])
+    gallery = tmp_path / "gallery"
+    rc = main(["reproduce", "--preset", "tiny", "--out", str(tmp_path), "--gallery", str(gallery)])
     out = capsys.readouterr().out
-    assert rc == 0 and "report:" in out
+    assert rc == 0 and "report:" in out and "gallery:" in out
     html = (tmp_path / "report.html").read_text()
     figures = registry.all_figures()
     for f in figures:
@@ -18,6 +19,11 @@ def test_reproduce_tiny_writes_a_complete_report(tmp_path, capsys):
     n_png = sum(len(registry_pngs) for registry_pngs in [re.findall(r"data:image/png;base64,", html)])
     assert n_png >= len(figures)
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(".staging-*"))
+    page = (gallery / "README.md").read_text()
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", page)
+    assert len(images) >= len(figures) and all((gallery / name).stat().st_size > 0 for name in images)
+    for f in figures:
+        assert f"`rfdm figure {f.id} --preset tiny`" in page
 
 
 def test_figure_list_and_unknown_id(tmp_path, capsys):

@@ -21,9 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
-from scipy.special import erf as _erf
-from scipy.special import ndtr
 
+from .backend import backend_of, elementwise
 from .errors import InvalidParameterError, NumericalError
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -58,18 +57,21 @@ def quadrature_rule(rule, kmax: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mean_std(mean, std):
-    """Broadcast mean and std; both must be finite and std > 0."""
-    mean, std = np.broadcast_arrays(np.asarray(mean, float), np.asarray(std, float))
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+    """Broadcast mean and std (NumPy arrays or torch tensors); both must be finite and std > 0."""
+    bk = backend_of(mean, std)
+    xp = bk.xp
+    mean, std = xp.broadcast_arrays(bk.asarray(mean), bk.asarray(std))
+    if not (bool(xp.all(xp.isfinite(mean))) and bool(xp.all(xp.isfinite(std))) and bool(xp.all(std > 0))):
         raise InvalidParameterError("Gaussian expectations need finite means and stds > 0.")
     return mean, std
 
 
 def normalized_hermite(z, kmax: int) -> np.ndarray:
     """h_k(z) = He_k(z)/sqrt(k!) for k = 0..kmax, shape z.shape + (kmax+1,), by the stable recurrence
-    h_{k+1} = (z h_k - sqrt(k) h_{k-1}) / sqrt(k+1)."""
-    z = np.asarray(z, dtype=np.float64)
-    out = np.empty(z.shape + (kmax + 1,))
+    h_{k+1} = (z h_k - sqrt(k) h_{k-1}) / sqrt(k+1).  Runs where z lives (NumPy or torch)."""
+    bk = backend_of(z)
+    z = bk.asarray(z)
+    out = bk.empty(tuple(z.shape) + (kmax + 1,))
     out[..., 0] = 1.0
     if kmax >= 1:
         out[..., 1] = z
@@ -84,10 +86,22 @@ def _hermite_weight_matrix(rule, kmax: int) -> np.ndarray:
     return w[:, None] * normalized_hermite(z, kmax)
 
 
+def evaluate(act, x, inplace: bool = False):
+    """sigma(x) for a NumPy array or a torch tensor.  Activations with ``array_api = True`` (the built-in
+    ones) run where x lives; the others (NumPy-only, e.g. :meth:`Activation.from_function`) via the host."""
+    if act.array_api or isinstance(x, np.ndarray):
+        return act.evaluate_inplace(x) if inplace else act(x)
+    bk = backend_of(x)
+    return bk.asarray(act(bk.to_numpy(x)))
+
+
 class Activation:
     """A pointwise activation sigma with the Gaussian expectations the feature statistics need."""
 
     name = "custom"
+    #: whether __call__, evaluate_inplace and gaussian_coefficients accept torch tensors (rfdm.backend);
+    #: if not, device computations evaluate this activation on the host
+    array_api = False
     #: points where sigma is not smooth (quadratures split there)
     kinks: tuple = ()
     #: quadrature rules tried, in order, by the convergence check; each is compared with the next
@@ -121,17 +135,21 @@ class Activation:
         second = E[sigma(m + s z)^2], for broadcastable ``mean`` and ``std`` (std > 0).
 
         Default: quadrature of sigma with ``rule`` (see :func:`quadrature_rule`; chosen by
-        :meth:`select_rule` when None).
+        :meth:`select_rule` when None).  Runs where ``mean`` lives (NumPy, or torch for ``array_api``
+        activations).
         """
         mean, std = _mean_std(mean, std)
+        bk = backend_of(mean)
         if rule is None:
-            rule = self.select_rule(np.max(np.abs(mean), initial=0.0), np.max(std, initial=0.0), kmax)
+            rule = self.select_rule(np.max(np.abs(bk.to_numpy(mean)), initial=0.0),
+                                    np.max(bk.to_numpy(std), initial=0.0), kmax)
         z, w = quadrature_rule(rule, kmax)
+        z, w, H = bk.asarray(z), bk.asarray(w), bk.asarray(_hermite_weight_matrix(rule, kmax))
         f = std[..., None] * z
         f += mean[..., None]
-        f = self.evaluate_inplace(f).reshape(-1, z.size)  # one 2-D GEMM (a stacked matmul is far slower)
-        a = (f @ _hermite_weight_matrix(rule, kmax)).reshape(mean.shape + (kmax + 1,))
-        np.square(f, out=f)
+        f = evaluate(self, f, inplace=True).reshape(-1, z.shape[0])  # one 2-D GEMM (a stacked matmul is far slower)
+        a = (f @ H).reshape(tuple(mean.shape) + (kmax + 1,))
+        f *= f
         return a, (f @ w).reshape(mean.shape)
 
     def select_rule(self, mean_absmax: float, std_max: float, kmax: int, rho_max: float = 1.0):
@@ -183,12 +201,13 @@ class Tanh(Activation):
     """sigma = tanh; derivatives as polynomials in T = tanh x: T' = 1 - T^2 (applied by the chain rule)."""
 
     name = "tanh"
+    array_api = True
 
     def __call__(self, x):
-        return np.tanh(x)
+        return elementwise("tanh", x)
 
     def evaluate_inplace(self, x):
-        return np.tanh(x, out=x)
+        return elementwise("tanh", x, out=x)
 
     def _derivative(self, x, order):
         # d/dx P(T) = P'(T) (1 - T^2): iterate on polynomial coefficients in T.
@@ -203,12 +222,13 @@ class Erf(Activation):
     """sigma = erf; sigma^{(k)}(x) = (2/sqrt(pi)) (-1)^{k-1} H_{k-1}(x) e^{-x^2} (physicists' Hermite)."""
 
     name = "erf"
+    array_api = True
 
     def __call__(self, x):
-        return _erf(x)
+        return elementwise("erf", x)
 
     def evaluate_inplace(self, x):
-        return _erf(x, out=x)
+        return elementwise("erf", x, out=x)
 
     def _derivative(self, x, order):
         from numpy.polynomial.hermite import hermval
@@ -228,9 +248,10 @@ class ReLU(Activation):
 
     name = "relu"
     kinks = (0.0,)
+    array_api = True
 
     def __call__(self, x):
-        return np.maximum(x, 0.0)
+        return elementwise("relu", x)
 
     def _derivative(self, x, order):
         if order == 1:
@@ -239,10 +260,11 @@ class ReLU(Activation):
 
     def gaussian_coefficients(self, mean, std, kmax, rule=None):
         mean, std = _mean_std(mean, std)
+        bk = backend_of(mean)
         u = mean / std
-        pdf = np.exp(-0.5 * u * u) / _SQRT_2PI
-        cdf = ndtr(u)
-        a = np.empty(mean.shape + (kmax + 1,))
+        pdf = elementwise("exp", -0.5 * u * u) / _SQRT_2PI
+        cdf = elementwise("ndtr", u)
+        a = bk.empty(tuple(mean.shape) + (kmax + 1,))
         a[..., 0] = mean * cdf + std * pdf
         if kmax >= 1:
             a[..., 1] = std * cdf
@@ -250,7 +272,7 @@ class ReLU(Activation):
             he = normalized_hermite(-u, kmax - 2)  # He_j/sqrt(j!)
             j = np.arange(kmax - 1)
             # He_j/sqrt(k!) with k = j + 2  ->  h_j sqrt(j!/k!) = h_j / sqrt((j+1)(j+2))
-            a[..., 2:] = (std * pdf)[..., None] * he / np.sqrt((j + 1.0) * (j + 2.0))
+            a[..., 2:] = (std * pdf)[..., None] * he / bk.asarray(np.sqrt((j + 1.0) * (j + 2.0)))
         second = (mean * mean + std * std) * cdf + mean * std * pdf
         return a, second
 
@@ -262,16 +284,17 @@ class Linear(Activation):
     """sigma(x) = x: a_0 = m, a_1 = s, a_k = 0 for k >= 2, E[sigma^2] = m^2 + s^2."""
 
     name = "linear"
+    array_api = True
 
     def __call__(self, x):
-        return np.asarray(x, dtype=np.float64)
+        return backend_of(x).asarray(x)
 
     def _derivative(self, x, order):
         return np.ones_like(x) if order == 1 else np.zeros_like(x)
 
     def gaussian_coefficients(self, mean, std, kmax, rule=None):
         mean, std = _mean_std(mean, std)
-        a = np.zeros(mean.shape + (kmax + 1,))
+        a = backend_of(mean).zeros(tuple(mean.shape) + (kmax + 1,))
         a[..., 0] = mean
         if kmax >= 1:
             a[..., 1] = std

@@ -100,6 +100,19 @@ def _add_output_options(p, name: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
 
 
+def _add_device_option(p) -> None:
+    """--device: where the heavy kernels run (rfdm.backend), resolved before any work."""
+    p.add_argument("--device", default="cpu", help="where the heavy kernels run: cpu (NumPy, default), torch-cpu "
+                   "(PyTorch on the CPU), cuda or cuda:N (PyTorch on a GPU); torch needs pip install 'rfdm[torch]'")
+
+
+def resolve_device_arg(args):
+    """The backend of --device (bad device: InvalidParameterError, before anything is computed or written)."""
+    from .backend import resolve_device
+
+    return resolve_device(args.device)
+
+
 def _emit(args, summary: dict, paths: dict) -> None:
     """Print the --json object (summary plus the files written), or where the files are."""
     from .results import to_jsonable
@@ -118,6 +131,8 @@ def _add_model_options(p):
     p.add_argument("--t-max", type=float, default=2.0, help="time-integrated: largest diffusion time (default 2)")
     p.add_argument("--beta", default="none", choices=("none", "gaussian-skip"),
                    help="time-integrated: skip term beta_t x (none, or -x/Gamma_t^2)")
+    p.add_argument("--t-law", default="uniform", choices=("uniform", "log-uniform"),
+                   help="time-integrated: law Q of the diffusion time on [t-min, t-max] (uniform in t, or in log t)")
     p.add_argument("--t-quad-tol", type=float, default=1e-5,
                    help="time-integrated: relative tolerance of the quadrature in t (default 1e-5)")
     p.add_argument("--t-nodes-max", type=int, default=65,
@@ -150,6 +165,7 @@ def _add_dynamics(sub):
                    "stability limit for gd)")
     p.add_argument("--rtol", type=float, default=1e-10, help="relative truncation tolerance of the Mehler series")
     _add_model_options(p)
+    _add_device_option(p)
     _add_output_options(p, "dynamics")
     p.set_defaults(func=_run_dynamics)
 
@@ -157,6 +173,7 @@ def _add_dynamics(sub):
 def _run_dynamics(args) -> int:
     from .experiments import dynamics as exp
 
+    device = resolve_device_arg(args)
     if args.d <= 0:
         raise InvalidParameterError(f"--d must be a positive integer, got {args.d}.")
     if args.p is None and args.psi_p is None:
@@ -176,9 +193,9 @@ def _run_dynamics(args) -> int:
         sigma_spectrum=parse_float_list(args.sigma_spectrum, "--sigma-spectrum"),
         sigma_weights=None if args.sigma_weights is None else parse_float_list(args.sigma_weights, "--sigma-weights"),
         seed=args.seed, tau=tau, method=args.method, noise_draws=args.noise_draws, learning_rate=args.lr,
-        rtol=args.rtol, model=args.model, t_min=args.t_min, t_max=args.t_max, beta=args.beta,
+        rtol=args.rtol, model=args.model, t_min=args.t_min, t_max=args.t_max, beta=args.beta, time_law=args.t_law,
         t_rtol=args.t_quad_tol, t_nodes_max=args.t_nodes_max)
-    result = exp.compute(config, quiet=args.quiet)
+    result = exp.compute(config, quiet=args.quiet, device=device)
     paths = exp.save(result, args.out)
     _emit(args, exp.json_summary(result), paths)
     return 0
@@ -274,12 +291,13 @@ def _run_numerical_spectrum(args) -> int:
     if args.empirical_d is not None or args.sigma_spectrum != "1" or args.sigma_weights is not None:
         raise InvalidParameterError("the time-integrated spectrum takes Sigma = I and no --empirical-d.")
     config = exp.TimescalesConfig(model="time-integrated", d=args.d, psi_p=args.psi_p, psi_n=(args.psi_n,),
-                                  t_min=args.t_min, t_max=args.t_max, beta=args.beta, t_rtol=args.t_quad_tol,
-                                  t_nodes_max=args.t_nodes_max,
-                                  activation=args.activation, seed=args.seed, curves=False)
+                                  t_min=args.t_min, t_max=args.t_max, beta=args.beta, time_law=args.t_law,
+                                  t_rtol=args.t_quad_tol, t_nodes_max=args.t_nodes_max,
+                                  activation=args.activation, seed=args.seed, curves=True)
     result = exp.compute_numerical_spectrum(config, quiet=args.quiet)
     paths = exp.save_numerical_spectrum(result, args.out)
-    summary = {k: result[k] for k in ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem")}
+    summary = {k: result[k] for k in ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem", "memorization_modes",
+                                      "tau_mem_median") if k in result}
     _emit(args, dict(summary, config=result["header"]["config"]), paths)
     return 0
 
@@ -294,7 +312,9 @@ def _add_timescales(sub):
     p.add_argument("--t", type=float, default=0.01, help="per-time model: diffusion time (default 0.01)")
     _add_model_options(p)
     p.add_argument("--activation", default="tanh", help=f"one of {', '.join(available_activations())}")
-    p.add_argument("--no-curves", action="store_true", help="skip the test-loss curves (spectrum only)")
+    p.add_argument("--draws", type=int, default=1, help="independent draws of (W, X, b) per n (default 1)")
+    p.add_argument("--no-curves", action="store_true", help="skip the loss curves (then the memorization modes are "
+                   "found by gaps in the spectrum)")
     p.add_argument("--seed", type=int, default=0)
     _add_output_options(p, "timescales")
     p.set_defaults(func=_run_timescales)
@@ -306,7 +326,8 @@ def _run_timescales(args) -> int:
     check_output_dir(args.out)
     config = exp.TimescalesConfig(model=args.model, d=args.d, psi_p=args.psi_p,
                                   psi_n=parse_float_list(args.psi_n, "--psi-n"), t=args.t, t_min=args.t_min,
-                                  t_max=args.t_max, beta=args.beta, t_rtol=args.t_quad_tol, t_nodes_max=args.t_nodes_max,
+                                  t_max=args.t_max, beta=args.beta, time_law=args.t_law, t_rtol=args.t_quad_tol,
+                                  t_nodes_max=args.t_nodes_max, draws=args.draws,
                                   activation=args.activation, seed=args.seed, curves=not args.no_curves)
     result = exp.compute_scaling(config, quiet=args.quiet)
     paths = exp.save_scaling(result, args.out)
@@ -325,6 +346,8 @@ def _add_reproduce(sub):
     p.add_argument("--preset", default="quick", choices=("quick", "paper", "tiny"))
     p.add_argument("--only", default=None, help="comma list of figure IDs (default: all)")
     p.add_argument("--out", default="rfdm_results/reproduce", help="output folder (default rfdm_results/reproduce)")
+    p.add_argument("--gallery", default=None, metavar="DIR",
+                   help="also write a Markdown gallery (DIR/README.md and the PNGs), e.g. docs/gallery")
     p.set_defaults(func=_run_reproduce)
 
 
@@ -346,12 +369,14 @@ def _run_figure(args) -> int:
 
 def _run_reproduce(args) -> int:
     from . import registry
-    from .report import write_report
+    from .report import write_gallery, write_report
 
     ids = [f.id for f in registry.all_figures()] if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     for fid in ids:
         registry.get_figure(fid)
     check_output_dir(args.out)
+    if args.gallery is not None:
+        check_output_dir(args.gallery)
     entries = []
     for k, fid in enumerate(ids, 1):
         print(f"[rfdm reproduce] ({k}/{len(ids)}) {fid} ...", file=sys.stderr, flush=True)
@@ -360,6 +385,8 @@ def _run_reproduce(args) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = write_report(entries, Path(args.out) / "report.html", args.preset)
     print(f"report: {Path(path).resolve()}")
+    if args.gallery is not None:
+        print(f"gallery: {Path(write_gallery(entries, args.gallery, args.preset)).resolve()}")
     return 0
 
 
@@ -372,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spectrum(sub)
     _add_outlier(sub)
     from .cli_sampling import add_commands as _add_sampling; _add_sampling(sub)
+    from .cli_sweep import add_commands as _add_sweep; _add_sweep(sub)
     _add_timescales(sub)
     _add_reproduce(sub)
     return parser

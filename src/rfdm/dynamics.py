@@ -21,6 +21,7 @@ import math
 import numpy as np
 import scipy.linalg
 
+from .backend import resolve_device
 from .errors import InvalidParameterError, NumericalError, check_finite_array, check_positive_float, check_positive_int
 from .features import PopulationStatistics, RandomFeatures, TrainingStatistics
 from .diffusion import check_time, decay, delta_t
@@ -80,10 +81,13 @@ class GradientFlow:
         "score_error" (U~, Y, scale 1, constant E|S|^2/d).
     A0 : optional initial weights A(0) (d x p); default 0.
     overwrite : let the eigendecomposition overwrite ``stats.U`` (saves p^2 memory).
+    device : where the eigendecomposition of U and the O(p^3) rotations Q^T U' Q of the quadratic forms run
+        (:func:`rfdm.backend.resolve_device`; default NumPy/SciPy).  Q stays there for later forms; every
+        attribute and result is a NumPy array, and the curves are evaluated on the host.
     """
 
     def __init__(self, stats: TrainingStatistics, population: PopulationStatistics | None = None,
-                 A0=None, overwrite: bool = False):
+                 A0=None, overwrite: bool = False, device=None):
         U, V = stats.U, stats.V
         p, d = V.shape
         if U.shape != (p, p):
@@ -92,10 +96,12 @@ class GradientFlow:
         self.psi_p = p / d
         self.kappa = stats.kappa
         self.constant = stats.loss_constant
-        # U is symmetric: its transpose is a Fortran-ordered view that LAPACK can overwrite in place
-        lam, Q = scipy.linalg.eigh(U.T if overwrite else U, overwrite_a=overwrite, driver="evr", check_finite=False)
+        self._bk = bk = resolve_device(device)
+        lam, Qx = bk.eigh(U, overwrite=overwrite)  # NumPy: SciPy's MRRR driver, in U's buffer if overwrite
         if overwrite:
-            stats.U = None  # its buffer now holds LAPACK workspace
+            stats.U = None  # its buffer now holds LAPACK workspace (NumPy), or is no longer needed (device)
+        lam, Q = bk.to_numpy(lam), bk.to_numpy(Qx)
+        self._Qx = Qx  # Q on the device (the same array as Q on NumPy)
         scale = max(float(lam[-1]), 0.0)
         if lam[0] < -1e-10 * max(scale, 1e-300):
             raise NumericalError(f"U is not positive semi-definite: smallest eigenvalue {lam[0]:.3g} "
@@ -103,7 +109,7 @@ class GradientFlow:
         self.eigenvalues = np.clip(lam, 0.0, None)
         self._null = self.eigenvalues <= NULL_RTOL * scale
         self.eigenvectors = Q
-        self._B = Q.T @ V  # (p, d): row k is Q_k^T V
+        self._B = bk.to_numpy(Qx.T @ bk.asarray(V))  # (p, d): row k is Q_k^T V
         self._c_bb = np.einsum("kj,kj->k", self._B, self._B)
         if A0 is None:
             self._A0 = None
@@ -128,19 +134,22 @@ class GradientFlow:
         """Register c + (1/d)[s Tr(A U A^T)/p + 2 sqrt(s) Tr(A V)/sqrt(p)] to be evaluated along the flow."""
         if U.shape != (self.p, self.p) or V.shape != (self.p, self.d):
             raise InvalidParameterError(f"the quadratic form {name!r} does not match the training shapes.")
-        Q, B = self.eigenvectors, self._B
+        bk, Q, B = self._bk, self._Qx, self._B
         if self._rotated is None or self._rotated[0] is not U:
             # M' = Q^T U' Q, then the Hadamard products, built in place and shared by every form on U'
-            M = Q.T @ (U @ Q)
+            # (on the device of Q; NumPy arrays afterwards)
+            Bx = bk.asarray(B)
+            M = Q.T @ (bk.asarray(U) @ Q)
             mats = {}
             if self._A0 is not None:
-                A = self._A0
-                mats["H_ba"] = M * (B @ A.T)
-                mats["H_aa"] = M * (A @ A.T)
-            M *= B @ B.T
-            mats["H_bb"] = M
+                A = bk.asarray(self._A0)
+                mats["H_ba"] = bk.to_numpy(M * (Bx @ A.T))
+                mats["H_aa"] = bk.to_numpy(M * (A @ A.T))
+            M *= Bx @ Bx.T
+            mats["H_bb"] = bk.to_numpy(M)
+            del M
             self._rotated = (U, mats)
-        vt = Q.T @ V
+        vt = bk.to_numpy(Q.T @ bk.asarray(V))
         form = {"scale": float(scale), "constant": float(constant), "c_bv": np.einsum("kj,kj->k", B, vt),
                 **self._rotated[1]}
         if self._A0 is not None:

@@ -22,6 +22,11 @@ E[sigma(h_i)^2].  By Cauchy–Schwarz on the Hermite tail, the series truncated 
 
 and K is the smallest order for which this bound is below ``rtol * ||diag U||_2`` (a lower bound of
 ||U||_F).  By Stein's lemma V = sqrt(Delta_t/d) diag((1/n) sum_nu E[sigma'(h^nu)]) W exactly.
+
+Devices (:mod:`rfdm.backend`): with ``device="cuda"`` (or "torch-cpu") the assembly of U runs on torch
+tensors: the correlation blocks, the truncation-bound sums, the Hermite coefficients of the built-in
+activations (both passes) and the O(n p^2 K) products of pass 2.  The choice of the quadrature rule, the
+pairs integrated directly in 2-D and V stay on the host.  U, V come back as NumPy float64 arrays.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .activations import Activation, get_activation, quadrature_rule
+from .activations import Activation, evaluate, get_activation, quadrature_rule
+from .backend import backend_of, resolve_device
 from .diffusion import check_time, decay, delta_t
 from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
                      check_positive_int)
@@ -152,10 +158,10 @@ def _row_blocks(p: int, rows: int):
         yield slice(s, min(s + rows, p))
 
 
-def _offdiag_rho_block(directions: np.ndarray, rows: slice) -> np.ndarray:
-    """rho[rows, :] with the diagonal entries set to 0."""
+def _offdiag_rho_block(directions, rows: slice):
+    """rho[rows, :] with the diagonal entries set to 0 (on the device of ``directions``)."""
     block = directions[rows] @ directions.T
-    i = np.arange(rows.start, rows.stop)
+    i = backend_of(directions).arange(rows.start, rows.stop)
     block[i - rows.start, i] = 0.0
     return block
 
@@ -165,10 +171,10 @@ def _truncation_bound(directions, tail2, order: int, rows: int, rho_cut: float =
     total = 0.0
     for blk in _row_blocks(directions.shape[0], rows):
         r2 = _offdiag_rho_block(directions, blk)
-        np.square(r2, out=r2)
+        r2 *= r2
         if rho_cut < 1.0:
             r2[r2 > rho_cut * rho_cut] = 0.0
-        np.power(r2, order + 1, out=r2)
+        r2 **= order + 1
         total += float(tail2[blk] @ (r2 @ tail2))
     return math.sqrt(max(total, 0.0))
 
@@ -180,10 +186,11 @@ def _choose_order(directions, tail2, target, rows, rho_max, cuts):
     others.  The bound decreases with K, so K is found by bisection.  Returns (K, bound, cut) or None.
     """
     kcap = tail2.shape[1] - 1
+    bk = backend_of(tail2)
     for cut in cuts:
         if _truncation_bound(directions, tail2[:, kcap], kcap, rows, cut) > target:
             continue
-        crude = min(cut, rho_max) ** np.arange(1, kcap + 2) * tail2.sum(axis=0)
+        crude = min(cut, rho_max) ** np.arange(1, kcap + 2) * bk.to_numpy(bk.xp.sum(tail2, axis=0))
         lo, hi = 0, int(np.argmax(crude <= target)) if np.any(crude <= target) else kcap
         bounds = {}
         while lo < hi:
@@ -199,15 +206,16 @@ def _choose_order(directions, tail2, target, rows, rho_max, cuts):
 
 
 def _strong_pairs(directions, rows, cut):
-    """Index arrays (i, j), i < j, and rho_ij of the pairs with |rho_ij| > cut."""
+    """Index arrays (i, j), i < j, and rho_ij of the pairs with |rho_ij| > cut, as NumPy arrays."""
+    bk = backend_of(directions)
     I, J, R = [], [], []
     for blk in _row_blocks(directions.shape[0], rows):
         rho = _offdiag_rho_block(directions, blk)
-        bi, bj = np.nonzero(np.abs(rho) > cut)
+        bi, bj = bk.xp.nonzero(bk.xp.abs(rho) > cut)
         keep = bi + blk.start < bj
-        I.append(bi[keep] + blk.start)
-        J.append(bj[keep])
-        R.append(rho[bi[keep], bj[keep]])
+        I.append(bk.to_numpy(bi[keep] + blk.start))
+        J.append(bk.to_numpy(bj[keep]))
+        R.append(bk.to_numpy(rho[bi[keep], bj[keep]]))
     return np.concatenate(I), np.concatenate(J), np.concatenate(R)
 
 
@@ -248,47 +256,64 @@ def _pair_second_moments(act, means, stds, I, J, rho, rule):
     return out
 
 
+def _coefficients(act, means, stds, kmax, rule):
+    """``act.gaussian_coefficients`` on the device of ``means``; activations without ``array_api`` (e.g.
+    custom ones) are evaluated on the host and their coefficients moved to the device."""
+    bk = backend_of(means)
+    if bk.is_numpy or act.array_api:
+        return act.gaussian_coefficients(means, stds, kmax, rule=rule)
+    a, sec = act.gaussian_coefficients(bk.to_numpy(means), bk.to_numpy(stds), kmax, rule=rule)
+    return bk.asarray(a), bk.asarray(sec)
+
+
 def _hermite_energies(act, means, stds, kcap, rule, budget, width):
     """Pass over the data: (1/n) sums of E sigma^2, a_k^2, the tails E sigma^2 - sum_{k'<=k} a_k'^2,
-    and of (a_0, a_1)."""
+    and of (a_0, a_1), on the device of ``means``."""
+    bk = backend_of(means)
+    xp = bk.xp
     n, p = means.shape
-    diag = np.zeros(p)
-    energy = np.zeros((p, kcap + 1))
-    tail2 = np.zeros((p, kcap + 1))
-    mean01 = np.zeros((p, 2))
+    diag = bk.zeros(p)
+    energy = bk.zeros((p, kcap + 1))
+    tail2 = bk.zeros((p, kcap + 1))
+    mean01 = bk.zeros((p, 2))
     b1 = max(1, budget // (8 * 3 * p * width))
     for s in range(0, n, b1):
-        a, sec = act.gaussian_coefficients(means[s:s + b1], stds, kcap, rule=rule)
-        diag += sec.sum(axis=0)
-        mean01 += a[..., :2].sum(axis=0)
-        np.square(a, out=a)
-        energy += a.sum(axis=0)
-        np.cumsum(a, axis=-1, out=a)
-        np.subtract(sec[..., None], a, out=a)
-        np.clip(a, 0.0, None, out=a)
-        tail2 += a.sum(axis=0)
+        a, sec = _coefficients(act, means[s:s + b1], stds, kcap, rule)
+        diag += xp.sum(sec, axis=0)
+        mean01 += xp.sum(a[..., :2], axis=0)
+        a *= a
+        energy += xp.sum(a, axis=0)
+        bk.cumsum_(a, axis=-1)
+        xp.subtract(sec[..., None], a, out=a)
+        bk.clip_min_(a, 0.0)
+        tail2 += xp.sum(a, axis=0)
     return diag / n, energy / n, tail2 / n, mean01 / n
 
 
 def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-10,
-                         memory_budget: int | None = None, kmax_cap: int = KMAX_CAP):
+                         memory_budget: int | None = None, kmax_cap: int = KMAX_CAP, device=None):
     """(1/n) sum_nu E[sigma(h^nu) sigma(h^nu)^T] for h^nu ~ N(means[nu], C), C_ij = s_i s_j rho_ij.
 
     ``directions`` (p x r) has unit rows with rho = directions directions^T; ``stds`` (p,) are the s_i;
-    ``means`` is (n, p).  Returns (M, info) where info holds the truncation order K, the Frobenius error
-    bound of the truncation, the quadrature nodes, and the per-feature averages of E sigma(h) and
-    E sigma'(h) (``mean_value``, ``mean_derivative``).  Memory: O(p^2 + batch p K) with the batch sized
-    from ``memory_budget`` bytes.
+    ``means`` is (n, p) (NumPy arrays).  Returns (M, info) where info holds the truncation order K, the
+    Frobenius error bound of the truncation, the quadrature nodes, and the per-feature averages of
+    E sigma(h) and E sigma'(h) (``mean_value``, ``mean_derivative``).  Memory: O(p^2 + batch p K) with the
+    batch sized from ``memory_budget`` bytes (on the device when there is one).  ``device``: see
+    :func:`rfdm.backend.resolve_device`; the correlation blocks, both passes and the bound sums run there,
+    M and info come back as NumPy arrays.
     """
+    bk = resolve_device(device)
+    xp = bk.xp
     act = get_activation(activation)
     p = directions.shape[0]
     n = means.shape[0]
     budget = max(int(memory_budget or DEFAULT_MEMORY_BUDGET), 8 * p * p)
     rows = max(1, min(p, budget // (8 * 4 * p)))
+    dirs, means_x, stds_x = bk.asarray(directions), bk.asarray(means), bk.asarray(stds)
 
     rho_max = 0.0
-    for blk in _row_blocks(p, rows):
-        rho_max = max(rho_max, float(np.max(np.abs(_offdiag_rho_block(directions, blk)), initial=0.0)))
+    for blk in _row_blocks(p, rows):  # blocks are never empty
+        rho_max = max(rho_max, float(xp.max(xp.abs(_offdiag_rho_block(dirs, blk)))))
     rho_max = min(rho_max, 1.0)
     rule = act.select_rule(float(np.max(np.abs(means), initial=0.0)), float(np.max(stds)), kmax_cap, rho_max)
     n_nodes = quadrature_rule(rule, kmax_cap)[0].size if rule[0] != "closed-form" else 0
@@ -297,46 +322,46 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
     # Pass 1: diagonal, per-order energies and tails of the Hermite expansion, averaged over the data.
     # Orders up to ``kmax_cap`` are examined only if the first KMAX_FIRST do not reach the target.
     kcap = min(KMAX_FIRST, kmax_cap)
-    diag, energy, tail2, mean01 = _hermite_energies(act, means, stds, kcap, rule, budget, width)
-    target = rtol * float(np.linalg.norm(diag))
+    diag, energy, tail2, mean01 = _hermite_energies(act, means_x, stds_x, kcap, rule, budget, width)
+    target = rtol * float(np.linalg.norm(bk.to_numpy(diag)))
 
     # Smallest order K meeting the target; if the series converges too slowly for the most correlated
     # pairs, those pairs (|rho| > cut) are computed by direct 2-D quadrature instead.
     cuts = [1.0] + [c for c in PAIR_CUTS if c < rho_max]
-    choice = _choose_order(directions, tail2, target, rows, rho_max, cuts[:1])
+    choice = _choose_order(dirs, tail2, target, rows, rho_max, cuts[:1])
     if choice is None and kcap < kmax_cap:
-        diag, energy, tail2, mean01 = _hermite_energies(act, means, stds, kmax_cap, rule, budget, width)
+        diag, energy, tail2, mean01 = _hermite_energies(act, means_x, stds_x, kmax_cap, rule, budget, width)
         kcap = kmax_cap
     if choice is None:
-        choice = _choose_order(directions, tail2, target, rows, rho_max, cuts)
+        choice = _choose_order(dirs, tail2, target, rows, rho_max, cuts)
     if choice is None:
         raise NumericalError(f"the Mehler series did not reach rtol={rtol:g} by order {kcap}, even with the "
                              f"pairs of correlation above {cuts[-1]:g} done by direct quadrature; loosen rtol.")
     order, bound, cut = choice
-    pairs = _strong_pairs(directions, rows, cut) if cut < 1.0 else None
+    pairs = _strong_pairs(dirs, rows, cut) if cut < 1.0 else None
     rho_series = min(cut, rho_max)
     # Orders whose whole contribution is negligible (e.g. even orders of an odd sigma at zero mean).
-    weights = rho_series ** np.arange(order + 1) * energy[:, :order + 1].sum(axis=0)
+    weights = rho_series ** np.arange(order + 1) * bk.to_numpy(xp.sum(energy[:, :order + 1], axis=0))
     negligible = weights <= 1e-3 * target / (order + 1)
     negligible[0] = negligible[0] and order > 0
     kept = [k for k in range(order + 1) if not negligible[k]]
     bound += float(np.sum(weights[negligible]))
 
     # Pass 2: assemble the upper triangle, blocks of rows x Hermite orders, batches of data.
-    M = np.zeros((p, p))
+    M = bk.zeros((p, p))
     b2 = max(1, min(n, budget // (8 * p * (len(kept) + 1))))
     sub = max(1, budget // (8 * 2 * p * max(n_nodes, order + 1)))  # quadrature temporaries per sub-batch
     for s in range(0, n, b2):
-        m_b = means[s:s + b2]
-        coeffs = [np.empty((p, m_b.shape[0])) for _ in kept]  # (p, batch): contiguous row blocks
+        m_b = means_x[s:s + b2]
+        coeffs = [bk.empty((p, m_b.shape[0])) for _ in kept]  # (p, batch): contiguous row blocks
         for u in range(0, m_b.shape[0], sub):
-            a, _ = act.gaussian_coefficients(m_b[u:u + sub], stds, order, rule=rule)
+            a, _ = _coefficients(act, m_b[u:u + sub], stds_x, order, rule)
             for ck, k in zip(coeffs, kept):
                 ck[:, u:u + sub] = a[..., k].T
             del a
         for blk in _row_blocks(p, rows):
-            rho = directions[blk] @ directions[blk.start:].T
-            power = np.ones_like(rho)
+            rho = dirs[blk] @ dirs[blk.start:].T
+            power = xp.ones_like(rho)
             k_prev = 0
             for k, ak in zip(kept, coeffs):
                 if k > k_prev:
@@ -348,16 +373,21 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
     M /= n
     for blk in _row_blocks(p, rows):
         M[blk.stop:, blk] = M[blk, blk.stop:].T
-    M[np.diag_indices(p)] = diag
+    diagonal = bk.arange(p)
+    M[diagonal, diagonal] = diag
     n_pairs = 0
     if pairs is not None and pairs[0].size:
         if pairs[0].size * n * max(n_nodes, 96) ** 2 > MAX_PAIR_WORK:
             raise NumericalError(f"{pairs[0].size} pairs of features have correlation above {cut:g}, too many "
                                  f"to integrate directly; loosen rtol or increase d.")
-        vals = _pair_second_moments(act, means, stds, *pairs, rule)
-        M[pairs[0], pairs[1]] = vals
-        M[pairs[1], pairs[0]] = vals
+        vals = bk.asarray(_pair_second_moments(act, means, stds, *pairs, rule))  # on the host
+        I, J = bk.asindex(pairs[0]), bk.asindex(pairs[1])
+        M[I, J] = vals
+        M[J, I] = vals
         n_pairs = int(pairs[0].size)
+    M = bk.to_numpy(M)
+    mean01 = bk.to_numpy(mean01)
+    diag = bk.to_numpy(diag)
     info = {"truncation_order": order, "direct_pairs": n_pairs, "direct_pair_cut": cut, "orders_used": kept, "truncation_bound": bound,
             "relative_truncation_bound": bound / max(float(np.linalg.norm(diag)), 1e-300),
             "quadrature_rule": list(rule), "quadrature_nodes": n_nodes, "rho_max": rho_max,
@@ -366,8 +396,9 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
 
 
 def noise_averaged_statistics(features: RandomFeatures, X, t, rtol: float = 1e-10,
-                              memory_budget: int | None = None) -> TrainingStatistics:
-    """Exact noise-averaged U, V of the training set X (n x d) at time t (Mehler series + Stein)."""
+                              memory_budget: int | None = None, device=None) -> TrainingStatistics:
+    """Exact noise-averaged U, V of the training set X (n x d) at time t (Mehler series + Stein).
+    ``device``: where U is assembled (:func:`mehler_second_moment`); U, V are NumPy arrays."""
     t = check_time(t)
     X = features.check_data(X)
     rtol = check_positive_float("rtol", rtol)
@@ -375,36 +406,41 @@ def noise_averaged_statistics(features: RandomFeatures, X, t, rtol: float = 1e-1
     directions, wnorm = _unit_rows(features.W)
     stds = math.sqrt(dt / features.d) * wnorm
     means = decay(t) * features.preactivations(X)
-    U, info = mehler_second_moment(directions, stds, means, features.activation, rtol, memory_budget)
+    U, info = mehler_second_moment(directions, stds, means, features.activation, rtol, memory_budget,
+                                   device=device)
     V = math.sqrt(dt / features.d) * info["mean_derivative"][:, None] * features.W
     return TrainingStatistics(U=U, V=V, t=t, n=X.shape[0], n_draws=None, info=info)
 
 
-def monte_carlo_statistics(features: RandomFeatures, X, t, n_draws: int, rng, batch_size: int = 256
-                           ) -> TrainingStatistics:
+def monte_carlo_statistics(features: RandomFeatures, X, t, n_draws: int, rng, batch_size: int = 256,
+                           device=None) -> TrainingStatistics:
     """Monte Carlo U, V with ``n_draws`` noise draws xi per data point (the finite-m setting of [GVM]
-    and of the published scripts): U = (1/(n m)) sum phi phi^T, V = (1/(n m)) sum phi xi^T."""
+    and of the published scripts): U = (1/(n m)) sum phi phi^T, V = (1/(n m)) sum phi xi^T.  The noise is
+    drawn on the host from ``rng`` (the same draws on every device); with ``device`` the features and the
+    sums run there.  U, V are NumPy arrays."""
     t = check_time(t)
     X = features.check_data(X)
     m = check_positive_int("n_draws", n_draws)
     batch_size = check_positive_int("batch_size", batch_size)
     rng = np.random.default_rng(rng)
+    bk = resolve_device(device)
     a, sq = float(decay(t)), math.sqrt(float(delta_t(t)))
-    U = np.zeros((features.p, features.p))
-    V = np.zeros((features.p, features.d))
+    W, Xx = bk.asarray(features.W), bk.asarray(X)
+    U = bk.zeros((features.p, features.p))
+    V = bk.zeros((features.p, features.d))
     for _ in range(m):
         for s in range(0, X.shape[0], batch_size):
-            xb = X[s:s + batch_size]
-            xi = rng.standard_normal(xb.shape)
-            phi = features(a * xb + sq * xi)
+            xb = Xx[s:s + batch_size]
+            xi = bk.asarray(rng.standard_normal(tuple(xb.shape)))
+            phi = evaluate(features.activation, ((a * xb + sq * xi) @ W.T) / math.sqrt(features.d))
             U += phi.T @ phi
             V += phi.T @ xi
     total = X.shape[0] * m
-    return TrainingStatistics(U=U / total, V=V / total, t=t, n=X.shape[0], n_draws=m)
+    return TrainingStatistics(U=bk.to_numpy(U) / total, V=bk.to_numpy(V) / total, t=t, n=X.shape[0], n_draws=m)
 
 
 def population_statistics(features: RandomFeatures, law, t, rtol: float = 1e-10,
-                          memory_budget: int | None = None) -> PopulationStatistics:
+                          memory_budget: int | None = None, device=None) -> PopulationStatistics:
     """Exact population U~, V~, Y at time t for a law whose noised version P_t is an equal-weight mixture
     of Gaussians sharing one covariance (``law.noised_components(t)``: Gaussian data, the two-cluster
     mixture).
@@ -413,6 +449,7 @@ def population_statistics(features: RandomFeatures, law, t, rtol: float = 1e-10,
     W C_t W^T/d, so U~ is the Mehler series averaged over the components (the components play the part of
     the data points).  Stein's lemma gives V~ = sqrt(Delta_t/d) diag(E sigma'(h~)) W, and, integrating by
     parts against P_t, E[phi(y) S(y)^T] = -E[grad phi] for any law, so Y = diag(E sigma'(h~)) W/sqrt(d).
+    ``device``: where U~ is assembled (:func:`mehler_second_moment`); the results are NumPy arrays.
     """
     t = check_time(t)
     rtol = check_positive_float("rtol", rtol)
@@ -425,7 +462,7 @@ def population_statistics(features: RandomFeatures, law, t, rtol: float = 1e-10,
     L = features.W @ sqrt_cov / math.sqrt(features.d)
     directions, stds = _unit_rows(L)
     U, info = mehler_second_moment(directions, stds, features.preactivations(centres), features.activation,
-                                   rtol, memory_budget)
+                                   rtol, memory_budget, device=device)
     dmean = info["mean_derivative"]
     Y = dmean[:, None] * features.W / math.sqrt(features.d)
     return PopulationStatistics(U=U, V=math.sqrt(dt) * Y, Y=Y, score_norm=law.score_norm(t), t=t, info=info)

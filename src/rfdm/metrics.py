@@ -4,6 +4,8 @@
   queries x blocks of reference points whose size is set by a memory budget (never an N x n x d array, nor
   an N x n matrix unless it fits the budget); the distances of the selected pairs are recomputed directly
   as |q - r| at the end, so the expansion |q|^2 - 2 q.r + |r|^2 used for the search costs no precision.
+  With ``device="cuda"`` (or "torch-cpu", :mod:`rfdm.backend`) the blocks, the top-k and the final
+  distances are computed there (top-k by torch.topk instead of argpartition); results are NumPy arrays.
 * :func:`memorization_fraction` — a sample is memorized when d_1/d_2 < threshold (default 1/3), d_1 and d_2
   its distances to the nearest and second-nearest training points ([B24], [B25]); the fraction comes with
   a percentile bootstrap interval.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import backend_of, resolve_device
 from .errors import InvalidParameterError, check_finite_array, check_positive_float, check_positive_int
 
 #: default memory for the distance blocks, in bytes
@@ -46,72 +49,74 @@ def _blocks(n_rows: int, n_cols: int, budget: int, arrays: float):
 
 
 def _sq_dist_block(q, q2, r, r2):
-    """|q_i - r_j|^2 for a block (expansion, clipped at 0)."""
+    """|q_i - r_j|^2 for a block (expansion, clipped at 0), on the device of q."""
     D = q @ r.T
     D *= -2.0
     D += q2[:, None]
     D += r2[None, :]
-    np.maximum(D, 0.0, out=D)
+    backend_of(D).clip_min_(D, 0.0)
     return D
 
 
-def nearest_neighbours(queries, reference, k: int = 2, memory_budget: int = DEFAULT_BLOCK_BUDGET):
+def nearest_neighbours(queries, reference, k: int = 2, memory_budget: int = DEFAULT_BLOCK_BUDGET, device=None):
     """Distances (N, k) and indices (N, k) of the k nearest reference points of every query, nearest first.
 
     Work in blocks of queries x reference points: two rows x cols arrays (the squared distances and
     argpartition's indices) plus headroom for numpy's workspace fit in ``memory_budget`` bytes (measured peak
     with tracemalloc: within the budget plus the outputs); a running top-k is merged block by block.  The final distances are recomputed as |q - r| for the k selected pairs.
+    ``device``: where the blocks and the top-k run (:func:`rfdm.backend.resolve_device`); NumPy results.
     """
     q, r = _pair(queries, reference, "queries", "reference")
     k = check_positive_int("k", k)
     if k > r.shape[0]:
         raise InvalidParameterError(f"asked for {k} nearest neighbours among {r.shape[0]} reference points.")
     budget = check_positive_int("memory_budget", memory_budget)
+    bk = resolve_device(device)
+    xp = bk.xp
     N, n = q.shape[0], r.shape[0]
     rows, cols = _blocks(N, n, budget, 2.5)  # distances + argpartition's indices + numpy's workspace
     rows = int(max(1, min(rows, budget // (16 * k * (q.shape[1] + 6)))))  # the final (rows, k, d) differences
-    q2 = np.einsum("ij,ij->i", q, q)
-    r2 = np.einsum("ij,ij->i", r, r)
+    q, r = bk.asarray(q), bk.asarray(r)
+    q2 = xp.einsum("ij,ij->i", q, q)
+    r2 = xp.einsum("ij,ij->i", r, r)
     dist = np.empty((N, k))
     idx = np.empty((N, k), dtype=np.int64)
     for a in range(0, N, rows):
         qa, qa2 = q[a:a + rows], q2[a:a + rows]
         m = qa.shape[0]
-        best_d = np.full((m, k), np.inf)
-        best_i = np.full((m, k), -1, dtype=np.int64)
+        best_d = bk.full((m, k), math.inf)
+        best_i = bk.full((m, k), -1, integer=True)
         for c in range(0, n, cols):
             D = _sq_dist_block(qa, qa2, r[c:c + cols], r2[c:c + cols])
             kk = min(k, D.shape[1])
             if kk < D.shape[1]:
-                full = np.argpartition(D, kk - 1, axis=1)  # rows x cols indices: the second array of the budget
-                part = full[:, :kk].copy()
-                del full
+                part = bk.smallest_k(D, kk)  # NumPy: argpartition's rows x cols indices, the budget's second array
             else:
-                part = np.broadcast_to(np.arange(D.shape[1]), (m, D.shape[1]))
-            cand_d = np.take_along_axis(D, part, axis=1)
+                part = xp.broadcast_to(bk.arange(D.shape[1]), (m, D.shape[1]))
+            cand_d = xp.take_along_axis(D, part, axis=1)
             del D
-            all_d = np.concatenate([best_d, cand_d], axis=1)
-            all_i = np.concatenate([best_i, part + c], axis=1)
-            sel = np.argsort(all_d, axis=1, kind="stable")[:, :k]
-            best_d = np.take_along_axis(all_d, sel, axis=1)
-            best_i = np.take_along_axis(all_i, sel, axis=1)
+            all_d = bk.concat([best_d, cand_d], axis=1)
+            all_i = bk.concat([best_i, part + c], axis=1)
+            sel = bk.argsort(all_d, axis=1)[:, :k]
+            best_d = xp.take_along_axis(all_d, sel, axis=1)
+            best_i = xp.take_along_axis(all_i, sel, axis=1)
         # exact distances of the selected pairs, then the final order
         diff = qa[:, None, :] - r[best_i]
-        exact = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-        order = np.argsort(exact, axis=1, kind="stable")
-        dist[a:a + rows] = np.take_along_axis(exact, order, axis=1)
-        idx[a:a + rows] = np.take_along_axis(best_i, order, axis=1)
+        exact = xp.sqrt(xp.einsum("ijk,ijk->ij", diff, diff))
+        order = bk.argsort(exact, axis=1)
+        dist[a:a + rows] = bk.to_numpy(xp.take_along_axis(exact, order, axis=1))
+        idx[a:a + rows] = bk.to_numpy(xp.take_along_axis(best_i, order, axis=1))
     return dist, idx
 
 
-def distance_ratios(samples, training, memory_budget: int = DEFAULT_BLOCK_BUDGET) -> np.ndarray:
+def distance_ratios(samples, training, memory_budget: int = DEFAULT_BLOCK_BUDGET, device=None) -> np.ndarray:
     """d_1/d_2 for every sample (nearest over second-nearest training distance); 0/0 counts as 0 (a sample
-    on a training point that appears twice)."""
+    on a training point that appears twice).  ``device``: see :func:`nearest_neighbours`."""
     training = check_finite_array("training set", training, ndim=2)
     if training.shape[0] < 2:
         raise InvalidParameterError(f"the memorization fraction needs at least 2 training points, got "
                                     f"{training.shape[0]}.")
-    dist, _ = nearest_neighbours(samples, training, 2, memory_budget)
+    dist, _ = nearest_neighbours(samples, training, 2, memory_budget, device=device)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = dist[:, 0] / dist[:, 1]
     ratio[dist[:, 1] == 0] = 0.0
@@ -158,10 +163,11 @@ def bootstrap_interval(n_success: int, n_total: int, confidence: float = 0.95, n
 
 def memorization_fraction(samples, training, threshold: float = MEMORIZATION_THRESHOLD,
                           confidence: float = 0.95, n_boot: int = 4000, seed=0,
-                          memory_budget: int = DEFAULT_BLOCK_BUDGET) -> Memorization:
-    """Fraction of samples with d_1/d_2 < ``threshold`` and its percentile bootstrap interval."""
+                          memory_budget: int = DEFAULT_BLOCK_BUDGET, device=None) -> Memorization:
+    """Fraction of samples with d_1/d_2 < ``threshold`` and its percentile bootstrap interval (the nearest
+    neighbours on ``device``, see :func:`nearest_neighbours`)."""
     threshold = check_positive_float("threshold", threshold)
-    ratios = distance_ratios(samples, training, memory_budget)
+    ratios = distance_ratios(samples, training, memory_budget, device=device)
     k = int(np.count_nonzero(ratios < threshold))
     n = ratios.size
     lo, hi = bootstrap_interval(k, n, confidence, n_boot, seed)

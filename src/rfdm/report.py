@@ -41,3 +41,33 @@ def write_report(entries: list, path, preset: str) -> str:
     tmp.write_text("\n".join(parts), encoding="utf-8")
     tmp.replace(path)
     return str(path)
+
+
+def write_gallery(entries: list, folder, preset: str) -> str:
+    """A Markdown gallery (``folder/README.md``) of reproduced figures: for each, the claim, the published and
+    measured numbers, the command that makes it, its runtime, and the PNG copied next to the page."""
+    import os
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Gallery: the figures of the talk (`--preset {preset}`)", "",
+             f"Made by `rfdm reproduce --preset {preset} --gallery {folder.as_posix()}` with rfdm {__version__}, "
+             f"Python {platform.python_version()} on {platform.machine()} ({os.cpu_count()} CPU cores, NumPy backend). "
+             "Each figure's dataset (arrays, resolved configuration, version and seed) is written next to its PNG "
+             "by `rfdm figure ID`.", ""]
+    for e in entries:
+        lines += [f"## `{e['id']}`: {e['title']}", "", f"**Claim.** {e['claim']}", "",
+                  f"**Published.** {e['published']}", "", f"`rfdm figure {e['id']} --preset {preset}` "
+                  f"({e['seconds']:.1f} s)", "", "| measured | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in e["measured"].items()]
+        lines.append("")
+        for png in e["figures"]:
+            name = f"{e['id']}-{Path(png).name}"
+            shutil.copyfile(png, folder / name)
+            lines += [f"![{e['id']}]({name})", ""]
+    path = folder / "README.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    tmp.replace(path)
+    return str(path)

@@ -33,10 +33,18 @@ Score sources implement the small protocol :class:`ScoreSource`: an attribute ``
   times t_1 < ... < t_K, one W shared by all of them; see the class for the scheme used between grid times;
 * :class:`CallableScore` — any object with a ``score(x, t)`` method (or a function), e.g. the
   time-integrated model of :mod:`rfdm.time_integrated`.
+
+Devices.  ``sample(..., device="cuda")`` (or "torch-cpu", :mod:`rfdm.backend`) keeps the states x on the
+device and applies the steps there; the noise is still drawn on the host from the per-sample streams and
+moved to the device one chunk at a time, so a seed gives the same samples on every device up to rounding.
+A source with a ``to_backend(backend)`` method runs on the device (:class:`RandomFeaturesScore`: both
+products and the activation); the others (exact, empirical, callable) are evaluated on the host, x going
+back and forth at every step.  Samples come back as NumPy arrays.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -44,6 +52,8 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from .activations import evaluate
+from .backend import resolve_device
 from .data import EmpiricalData
 from .diffusion import delta_t
 from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
@@ -193,17 +203,29 @@ class RandomFeaturesScore:
         self._sqd = np.sqrt(delta_t(times))
         self._logt = np.log(times)
         self.work_per_sample = 2 * self.p + 2 * self.d
+        self._bk = resolve_device(None)
         self._cache = (None, None)
         self._buffer = None
+
+    def to_backend(self, backend) -> "RandomFeaturesScore":
+        """This score with its weights on ``backend`` (a device name or :class:`rfdm.backend.Backend`): its
+        ``score(x, t)`` then takes and returns arrays of that backend."""
+        bk = resolve_device(backend)
+        if bk is self._bk:
+            return self
+        new = copy.copy(self)
+        new._bk, new._Wt, new._At = bk, bk.asarray(self._Wt), bk.asarray(self._At)
+        new._cache, new._buffer = (None, None), None
+        return new
 
     @property
     def weights(self) -> np.ndarray:
         """A_k for every grid time, shape (K, d, p)."""
-        return np.transpose(self._At, (0, 2, 1)) * math.sqrt(self.p)
+        return np.transpose(self._bk.to_numpy(self._At), (0, 2, 1)) * math.sqrt(self.p)
 
     def readout(self, t: float) -> np.ndarray:
         """The effective A(t)^T/sqrt(p), shape (p, d), used at diffusion time t (the scheme above)."""
-        return self._readout(t).copy()
+        return np.array(self._bk.to_numpy(self._readout(t)))
 
     def _readout(self, t: float) -> np.ndarray:
         """As :meth:`readout`, into buffers reused from call to call (valid until the next new t), without
@@ -220,17 +242,19 @@ class RandomFeaturesScore:
             w = float(np.clip((lt - self._logt[j]) / (self._logt[j + 1] - self._logt[j]), 0.0, 1.0))
             sq = math.sqrt(float(delta_t(t)))
             if self._buffer is None:
-                self._buffer = np.empty((2, self.p, self.d))
+                self._buffer = self._bk.empty((2, self.p, self.d))
             out, tmp = self._buffer
-            np.multiply(self._At[j], (1 - w) * self._sqd[j] / sq, out=out)
-            np.multiply(self._At[j + 1], w * self._sqd[j + 1] / sq, out=tmp)
+            xp = self._bk.xp
+            xp.multiply(self._At[j], float((1 - w) * self._sqd[j] / sq), out=out)
+            xp.multiply(self._At[j + 1], float(w * self._sqd[j + 1] / sq), out=tmp)
             out += tmp
         self._cache = (t, out)
         return out
 
     def score(self, x, t):
+        """S(x, t) for x of shape (batch, d), on the backend of this score (NumPy unless :meth:`to_backend`)."""
         h = x @ self._Wt
-        h = self.features.activation.evaluate_inplace(h)
+        h = evaluate(self.features.activation, h, inplace=True)
         return h @ self._readout(t)
 
     def flops_per_sample(self, t=None) -> float:
@@ -249,12 +273,13 @@ class RandomFeaturesScore:
 
 
 def train_random_features(features, X, times, taus, scheme: str = "interpolate", rtol: float = 1e-8,
-                          progress: Callable | None = None) -> list:
+                          progress: Callable | None = None, device=None) -> list:
     """One :class:`RandomFeaturesScore` per training time in ``taus`` (tau = inf: the end of training).
 
     For each diffusion time t_k: exact noise-averaged U, V of the training set X (rfdm.features,
     truncation ``rtol``), one eigendecomposition (rfdm.dynamics.GradientFlow), then A_k(tau) for every tau.
-    ``progress(k, K)`` is called after each time.
+    ``progress(k, K)`` is called after each time.  ``device``: where U is assembled and factorised; the
+    scores returned hold NumPy weights (``sample(..., device=...)`` moves them).
     """
     from .dynamics import GradientFlow, as_tau_array
     from .features import noise_averaged_statistics
@@ -267,9 +292,9 @@ def train_random_features(features, X, times, taus, scheme: str = "interpolate",
     W = np.empty((taus.size, times.size, features.d, features.p))
     orders = []
     for k, t in enumerate(times):
-        stats = noise_averaged_statistics(features, X, float(t), rtol=rtol)
+        stats = noise_averaged_statistics(features, X, float(t), rtol=rtol, device=device)
         orders.append(stats.info.get("truncation_order"))
-        flow = GradientFlow(stats, overwrite=True)
+        flow = GradientFlow(stats, overwrite=True, device=device)
         for j, tau in enumerate(taus):
             W[j, k] = flow.weights(float(tau))
         del flow, stats
@@ -370,17 +395,37 @@ def _batch_plan(n: int, d: int, steps: int, work: int, budget: int, batch_size: 
     return min(batch, n), chunk
 
 
+class _HostScore:
+    """A score source without a device version, used by a device sampler: x goes to the host and back."""
+
+    def __init__(self, source, backend):
+        self.source, self.backend = source, backend
+
+    def score(self, x, t):
+        return self.backend.asarray(self.source.score(self.backend.to_numpy(x), t))
+
+
+def _score_on(score, backend):
+    """The score source to call with arrays of ``backend``."""
+    if backend.is_numpy:
+        return score
+    move = getattr(score, "to_backend", None)
+    return move(backend) if callable(move) else _HostScore(score, backend)
+
+
 def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float = 0.01, steps: int = 200,
            grid: str = "geometric", integrator: str = "exponential", times=None, seed=0, x_init=None,
            record_times=(), first_index: int = 0, batch_size: int | None = None,
-           memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: Callable | None = None) -> SamplingResult:
+           memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: Callable | None = None,
+           device=None) -> SamplingResult:
     """Integrate the backward process for ``n_samples`` samples.
 
     The grid is ``times`` (strictly decreasing) if given, else :func:`time_grid` (T, t_min, steps, grid)
     with ``record_times`` merged in.  With ``x_init`` (shape (n_samples, d)) the process starts from those
     states at times[0] instead of N(0, I_d) (e.g. clones continuing from a branching time).  Sample i uses
     the stream :func:`sample_stream` (seed, first_index + i).  ``progress(done, total)`` is called with the
-    number of sample-steps done.  Returns a :class:`SamplingResult`.
+    number of sample-steps done.  ``device``: where the states and the score evaluations live (see the
+    module docstring; the noise is drawn on the host).  Returns a :class:`SamplingResult` of NumPy arrays.
     """
     n = check_positive_int("n_samples", n_samples)
     if integrator not in INTEGRATORS:
@@ -409,6 +454,8 @@ def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float =
         raise InvalidParameterError("first_index must be >= 0.")
     budget = check_positive_int("memory_budget", memory_budget)
     ss = _seed_sequence(seed)
+    bk = resolve_device(device)
+    source = _score_on(score, bk)
     batch, chunk = _batch_plan(n, d, K, int(getattr(score, "work_per_sample", 4 * d)), budget, batch_size)
 
     h = g[:-1] - g[1:]
@@ -437,31 +484,33 @@ def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float =
                 gen.standard_normal(out=x[j])
         else:
             x = x_init[b0:b1].copy()
+        x = bk.asarray(x)  # a fresh host array: the device copy (or, on the CPU, the same memory) is ours
         if 0 in where:
-            recorded[where[0], b0:b1] = x
+            recorded[where[0], b0:b1] = bk.to_numpy(x)
         for c0 in range(0, K, chunk):
             c1 = min(K, c0 + chunk)
             buf = noise[:B, :c1 - c0]
             for j, gen in enumerate(gens):
                 gen.standard_normal(out=buf[j])
+            buf = bk.asarray(buf)  # one transfer per chunk of steps
             for k in range(c0, c1):
-                s = score.score(x, float(g[k]))
+                s = source.score(x, float(g[k]))
                 x *= c_x[k]
                 x += c_s[k] * s
                 x += c_n[k] * buf[:, k - c0]
                 if k + 1 in where:
-                    recorded[where[k + 1], b0:b1] = x
+                    recorded[where[k + 1], b0:b1] = bk.to_numpy(x)
             done += B * (c1 - c0)
             if progress is not None:
                 progress(done, total)
-        out[b0:b1] = x
+        out[b0:b1] = bk.to_numpy(x)
     seconds = time.perf_counter() - t0
     if not np.all(np.isfinite(out)):
         raise NumericalError("the backward process diverged (non-finite samples): the score does not hold the "
                              "process back; use more steps, a smaller T or a better-trained score.")
     flops = getattr(score, "flops_per_sample", None)
     fl = flops() if callable(flops) else None
-    info = {"steps": K, "integrator": integrator, "batch_size": batch, "noise_chunk": chunk,
+    info = {"steps": K, "integrator": integrator, "batch_size": batch, "noise_chunk": chunk, "device": bk.name,
             "seconds": seconds, "score_evaluations": n * K,
             "score_flops": None if fl is None else float(fl) * n * K}
     return SamplingResult(samples=out, times=g, recorded=recorded,

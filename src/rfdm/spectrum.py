@@ -336,9 +336,11 @@ class SpectralProblem:
             flags = np.concatenate([flags, f2])[order]
             q = np.concatenate([q, q2])[order]
         change = np.nonzero(flags[1:] != flags[:-1])[0]
-        if flags[0] or flags[-1]:
+        if flags[-1]:
             raise NumericalError("the spectrum reaches the end of the search range; the upper bound is wrong.")
         edges = self._bisect_edges(grid[change], grid[change + 1], flags[change]) if change.size else np.empty(0)
+        if flags[0]:  # a hard edge at s_t^2 (psi_p = 1 + psi_n: the atom has just emptied; U_eq >= s_t^2 I)
+            edges = np.concatenate([[s2], edges])
         lefts, rights = edges[0::2], edges[1::2]
         atom_w, atom_err = self.atom_weight(s2)
         atoms = [{"position": s2, "weight": atom_w}] if atom_w > 1e-9 else []

@@ -36,6 +36,8 @@ from .features import (PopulationStatistics, RandomFeatures, TrainingStatistics,
                        mehler_second_moment)
 
 BETAS = ("none", "gaussian-skip")
+#: laws Q of the diffusion time: uniform in t, or uniform in log t (density 1/(t log(t_max/t_min)))
+TIME_LAWS = ("uniform", "log-uniform")
 
 
 def check_time_window(t_min, t_max) -> tuple[float, float]:
@@ -66,8 +68,9 @@ def clenshaw_curtis(level_nodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class TimeIntegratedModel:
-    """The time-integrated score model: features (W, sigma), biases b, the time law Q = U[t_min, t_max],
-    alpha_t = 1/sqrt(Delta_t) and beta_t ("none" or "gaussian-skip" with the data variance sigma_x2)."""
+    """The time-integrated score model: features (W, sigma), biases b, the time law Q on [t_min, t_max]
+    (``time_law``: "uniform" in t, the default, or "log-uniform", uniform in log t), alpha_t = 1/sqrt(Delta_t)
+    and beta_t ("none" or "gaussian-skip" with the data variance sigma_x2)."""
 
     features: RandomFeatures
     b: np.ndarray
@@ -78,12 +81,15 @@ class TimeIntegratedModel:
     t_rtol: float = 1e-6
     t_nodes_max: int = 65
     t_nodes_min: int = 5
+    time_law: str = "uniform"
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)
         if self.beta not in BETAS:
             raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
+        if self.time_law not in TIME_LAWS:
+            raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {self.time_law!r}.")
         self.sigma_x2 = check_positive_float("sigma_x^2", self.sigma_x2)
         self.t_rtol = check_positive_float("t_rtol", self.t_rtol)
         self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
@@ -121,12 +127,21 @@ class TimeIntegratedModel:
 
     # -- t quadrature ---------------------------------------------------------------------------------
     def _t_rule(self, nodes: int):
-        """Clenshaw–Curtis in u = log t, as weights of the average over Q = U[t_min, t_max]."""
+        """Clenshaw–Curtis in u = log t, as weights of the average over Q (uniform: density 1/(t_max - t_min)
+        in t, i.e. t/(t_max - t_min) in u; log-uniform: 1/log(t_max/t_min) in u)."""
         x, w = clenshaw_curtis(nodes)
         lo, hi = math.log(self.t_min), math.log(self.t_max)
         u = 0.5 * (hi + lo) + 0.5 * (hi - lo) * x
         t = np.exp(u)
+        if self.time_law == "log-uniform":
+            return t, 0.5 * w
         return t, w * 0.5 * (hi - lo) * t / (self.t_max - self.t_min)
+
+    def sample_times(self, rng, size) -> np.ndarray:
+        """Draws t ~ Q."""
+        if self.time_law == "log-uniform":
+            return np.exp(rng.uniform(math.log(self.t_min), math.log(self.t_max), size=size))
+        return rng.uniform(self.t_min, self.t_max, size=size)
 
     def _integrate(self, per_time):
         """E_{t~Q}[per_time(t)] for a function returning a tuple of arrays, refined by nested levels until
@@ -254,7 +269,7 @@ class TimeIntegratedModel:
         rng = np.random.default_rng(rng)
 
         def draw():
-            t = rng.uniform(self.t_min, self.t_max, size=n)
+            t = self.sample_times(rng, n)
             dt = delta_t(t)
             xi = rng.standard_normal((n, d))
             xt = decay(t)[:, None] * X + np.sqrt(dt)[:, None] * xi
@@ -283,30 +298,73 @@ def spectrum_bulks(eigenvalues, n: int, d: int, min_log_gap: float = 0.5) -> lis
              "outlier": bool(b - a < max(2, d // 4))} for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: float) -> dict:
-    """tau_gen = psi_p/(kappa lambda_mean(top cluster)); tau_mem = psi_p/(kappa lambda_left(memorization
-    cluster)), the memorization cluster being the one below the top whose size is closest to n - d (it
-    exists only for n > d); outlier clusters are ignored.  A heuristic: when the memorization eigenvalues
-    do not separate from the others by a gap, read the timescales off the loss curves instead."""
+def memorization_modes(eigenvalues, eigenvectors, population_U, below: float) -> np.ndarray:
+    """Boolean mask of the memorization modes of U: the modes with lambda_k < ``below`` (the left edge of the
+    population cluster) along which the training set carries more feature variance than the population,
+
+        lambda_k = q_k^T U q_k > q_k^T U~ q_k.
+
+    For the per-time model these are the n - d modes of rho_1 (the training set's mean features put variance
+    v_t^2 psi_p/psi_n where the population spreads v_t^2; the atom's modes have q^T U~ q >= lambda); for the
+    time-integrated model, whose memorization eigenvalues do not separate from the rest by a gap, it is the
+    reading of the spectrum used here (U and U~ must share one loss scale)."""
+    lam = np.asarray(eigenvalues, dtype=float)
+    curvature = np.einsum("ik,ik->k", eigenvectors, population_U @ eigenvectors)
+    return (lam < below) & (lam > curvature)
+
+
+def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: float, eigenvectors=None,
+                             population_U=None) -> dict:
+    """tau_gen = psi_p/(kappa lambda_mean(top cluster)) and tau_mem = psi_p/(kappa lambda_min) of the memorization
+    modes.  With ``eigenvectors`` and the population ``population_U`` the memorization modes are those of
+    :func:`memorization_modes` (``memorization_mask``; ``tau_mem_median`` is the median of their timescales,
+    ``memorization_modes`` their number, close to n - d); without, they are the gap-separated cluster below the top whose size is
+    closest to n - d (exists only for n > d; a heuristic that fails when no gap separates them).  Outlier
+    clusters (e.g. the rank-one mean term) are ignored."""
     bulks = spectrum_bulks(eigenvalues, n, d)
     out = {"bulks": bulks, "tau_gen": None, "tau_mem": None}
     main = [b for b in bulks if not b["outlier"]]
-    if main:
-        out["tau_gen"] = psi_p / (kappa * main[-1]["mean"])
-        others = main[:-1]
-        if others and n > d:
-            mem = min(others, key=lambda b: abs(b["count"] - (n - d)))
-            out["tau_mem"] = psi_p / (kappa * mem["left"])
+    if not main:
+        return out
+    out["tau_gen"] = psi_p / (kappa * main[-1]["mean"])
+    if eigenvectors is not None and population_U is not None:
+        lam = np.asarray(eigenvalues, dtype=float)
+        mem = memorization_modes(lam, eigenvectors, population_U, main[-1]["left"])
+        out["memorization_modes"], out["memorization_mask"] = int(mem.sum()), mem
+        if mem.any():
+            out["tau_mem"] = psi_p / (kappa * float(lam[mem].min()))
+            out["tau_mem_median"] = psi_p / (kappa * float(np.median(lam[mem])))
+        return out
+    others = main[:-1]
+    if others and n > d:
+        mem = min(others, key=lambda b: abs(b["count"] - (n - d)))
+        out["tau_mem"] = psi_p / (kappa * mem["left"])
     return out
 
 
+def _first_crossing(tau, values, level) -> float | None:
+    """First tau at which ``values`` reaches ``level`` from below, interpolated linearly in log tau."""
+    k = np.nonzero(values >= level)[0]
+    if k.size == 0:
+        return None
+    k = int(k[0])
+    if k == 0:
+        return float(tau[0])
+    x0, x1, y0, y1 = math.log(tau[k - 1]), math.log(tau[k]), values[k - 1], values[k]
+    return float(math.exp(x0 + (level - y0) / (y1 - y0) * (x1 - x0)))
+
+
 def timescales_from_curves(tau, train_loss, test_loss) -> dict:
-    """From loss curves on a log grid of tau: tau_gen = the tau of the smallest test loss; tau_mem = the first
-    tau at which the generalization gap (test - train) reaches half its value at the largest tau."""
+    """From loss curves on a log grid of tau (from near 0 to the end of training): tau_gen = the first tau at
+    which the test loss has made half of its drop from tau_0 to its minimum; tau_mem = the first tau at which
+    the generalization gap (test - train) reaches half its value at the largest tau (both interpolated in
+    log tau); ``tau_test_min`` = the tau of the smallest test loss, which memorization pulls along with n."""
     tau = np.asarray(tau, dtype=float)
     fin = np.isfinite(tau)
     tau, train, test = tau[fin], np.asarray(train_loss, float)[fin], np.asarray(test_loss, float)[fin]
     gap = test - train
     k = int(np.argmin(test))
-    reach = np.nonzero(gap >= 0.5 * gap[-1])[0] if gap[-1] > 0 else np.empty(0, int)
-    return {"tau_gen": float(tau[k]), "tau_mem": float(tau[reach[0]]) if reach.size else None}
+    drop = test[0] - test[k]
+    tau_gen = _first_crossing(tau, -test, -(test[0] - 0.5 * drop)) if drop > 0 else None
+    tau_mem = _first_crossing(tau, gap, 0.5 * gap[-1]) if gap[-1] > 0 else None
+    return {"tau_gen": tau_gen, "tau_mem": tau_mem, "tau_test_min": float(tau[k])}

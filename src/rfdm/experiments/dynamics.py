@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..activations import get_activation
+from ..backend import resolve_device
 from ..data import GaussianData
 from ..dynamics import (GradientFlow, as_tau_array, loss_of_weights, max_stable_learning_rate,
                         score_error_of_weights, train_by_descent)
@@ -22,7 +23,7 @@ from ..errors import InvalidParameterError, check_positive_float, check_positive
 from ..features import (PopulationStatistics, RandomFeatures, monte_carlo_statistics,
                         noise_averaged_statistics, population_statistics)
 from ..results import provenance
-from ..time_integrated import BETAS, TimeIntegratedModel, check_time_window
+from ..time_integrated import BETAS, TIME_LAWS, TimeIntegratedModel, check_time_window
 
 METHODS = ("exact", "gd", "adam")
 MODELS = ("per-time", "time-integrated")
@@ -51,6 +52,7 @@ class DynamicsConfig:
     t_min: float = 0.01
     t_max: float = 2.0
     beta: str = "none"
+    time_law: str = "uniform"
     t_rtol: float = 1e-5
     t_nodes_max: int = 65
 
@@ -77,6 +79,8 @@ class DynamicsConfig:
             self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)
             if self.beta not in BETAS:
                 raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
+            if self.time_law not in TIME_LAWS:
+                raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {self.time_law!r}.")
             self.t_rtol = check_positive_float("t quadrature tolerance", self.t_rtol)
             self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
             if self.noise_draws is not None:
@@ -106,8 +110,12 @@ def _log(msg: str, quiet: bool) -> None:
         print(f"[rfdm dynamics] {msg}", file=sys.stderr, flush=True)
 
 
-def compute(config: DynamicsConfig, quiet: bool = True) -> dict:
-    """Run the experiment; returns a dict of arrays plus ``header`` (config, version, seed) and ``info``."""
+def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
+    """Run the experiment; returns a dict of arrays plus ``header`` (config, version, seed, device) and
+    ``info``.  ``device`` (:func:`rfdm.backend.resolve_device`): where the per-time statistics (exact or
+    Monte Carlo), the eigendecomposition and the rotations of the closed form run; the time-integrated
+    statistics and step-by-step training stay on NumPy."""
+    bk = resolve_device(device)
     seeds = np.random.SeedSequence(config.seed).spawn(4)
     rng_w, rng_x, rng_noise = (np.random.default_rng(s) for s in seeds[:3])
     seeds_b = seeds[3]
@@ -120,7 +128,8 @@ def compute(config: DynamicsConfig, quiet: bool = True) -> dict:
     model = None
     if config.model == "time-integrated":
         model = TimeIntegratedModel.sample(features, np.random.default_rng(seeds_b), t_min=config.t_min,
-                                           t_max=config.t_max, beta=config.beta, sigma_x2=law.spectrum.mean(),
+                                           t_max=config.t_max, beta=config.beta, time_law=config.time_law,
+                                           sigma_x2=law.spectrum.mean(),
                                            t_rtol=config.t_rtol, t_nodes_max=config.t_nodes_max)
         stats = model.training_statistics(X, rtol=config.rtol)
         _log("population statistics", quiet)
@@ -129,25 +138,25 @@ def compute(config: DynamicsConfig, quiet: bool = True) -> dict:
         score_pop = PopulationStatistics(U=Us, V=Vs, Y=Vs, score_norm=cs * config.d, t=config.t)
     else:
         if config.noise_draws is not None and config.method == "exact":
-            stats = monte_carlo_statistics(features, X, config.t, config.noise_draws, rng_noise)
+            stats = monte_carlo_statistics(features, X, config.t, config.noise_draws, rng_noise, device=bk)
         else:
-            stats = noise_averaged_statistics(features, X, config.t, rtol=config.rtol)
+            stats = noise_averaged_statistics(features, X, config.t, rtol=config.rtol, device=bk)
         _log("population statistics", quiet)
-        pop = score_pop = population_statistics(features, law, config.t, rtol=config.rtol)
+        pop = score_pop = population_statistics(features, law, config.t, rtol=config.rtol, device=bk)
     info = {"truncation_order": stats.info.get("truncation_order"),
             "relative_truncation_bound": stats.info.get("relative_truncation_bound"),
             "population_truncation_order": pop.info.get("truncation_order"),
             "t_quadrature_nodes": stats.info.get("t_nodes"),
-            "t_quadrature_change": stats.info.get("t_quadrature_change")}
+            "t_quadrature_change": stats.info.get("t_quadrature_change"), "device": bk.name}
     if config.method == "exact":
         _log("eigendecomposition of U and closed-form curves", quiet)
-        flow = GradientFlow(stats, overwrite=True)
+        flow = GradientFlow(stats, overwrite=True, device=bk)
         flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
         flow.add_quadratic_form("score_error", score_pop.U, score_pop.Y, 1.0, score_pop.score_norm / config.d)
         curves = flow.curves(tau)
         eigenvalues, timescales = flow.eigenvalues, flow.timescales
     else:
-        flow = GradientFlow(stats)  # its spectrum gives the stability limit and the mode timescales
+        flow = GradientFlow(stats, device=bk)  # its spectrum gives the stability limit and the mode timescales
         lr = config.learning_rate
         if lr is None:
             # half the stability limit (Adam: a nominal 1e-3 d^2), reduced so that the first positive
@@ -175,7 +184,7 @@ def compute(config: DynamicsConfig, quiet: bool = True) -> dict:
     result = {k: np.asarray(v) for k, v in curves.items()}
     result["eigenvalues"] = eigenvalues
     result["timescales"] = timescales
-    result["header"] = provenance(config.as_dict(), config.seed)
+    result["header"] = dict(provenance(config.as_dict(), config.seed), device=bk.describe())
     result["info"] = info
     return result
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..activations import get_activation
+from ..backend import resolve_device
 from ..data import EmpiricalData, GaussianData, MixtureData
 from ..diffusion import decay, delta_t
 from ..dynamics import as_tau_array
@@ -191,8 +192,9 @@ def target_samples(law, X, n: int, t: float, rng) -> np.ndarray:
     return float(decay(t)) * x0 + math.sqrt(float(delta_t(t))) * rng.standard_normal(x0.shape)
 
 
-def build_score(config, law, X, stream, taus=None, progress=None):
-    """The score source(s) of ``config.score``; with ``taus`` (rf and rf-time-integrated) a list, one per tau."""
+def build_score(config, law, X, stream, taus=None, progress=None, device=None):
+    """The score source(s) of ``config.score``; with ``taus`` (rf and rf-time-integrated) a list, one per tau.
+    ``device``: where the rf scores' statistics and eigendecompositions run (rf only)."""
     kind = config.score
     if kind == "exact":
         return ExactScore(law)
@@ -203,7 +205,7 @@ def build_score(config, law, X, stream, taus=None, progress=None):
     if kind == "rf":
         times = np.geomspace(config.t_min, config.T, config.rf_times) if config.rf_times > 1 else np.array([config.t_min])
         scores = train_random_features(features, X, times, tau_list, scheme=config.rf_scheme, rtol=config.rtol,
-                                       progress=progress)
+                                       progress=progress, device=device)
     else:
         from ..time_integrated import TimeIntegratedModel
 
@@ -227,9 +229,10 @@ def build_score(config, law, X, stream, taus=None, progress=None):
     return scores[0] if taus is None else scores
 
 
-def evaluate(samples, X, law, target, config, stream) -> dict:
-    """Every metric of a set of samples (the keys of the --json object)."""
-    mem = memorization_fraction(samples, X, threshold=config.threshold, seed=stream["bootstrap"])
+def evaluate(samples, X, law, target, config, stream, device=None) -> dict:
+    """Every metric of a set of samples (the keys of the --json object); the nearest neighbours of f_mem on
+    ``device``."""
+    mem = memorization_fraction(samples, X, threshold=config.threshold, seed=stream["bootstrap"], device=device)
     out = mem.as_dict()
     keys = ("mode_fractions", "mean_along_m", "var_along_m", "var_across_m")
     if isinstance(law, MixtureData):
@@ -248,25 +251,30 @@ def evaluate(samples, X, law, target, config, stream) -> dict:
     return out, mem.ratios
 
 
-def compute(config: SampleConfig, quiet: bool = True) -> dict:
+def compute(config: SampleConfig, quiet: bool = True, device=None) -> dict:
     """Run the experiment; returns arrays (samples, training set, ratios, target samples) plus ``summary``
-    (the metrics), ``header`` (config, version, seed) and ``info``."""
+    (the metrics), ``header`` (config, version, seed, device) and ``info``.  ``device``
+    (:func:`rfdm.backend.resolve_device`): where the rf training, the sampler and the nearest neighbours run
+    (exact, empirical and time-integrated scores are evaluated on the host)."""
+    bk = resolve_device(device)
     stream = _streams(config.seed)
     law, X = make_law(config, stream)
     _log(f"score {config.score} (d={config.d}, n_train={X.shape[0]}"
          + (f", p={config.p}, tau={config.tau:g}" if config.score.startswith("rf") else "") + ")", quiet)
-    score = build_score(config, law, X, stream, progress=Progress("training", quiet) if config.score.startswith("rf") else None)
+    score = build_score(config, law, X, stream, progress=Progress("training", quiet) if config.score.startswith("rf") else None,
+                        device=bk)
     run = sample(score, config.n_samples, T=config.T, t_min=config.t_min, steps=config.steps, grid=config.grid,
-                 integrator=config.integrator, seed=stream["sampler"], progress=Progress("sampling", quiet))
+                 integrator=config.integrator, seed=stream["sampler"], progress=Progress("sampling", quiet), device=bk)
     _log("metrics", quiet)
     target = target_samples(law, X, config.n_target or config.n_samples, config.t_min,
                             np.random.default_rng(stream["target"]))
-    summary, ratios = evaluate(run.samples, X, law, target, config, stream)
+    summary, ratios = evaluate(run.samples, X, law, target, config, stream, device=bk)
     info = dict(run.info)
     if getattr(score, "info", None):
         info["rf"] = {k: v for k, v in score.info.items()}
     result = {"samples": run.samples, "training": X, "ratios": ratios, "target": target, "times": run.times,
-              "summary": summary, "info": info, "header": provenance(config.as_dict(), config.seed)}
+              "summary": summary, "info": info,
+              "header": dict(provenance(config.as_dict(), config.seed), device=bk.describe())}
     if isinstance(law, MixtureData):
         result["m"] = law.m
         result["gamma2_t_min"] = np.array(law.gamma2_t(config.t_min))
@@ -405,16 +413,17 @@ class TwoRegimesConfig:
                             rf_times=self.rf_times, rtol=self.rtol, seed=self.seed, **kw)
 
 
-def compute_two_regimes(config: TwoRegimesConfig, quiet: bool = True) -> dict:
+def compute_two_regimes(config: TwoRegimesConfig, quiet: bool = True, device=None) -> dict:
     """Both regimes: samples, their coordinate along m, the metrics, and W_2 along m to the target mixture
     (the coordinate of P_{t_min}: (1/2) N(+-|m| e^{-t}, Gamma^2)) and to the Gaussian with the same
     covariance (N(0, |m|^2 e^{-2t} + Gamma^2) along m), each from fresh reference draws."""
-    out = {"regimes": {}, "header": provenance(asdict(config), config.seed)}
+    bk = resolve_device(device)
+    out = {"regimes": {}, "header": dict(provenance(asdict(config), config.seed), device=bk.describe())}
     for which in ("norm", "tilde"):
         cfg = config.run_config(which)
         label = f"|m| = {config.m_norm:g}" if which == "norm" else f"|m| = {config.m_tilde:g} sqrt(d)"
         _log(f"regime {label}", quiet)
-        res = compute(cfg, quiet=quiet)
+        res = compute(cfg, quiet=quiet, device=bk)
         m = res["m"]
         mn = float(np.linalg.norm(m))
         s = res["samples"] @ (m / mn)
@@ -527,7 +536,7 @@ class MemorizationConfig:
                             threshold=self.threshold, rtol=self.rtol, seed=self.seed)
 
 
-def memorization_timescales(config: MemorizationConfig, X, stream) -> dict:
+def memorization_timescales(config: MemorizationConfig, X, stream, device=None) -> dict:
     """tau_gen and tau_mem at t_min: from the spectral theory (rfdm.spectrum, d -> infinity at the same psi's)
     and from the exact U of this training set, where with p > n + d the eigenvalues sort into the population
     bulk (the top d), the memorization bulk (the next n) and the rest: tau_gen = psi_p/(Delta lambda_d),
@@ -538,7 +547,8 @@ def memorization_timescales(config: MemorizationConfig, X, stream) -> dict:
 
     cfg = config.run_config("rf")
     features = RandomFeatures.sample(cfg.d, cfg.p, cfg.activation, np.random.default_rng(stream["features"]))
-    flow = GradientFlow(noise_averaged_statistics(features, X, config.t_min, rtol=config.rtol), overwrite=True)
+    flow = GradientFlow(noise_averaged_statistics(features, X, config.t_min, rtol=config.rtol, device=device),
+                        overwrite=True, device=device)
     lam = np.sort(flow.eigenvalues)[::-1]
     dt = float(delta_t(config.t_min))
     out = {"tau_gen_empirical": cfg.psi_p / (dt * lam[cfg.d - 1]) if lam.size >= cfg.d else None,
@@ -553,38 +563,39 @@ def memorization_timescales(config: MemorizationConfig, X, stream) -> dict:
     return out
 
 
-def compute_memorization(config: MemorizationConfig, quiet: bool = True) -> dict:
+def compute_memorization(config: MemorizationConfig, quiet: bool = True, device=None) -> dict:
     """f_mem (with bootstrap interval) against tau; the empirical score's and the exact score's f_mem; the
-    timescales at t_min."""
+    timescales at t_min.  ``device``: as for :func:`compute`."""
+    bk = resolve_device(device)
     cfg = config.run_config("rf")
     stream = _streams(config.seed)
     law, X = make_law(cfg, stream)
     _log(f"training the random-features scores (d={cfg.d}, p={cfg.p}, n={cfg.n_train}, {cfg.rf_times} times, "
          f"{len(config.tau)} values of tau)", quiet)
-    scores = build_score(cfg, law, X, stream, taus=config.tau, progress=Progress("training", quiet))
+    scores = build_score(cfg, law, X, stream, taus=config.tau, progress=Progress("training", quiet), device=bk)
     target = target_samples(law, X, cfg.n_samples, cfg.t_min, np.random.default_rng(stream["target"]))
     kw = dict(T=cfg.T, t_min=cfg.t_min, steps=cfg.steps, grid=cfg.grid, integrator=cfg.integrator,
-              seed=stream["sampler"])
+              seed=stream["sampler"], device=bk)
     rows = []
     bar = Progress("sampling", quiet)
     for j, sc in enumerate(scores):
         run = sample(sc, cfg.n_samples, **kw)
-        summ, _ = evaluate(run.samples, X, law, target, cfg, stream)
+        summ, _ = evaluate(run.samples, X, law, target, cfg, stream, device=bk)
         rows.append(summ)
         bar(j + 1, len(scores))
     refs = {}
     for name in ("empirical", "exact"):
         src = EmpiricalScore(X) if name == "empirical" else ExactScore(law)
         run = sample(src, cfg.n_samples, **kw)
-        refs[name] = evaluate(run.samples, X, law, target, cfg, stream)[0]
+        refs[name] = evaluate(run.samples, X, law, target, cfg, stream, device=bk)[0]
     _log("timescales at t_min", quiet)
-    times = memorization_timescales(config, X, stream)
+    times = memorization_timescales(config, X, stream, device=bk)
     return {"tau": np.array(config.tau), "f_mem": np.array([r["f_mem"] for r in rows]),
             "f_mem_ci": np.array([r["f_mem_ci"] for r in rows]),
             "distance_to_target": np.array([r["distance_to_target"] for r in rows]),
             "mean_sq_norm_per_dim": np.array([r["mean_sq_norm_per_dim"] for r in rows]),
             "references": refs, "timescales": times,
-            "header": provenance(dict(asdict(config), p=cfg.p), config.seed)}
+            "header": dict(provenance(dict(asdict(config), p=cfg.p), config.seed), device=bk.describe())}
 
 
 MEM_ARRAYS = ("tau", "f_mem", "f_mem_ci", "distance_to_target", "mean_sq_norm_per_dim")

@@ -9,6 +9,7 @@ spectrum and from the test-loss curves, with the fitted slope of log tau_mem aga
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -20,7 +21,7 @@ from ..dynamics import GradientFlow
 from ..errors import InvalidParameterError, check_positive_float, check_positive_int
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..results import provenance
-from ..time_integrated import BETAS, TimeIntegratedModel, check_time_window, timescales_from_curves, \
+from ..time_integrated import BETAS, TIME_LAWS, TimeIntegratedModel, check_time_window, timescales_from_curves, \
     timescales_from_spectrum
 
 MODELS = ("per-time", "time-integrated")
@@ -36,10 +37,12 @@ class TimescalesConfig:
     t_min: float = 0.01
     t_max: float = 2.0
     beta: str = "none"
+    time_law: str = "uniform"
     t_rtol: float = 1e-5
     t_nodes_max: int = 65
     activation: str = "tanh"
     seed: int = 0
+    draws: int = 1
     curves: bool = True
     tau: tuple = field(default_factory=lambda: tuple(np.logspace(-2, 8, 121)))
 
@@ -53,6 +56,8 @@ class TimescalesConfig:
         self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)
         if self.beta not in BETAS:
             raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
+        if self.time_law not in TIME_LAWS:
+            raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {self.time_law!r}.")
         self.t_rtol = check_positive_float("t quadrature tolerance", self.t_rtol)
         self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
         get_activation(self.activation)
@@ -61,6 +66,7 @@ class TimescalesConfig:
             if abs(v - round(v)) > 1e-9 or round(v) < 1:
                 raise InvalidParameterError(f"{name} * d = {v:g} must be a positive whole number.")
         self.seed = int(self.seed)
+        self.draws = check_positive_int("number of draws", self.draws)
 
 
 def _statistics(config, features, X, law, rng_b, with_population):
@@ -70,32 +76,39 @@ def _statistics(config, features, X, law, rng_b, with_population):
         pop = population_statistics(features, law, config.t) if with_population else None
         return stats, pop, None
     model = TimeIntegratedModel.sample(features, rng_b, t_min=config.t_min, t_max=config.t_max, beta=config.beta,
-                                       sigma_x2=1.0, t_rtol=config.t_rtol, t_nodes_max=config.t_nodes_max)
+                                       time_law=config.time_law, sigma_x2=1.0, t_rtol=config.t_rtol, t_nodes_max=config.t_nodes_max)
     stats = model.training_statistics(X)
     pop = model.population_statistics(law) if with_population else None
     return stats, pop, model
 
 
-def spectrum_point(config, n: int, log=lambda m: None) -> dict:
-    """Eigenvalues of U at (d, p, n), its bulks and timescales; with config.curves, also the timescales read
-    from the test-loss curve."""
+def spectrum_point(config, n: int, log=lambda m: None, draw: int = 0) -> dict:
+    """Eigenvalues of U at (d, p, n) for one draw of (W, X, b), its bulks and timescales; with config.curves,
+    also the timescales read from the loss curves.  Draw k uses the children 3k..3k+2 of
+    SeedSequence([seed, n]), so draw 0 does not depend on how many draws are asked for.  With the
+    population statistics (config.curves), the memorization modes are identified by their eigenvectors
+    (rfdm.time_integrated.memorization_modes); without, by gaps in the spectrum."""
     d = config.d
     p = int(round(config.psi_p * d))
-    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence([config.seed, n]).spawn(3))
+    children = np.random.SeedSequence([config.seed, n]).spawn(3 * (draw + 1))[3 * draw:]
+    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in children)
     law = GaussianData(d)
     features = RandomFeatures.sample(d, p, config.activation, rng_w)
     X = law.sample(n, rng_x)
-    log(f"{config.model} statistics at d={d}, p={p}, n={n}")
+    log(f"{config.model} statistics at d={d}, p={p}, n={n}" + (f", draw {draw}" if config.draws > 1 else ""))
     stats, pop, _ = _statistics(config, features, X, law, rng_b, config.curves)
     flow = GradientFlow(stats)
     ev = flow.eigenvalues
-    out = {"n": n, "p": p, **timescales_from_spectrum(ev, n, d, config.psi_p, stats.kappa), "eigenvalues": ev}
+    extra = (flow.eigenvectors, pop.U) if pop is not None else ()
+    out = {"n": n, "p": p, "draw": draw, **timescales_from_spectrum(ev, n, d, config.psi_p, stats.kappa, *extra),
+           "eigenvalues": ev}
     if config.curves:
         flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
-        L = flow.test_loss(np.array(config.tau))
-        cur = timescales_from_curves(config.tau, flow.train_loss(np.array(config.tau)), L)
-        out["tau_gen_curves"], out["tau_mem_curves"] = cur["tau_gen"], cur["tau_mem"]
-        out["test_loss"] = L
+        tau = np.array(config.tau)
+        train, L = flow.train_loss(tau), flow.test_loss(tau)
+        cur = timescales_from_curves(tau, train, L)
+        out.update(tau_gen_curves=cur["tau_gen"], tau_mem_curves=cur["tau_mem"], tau_test_min=cur["tau_test_min"],
+                   test_loss=L, train_loss=train)
     return out
 
 
@@ -106,34 +119,61 @@ def eigenvalues_summary(ev) -> dict:
             "median": float(q[3]), "q90": float(q[4]), "q99": float(q[5]), "max": float(q[6])}
 
 
+TIMESCALE_KEYS = ("tau_gen", "tau_mem", "tau_gen_curves", "tau_mem_curves")
+
+
 def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
+    """Timescales at each n = psi_n d for ``config.draws`` independent draws; per n the geometric mean over the
+    draws, and the least-squares slope of log tau_mem against log n over all draws (with its standard error)."""
     log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm timescales] {m}", file=sys.stderr, flush=True))
-    rows = [spectrum_point(config, int(round(psi * config.d)), log) for psi in config.psi_n]
-    n = np.array([r["n"] for r in rows], dtype=float)
-    tm = np.array([np.nan if r["tau_mem"] is None else r["tau_mem"] for r in rows])
-    out = {"rows": rows, "n": n, "tau_gen": [r["tau_gen"] for r in rows], "tau_mem": [r["tau_mem"] for r in rows],
-           "slope_tau_mem": _slope(n, tm), "header": provenance(asdict(config), config.seed)}
-    if config.curves:
-        out["slope_tau_mem_curves"] = _slope(n, np.array([np.nan if r["tau_mem_curves"] is None else r["tau_mem_curves"]
-                                                          for r in rows]))
+    rows = [spectrum_point(config, int(round(psi * config.d)), log, k)
+            for psi in config.psi_n for k in range(config.draws)]
+    n = np.array([int(round(psi * config.d)) for psi in config.psi_n], dtype=float)
+    out = {"rows": rows, "n": n, "header": provenance(asdict(config), config.seed)}
+    for key in TIMESCALE_KEYS:
+        if key not in rows[0]:
+            continue
+        per_draw = np.array([np.nan if r[key] is None else r[key] for r in rows]).reshape(n.size, config.draws)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[key] = [float(np.exp(np.mean(np.log(v)))) if np.all(np.isfinite(v)) else None for v in per_draw]
+        if key.startswith("tau_mem"):
+            slope, err = _slope(np.repeat(n, config.draws), per_draw.ravel())
+            out["slope_" + key], out["slope_" + key + "_stderr"] = slope, err
     return out
 
 
-def _slope(n, tau) -> float | None:
-    """Least-squares slope of log tau against log n over the finite values (None with fewer than two)."""
+def _slope(n, tau) -> tuple:
+    """Least-squares slope of log tau against log n over the finite values and its standard error
+    ((None, None) with fewer than two distinct n; error None with fewer than three points)."""
     ok = np.isfinite(tau) & (tau > 0)
-    return float(np.polyfit(np.log(n[ok]), np.log(tau[ok]), 1)[0]) if ok.sum() >= 2 else None
+    x, y = np.log(n[ok]), np.log(tau[ok])
+    if np.unique(x).size < 2:
+        return None, None
+    (slope, icpt) = np.polyfit(x, y, 1)
+    if x.size < 3:
+        return float(slope), None
+    resid = y - (slope * x + icpt)
+    err = math.sqrt(float(resid @ resid) / (x.size - 2) / float(np.sum((x - x.mean()) ** 2)))
+    return float(slope), err
 
 
 def scaling_summary(result: dict) -> dict:
+    """The JSON summary: per n the timescales (geometric mean over the draws), the slopes with their standard
+    errors, and every draw's readings (``draws``; with curves, its gap curve over ``tau``)."""
     rows = result["rows"]
-    obj = {"n": [int(x) for x in result["n"]], "tau_gen": result["tau_gen"], "tau_mem": result["tau_mem"],
-           "slope_tau_mem": result["slope_tau_mem"],
-           "bulks": [r["bulks"] for r in rows]}
-    if "tau_mem_curves" in rows[0]:
-        obj["tau_gen_curves"] = [r["tau_gen_curves"] for r in rows]
-        obj["tau_mem_curves"] = [r["tau_mem_curves"] for r in rows]
-        obj["slope_tau_mem_curves"] = result.get("slope_tau_mem_curves")
+    obj = {"n": [int(x) for x in result["n"]]}
+    for key in TIMESCALE_KEYS:
+        if key in result:
+            obj[key] = result[key]
+    for key in [k for k in result if k.startswith("slope_")]:
+        obj[key] = result[key]
+    keep = ("n", "draw", "memorization_modes", "tau_mem_median", "tau_test_min", "bulks") + TIMESCALE_KEYS
+    obj["draws"] = [{k: r[k] for k in keep if k in r} for r in rows]
+    if "test_loss" in rows[0]:
+        cfg = result["header"]["config"]
+        obj["tau"] = cfg["tau"]
+        for entry, r in zip(obj["draws"], rows):
+            entry["generalization_gap"] = np.asarray(r["test_loss"]) - np.asarray(r["train_loss"])
     obj.update(config=result["header"]["config"], version=result["header"]["version"], seed=result["header"]["seed"])
     return obj
 
@@ -156,46 +196,86 @@ def load_json(path) -> dict:
 
 
 def plot_scaling(data: dict, path) -> None:
+    """Left: tau_mem and tau_gen against n on log axes (every draw faint, the geometric means joined, the fitted
+    lines of log tau_mem against log n).  Right, with curves: each n's generalization gap over tau divided by
+    its final value, and against tau/tau_mem (the collapse)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     num = lambda xs: np.array([np.nan if x in (None, "inf", "nan") else x for x in xs], dtype=float)  # noqa: E731
     n = np.array(data["n"], dtype=float)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    tm, tg = num(data["tau_mem"]), num(data["tau_gen"])
-    ax.plot(n, tm, "o-", color="C3", label=r"$\tau_{mem}$ (spectrum)")
-    ax.plot(n, tg, "s-", color="C0", label=r"$\tau_{gen}$ (spectrum)")
-    if "tau_mem_curves" in data:
-        sc = data.get("slope_tau_mem_curves")
-        ax.plot(n, num(data["tau_mem_curves"]), "o--", color="C3", alpha=0.6,
-                label=r"$\tau_{mem}$ (loss curves" + (f", slope {sc:.2f})" if sc is not None else ")"))
-        ax.plot(n, num(data["tau_gen_curves"]), "s--", color="C0", alpha=0.6, label=r"$\tau_{gen}$ (test loss)")
-    ok = np.isfinite(tm)
-    if data["slope_tau_mem"] is not None and ok.sum() >= 2:
-        c = np.polyfit(np.log(n[ok]), np.log(tm[ok]), 1)
-        ax.plot(n, np.exp(np.polyval(c, np.log(n))), "k:", label=f"fit: slope {data['slope_tau_mem']:.2f}")
+    draws = data["draws"]
+    curves = "tau_mem_curves" in data
+    fig, axes = plt.subplots(1, 3 if curves else 1, figsize=(15 if curves else 6.5, 4.5), squeeze=False)
+    ax = axes[0, 0]
+    series = [("tau_mem", "C3", "o-", r"$\tau_{mem}$ (spectrum: slowest memorization mode)"),
+              ("tau_gen", "C0", "s-", r"$\tau_{gen}$ (spectrum: population cluster)")]
+    if curves:
+        series += [("tau_mem_curves", "C1", "o--", r"$\tau_{mem}$ (loss curves: half the final gap)"),
+                   ("tau_gen_curves", "C2", "s--", r"$\tau_{gen}$ (loss curves: half the test-loss drop)")]
+    for key, color, style, label in series:
+        vals = num(data[key])
+        slope = data.get("slope_" + key)
+        if slope is not None:
+            err = data.get("slope_" + key + "_stderr")
+            label += f", slope {slope:.2f}" + (f" ± {err:.2g}" if err is not None else "")
+        ax.plot(n, vals, style, color=color, label=label)
+        ax.plot([r["n"] for r in draws], num([r.get(key) for r in draws]), ".", color=color, alpha=0.35)
+        ok = np.isfinite(vals)
+        if slope is not None and ok.sum() >= 2:
+            c = np.polyfit(np.log(n[ok]), np.log(vals[ok]), 1)
+            ax.plot(n, np.exp(np.polyval(c, np.log(n))), ":", color=color)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("number of training points n")
     ax.set_ylabel(r"training time $\tau$")
     cfg = data["config"]
-    ax.set_title(f"{cfg['model']}: d={cfg['d']}, psi_p={cfg['psi_p']:g}", fontsize=9)
-    ax.legend(fontsize=8)
+    title = f"{cfg['model']}: d={cfg['d']}, psi_p={cfg['psi_p']:g}, {cfg.get('draws', 1)} draw(s) per n"
+    if cfg["model"] == "time-integrated":
+        title += f", Q {cfg.get('time_law', 'uniform')} on [{cfg['t_min']:g}, {cfg['t_max']:g}]"
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    if curves:
+        tau = num(data["tau"])
+        fin = np.isfinite(tau)
+        for j, nv in enumerate(data["n"]):
+            first = next(r for r in draws if r["n"] == nv)
+            gap = num(first["generalization_gap"])
+            g = gap / gap[-1]
+            tm = data["tau_mem_curves"][j]
+            axes[0, 1].plot(tau[fin], g[fin], color=plt.cm.viridis(j / max(1, len(n) - 1)), label=f"n={nv}")
+            if tm:
+                axes[0, 2].plot(tau[fin] / tm, g[fin], color=plt.cm.viridis(j / max(1, len(n) - 1)), label=f"n={nv}")
+        for a, xl in [(axes[0, 1], r"$\tau$"), (axes[0, 2], r"$\tau/\tau_{mem}$")]:
+            a.set_xscale("log")
+            a.set_xlabel(xl)
+            a.set_ylabel("generalization gap / final gap")
+            a.axhline(0.5, color="k", lw=0.5, ls=":")
+            a.legend(fontsize=7)
+        axes[0, 1].set_title("gap builds up later for larger n", fontsize=8)
+        axes[0, 2].set_title(r"collapse in $\tau/\tau_{mem}$ (first draw per n)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 # -- numerical spectrum of the time-integrated U ---------------------------------------------------------
 
 def compute_numerical_spectrum(config: TimescalesConfig, quiet: bool = True) -> dict:
+    """Eigenvalues of the time-integrated U at n = psi_n[0] d, its clusters, tau_gen and tau_mem (with
+    config.curves, the memorization modes found by their eigenvectors and marked)."""
     log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm spectrum] {m}", file=sys.stderr, flush=True))
     n = int(round(config.psi_n[0] * config.d))
     row = spectrum_point(config, n, log)
-    return {"eigenvalues": row["eigenvalues"], "eigenvalues_summary": eigenvalues_summary(row["eigenvalues"]),
-            "bulks": row["bulks"], "tau_gen": row["tau_gen"], "tau_mem": row["tau_mem"],
-            "header": provenance(asdict(config), config.seed)}
+    out = {"eigenvalues": row["eigenvalues"], "eigenvalues_summary": eigenvalues_summary(row["eigenvalues"]),
+           "header": provenance(asdict(config), config.seed)}
+    out.update({k: row[k] for k in ("bulks", "tau_gen", "tau_mem", "memorization_modes", "tau_mem_median",
+                                    "memorization_mask") if k in row})
+    return out
+
+
+NUMERICAL_SUMMARY_KEYS = ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem", "memorization_modes", "tau_mem_median")
 
 
 def save_numerical_spectrum(result: dict, out_dir) -> dict:
@@ -204,10 +284,13 @@ def save_numerical_spectrum(result: dict, out_dir) -> dict:
     from ..results import staged_output, write_json, write_npz
 
     names = {"data": "spectrum.npz", "summary": "spectrum.json", "figure": "spectrum.png"}
-    summary = {k: result[k] for k in ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem")}
+    summary = {k: result[k] for k in NUMERICAL_SUMMARY_KEYS if k in result}
     summary.update(config=result["header"]["config"], version=result["header"]["version"], seed=result["header"]["seed"])
+    arrays = {"eigenvalues": result["eigenvalues"]}
+    if "memorization_mask" in result:
+        arrays["memorization_mask"] = np.asarray(result["memorization_mask"], dtype=bool)
     with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {"eigenvalues": result["eigenvalues"]}, dict(result["header"], summary=summary))
+        write_npz(stage / names["data"], arrays, dict(result["header"], summary=summary))
         write_json(stage / names["summary"], summary)
         _plot_numerical(stage / names["data"], stage / names["figure"])
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
@@ -226,7 +309,12 @@ def _plot_numerical(data_path, path) -> None:
     s = header["summary"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     bins = np.geomspace(ev.min() * 0.95, ev.max() * 1.05, 100)
-    ax.hist(ev, bins=bins, color="C1")
+    ax.hist(ev, bins=bins, color="C1", label="all eigenvalues")
+    if "memorization_mask" in arrays:
+        mask = arrays["memorization_mask"][arrays["eigenvalues"] > 0]
+        ax.hist(ev[mask], bins=bins, color="C3", label=f"memorization modes ({int(mask.sum())}: "
+                r"$\lambda > q^T \tilde U q$)")
+        ax.legend(fontsize=8)
     for b in s["bulks"]:
         ax.axvspan(b["left"], b["right"], color="C0", alpha=0.1)
     ax.set_xscale("log")
