@@ -192,3 +192,33 @@ def test_cli_dynamics_torch_cpu(tmp_path, capsys):
     np.testing.assert_allclose(got["test_loss"][:-1], ref["test_loss"][:-1], rtol=1e-10)
     header = json.loads((tmp_path / "b" / "dynamics.json").read_text())["header"]
     assert header["device"]["device"] == "torch-cpu" and header["device"]["array_library"].startswith("torch")
+
+
+def test_default_device_reaches_kernels_called_without_a_device():
+    """rfdm.backend.default_device: the time-integrated model (which passes no device) computed under
+    default_device("torch-cpu") equals the NumPy result to rounding; results record the device in effect."""
+    from rfdm.backend import default_device, resolve_device
+    from rfdm.results import provenance
+    from rfdm.time_integrated import TimeIntegratedModel
+
+    f = rfdm.RandomFeatures.sample(6, 24, "tanh", 0)
+    X = rfdm.GaussianData(6).sample(10, np.random.default_rng(1))
+    model = TimeIntegratedModel.sample(f, 2, t_rtol=1e-4)
+    ref = model.training_statistics(X).U
+    with default_device("torch-cpu") as bk:
+        assert resolve_device(None) is bk and provenance({}, 0)["device"]["device"] == "torch-cpu"
+        U = TimeIntegratedModel.sample(f, 2, t_rtol=1e-4).training_statistics(X).U
+    assert resolve_device(None).name == "cpu" and provenance({}, 0)["device"]["device"] == "cpu"
+    assert isinstance(U, np.ndarray)
+    np.testing.assert_allclose(U, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("command", [["figure", "spectrum-isotropic"], ["reproduce", "--preset", "tiny"],
+                                     ["timescales"], ["spectrum"], ["outlier"], ["regimes"]])
+def test_every_command_refuses_cuda_without_a_gpu(tmp_path, capsys, monkeypatch, command):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rc = main([*command, "--device", "cuda", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("rfdm: error:") and "no CUDA GPU" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()

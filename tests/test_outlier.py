@@ -63,9 +63,10 @@ def classical_problem(gamma, s2, psi_n=2.0, null_share=0.4):
 @pytest.mark.parametrize("gamma,s2", CLASSICAL)
 def test_classical_spiked_covariance_edge_and_threshold(gamma, s2):
     pr = classical_problem(gamma, s2)
-    assert pr.bulk_right_edge() == pytest.approx((1 + math.sqrt(gamma)) ** 2 + s2, rel=1e-7)
+    # the edge is the fold of g (joint Newton on g = dg/d delta = 0): machine precision
+    assert pr.bulk_right_edge() == pytest.approx((1 + math.sqrt(gamma)) ** 2 + s2, rel=1e-12)
     # theta = |m|^2 here (spike weight 1 per unit |m|^2), so |m|_c = gamma^(1/4)
-    assert pr.threshold_m_norm() == pytest.approx(gamma ** 0.25, rel=1e-3)
+    assert pr.threshold_m_norm() == pytest.approx(gamma ** 0.25, rel=1e-10)
 
 
 @pytest.mark.parametrize("gamma,s2", CLASSICAL)
@@ -131,8 +132,8 @@ def test_general_population_edge_and_threshold():
     pr, T, H, gamma, Ts = baik_silverstein_case()
     ell_c = brentq(bs_dpsi, T.max() * (1 + 1e-12), 1e3, args=(T, H, gamma), xtol=1e-15, rtol=1e-15)
     # Silverstein-Choi: the right edge of the bulk is psi(ell_c); tolerances as in the classical case
-    assert pr.bulk_right_edge() == pytest.approx(bs_psi(ell_c, T, H, gamma), rel=1e-7)
-    assert pr.threshold_m_norm() == pytest.approx(math.sqrt(ell_c - Ts), rel=1e-3)
+    assert pr.bulk_right_edge() == pytest.approx(bs_psi(ell_c, T, H, gamma), rel=1e-12)
+    assert pr.threshold_m_norm() == pytest.approx(math.sqrt(ell_c - Ts), rel=1e-10)
 
 
 @pytest.mark.parametrize("theta", [2.5, 4.0, 10.0, 50.0])

@@ -253,3 +253,21 @@ def test_cli_dynamics_and_spectrum(tmp_path, capsys):
     for key in ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem", "memorization_modes"):
         assert key in obj
     assert obj["eigenvalues_summary"]["count"] == 24
+
+
+def test_comparison_with_per_time_models_on_the_same_data(tmp_path):
+    """The comparison figure: at tau = 0 (A = 0) both networks have the score error E|S(y, t)|^2/d = 1/Gamma_t^2
+    (Sigma = I: Gamma_t^2 = 1); the per-time curve at t is the per-time GradientFlow on the same W and X; the
+    dataset on disk reproduces the returned numbers and carries the configuration."""
+    from rfdm.experiments.figures import compute_time_integrated_comparison
+    from rfdm.results import read_npz
+
+    r = compute_time_integrated_comparison(tmp_path, d=6, psi_p=4.0, psi_n=2.0, times=(0.05, 0.5), t_rtol=1e-3)
+    arrays, header = read_npz(r["data"])
+    assert header["config"]["times"] == [0.05, 0.5] and "version" in header
+    for t in (0.05, 0.5):
+        assert arrays["tau"][0] == 0.0
+        assert arrays[f"ti_score_{t:g}"][0] == pytest.approx(1.0, rel=1e-12)
+        assert arrays[f"pt_score_{t:g}"][0] == pytest.approx(1.0, rel=1e-12)
+        assert r["meta"]["score_error_inf"][f"{t:g}"]["per-time"] == arrays[f"pt_score_{t:g}"][-1]
+    assert (tmp_path / "time_integrated.png").stat().st_size > 0

@@ -8,13 +8,15 @@ stable argsort, eigh, erf/ndtr).  Everything is float64 (torch's default float32
 leave the kernels as NumPy float64 arrays; random draws stay on NumPy generators, so a seed gives the same
 draws on every device.
 
-``resolve_device(device)``: None or "cpu" -> NumPy; "torch" or "torch-cpu" -> PyTorch on the CPU (what the
+``resolve_device(device)``: None -> the default device (NumPy unless :func:`default_device` set another);
+"cpu" -> NumPy; "torch" or "torch-cpu" -> PyTorch on the CPU (what the
 tests use); "cuda" or "cuda:N" -> PyTorch on a GPU.  torch and array-api-compat (the extra ``rfdm[torch]``)
 are imported only when a torch device is asked for.  Bad devices raise InvalidParameterError.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import numpy as np
@@ -188,6 +190,21 @@ class TorchBackend(Backend):
 
 NUMPY = Backend()
 _TORCH: dict = {}
+#: the backend used for device=None (set by :func:`default_device`)
+_DEFAULT: list = [NUMPY]
+
+
+@contextlib.contextmanager
+def default_device(device):
+    """Within the block, kernels called with ``device=None`` run on ``device`` (resolved first, so a bad name
+    fails before any work): how ``rfdm figure/reproduce/... --device`` reach every kernel of a figure."""
+    bk = resolve_device(device)
+    previous = _DEFAULT[0]
+    _DEFAULT[0] = bk
+    try:
+        yield bk
+    finally:
+        _DEFAULT[0] = previous
 
 
 def _import_torch(requested: str):
@@ -210,14 +227,15 @@ def _torch_backend(device: str) -> TorchBackend:
 
 
 def resolve_device(device=None) -> Backend:
-    """The backend of a device name: None/"cpu" (NumPy), "torch"/"torch-cpu", "cuda" or "cuda:N".
+    """The backend of a device name: None (the default, NumPy unless :func:`default_device` is active), "cpu"
+    (NumPy), "torch"/"torch-cpu", "cuda" or "cuda:N".
 
     Raises InvalidParameterError (one sentence) for an unknown name, when torch is not installed, or when
     a CUDA device is asked for and torch sees none (or not that one)."""
     if isinstance(device, Backend):
         return device
     if device is None:
-        return NUMPY
+        return _DEFAULT[0]
     key = str(device).strip().lower()
     if key in ("cpu", "numpy"):
         return NUMPY

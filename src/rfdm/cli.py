@@ -219,6 +219,7 @@ def _add_spectrum(sub):
     p.add_argument("--d", type=int, default=None, help="time-integrated model: dimension of the numerical spectrum")
     _add_model_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of W and X for --empirical-d (default 0)")
+    _add_device_option(p)
     _add_output_options(p, "spectrum")
     p.set_defaults(func=_run_spectrum)
 
@@ -263,6 +264,7 @@ def _add_outlier(sub):
     p.add_argument("--empirical", action="store_true", help="also compute the exact U at dimension d")
     p.add_argument("--balanced", action="store_true", help="exactly n/2 points in each cluster (n must be even)")
     p.add_argument("--seed", type=int, default=0, help="seed of W, m's direction and the data (default 0)")
+    _add_device_option(p)
     _add_output_options(p, "outlier")
     p.set_defaults(func=_run_outlier)
 
@@ -316,6 +318,7 @@ def _add_timescales(sub):
     p.add_argument("--no-curves", action="store_true", help="skip the loss curves (then the memorization modes are "
                    "found by gaps in the spectrum)")
     p.add_argument("--seed", type=int, default=0)
+    _add_device_option(p)
     _add_output_options(p, "timescales")
     p.set_defaults(func=_run_timescales)
 
@@ -341,6 +344,7 @@ def _add_reproduce(sub):
     p.add_argument("--list", action="store_true", help="list the figure IDs")
     p.add_argument("--preset", default="quick", choices=("quick", "paper", "tiny"))
     p.add_argument("--out", default="rfdm_results/figures", help="output folder")
+    _add_device_option(p)
     p.set_defaults(func=_run_figure)
     p = sub.add_parser("reproduce", help="the quick preset of every figure and one HTML report (the main job).")
     p.add_argument("--preset", default="quick", choices=("quick", "paper", "tiny"))
@@ -348,6 +352,7 @@ def _add_reproduce(sub):
     p.add_argument("--out", default="rfdm_results/reproduce", help="output folder (default rfdm_results/reproduce)")
     p.add_argument("--gallery", default=None, metavar="DIR",
                    help="also write a Markdown gallery (DIR/README.md and the PNGs), e.g. docs/gallery")
+    _add_device_option(p)
     p.set_defaults(func=_run_reproduce)
 
 
@@ -412,7 +417,11 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        return args.func(args)
+        from .backend import default_device
+
+        # kernels called without an explicit device (figures, spectra, the time-integrated model) use --device
+        with default_device(getattr(args, "device", None)):
+            return args.func(args)
     except InvalidParameterError as exc:
         print(f"rfdm: error: {exc}", file=sys.stderr)
         return 2

@@ -62,6 +62,8 @@ def _add_sample(sub):
     p.add_argument("--rf-scheme", default="interpolate", help="rf: interpolate (default) or nearest between "
                    "training times")
     p.add_argument("--ti-beta", default="none", help="rf-time-integrated: skip term, none (default) or gaussian-skip")
+    p.add_argument("--ti-t-law", default="uniform", choices=("uniform", "log-uniform"),
+                   help="rf-time-integrated: law Q of the training times on [t-min, T] (default uniform)")
     p.add_argument("--threshold", type=float, default=1.0 / 3.0, help="memorization threshold on nearest/second-"
                    "nearest distance (default 1/3)")
     p.add_argument("--study", default="none", help="none (default), two-regimes or memorization")
@@ -130,6 +132,7 @@ def _run_sample(args) -> int:
                                   n_samples=_pick(args.n_samples, 500), T=_pick(args.T, 4.0),
                                   tau=_single_tau(args.tau), psi_p=_pick(args.psi_p, 16.0), activation=args.activation,
                                   rf_times=_pick(args.rf_times, 12), rf_scheme=args.rf_scheme, ti_beta=args.ti_beta,
+                                  ti_time_law=args.ti_t_law,
                                   threshold=args.threshold, **common)
         result = exp.compute(config, quiet=args.quiet, device=device)
         paths = exp.save(result, out)
@@ -153,6 +156,7 @@ def _add_regimes(sub):
     p.add_argument("--n-trajectories", type=int, default=400, help="clone pairs for the collapse (default 400)")
     _add_time_options(p, 8.0, 200)
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    _add_device_option(p)
     _add_output_options(p, "regimes")
     p.set_defaults(func=_run_regimes)
 

@@ -154,8 +154,41 @@ class OutlierProblem:
                 lo_bad = mid
             if hi_ok - lo_bad <= 1e-13 * hi_ok:
                 break
-        self._edge = hi_ok
-        return hi_ok
+        self._edge = self._refine_fold(hi_ok)
+        return self._edge
+
+    def _refine_fold(self, lam: float) -> float:
+        """The edge as the fold of g: Newton on (g, dg/d delta) = 0 in (delta, lambda), started from the
+        bisection's last solvable lambda (where Newton on g alone slows down, so the bisection stops ~1e-8
+        short and delta, hence F_1 and the threshold, would carry a square-root error).  Falls back to the
+        bisection value if the joint Newton leaves the region above the bulk or does not converge."""
+        delta = self._solved[lam]
+        cnt, T, D = self.cnt, self.T, self.D
+        d, x = delta, lam
+        for _ in range(60):
+            A = T / (1 + d) + D - x
+            if np.any(A >= 0):
+                return lam
+            g = d - np.sum(cnt * T / A)
+            h = 1 - np.sum(cnt * T ** 2 / ((1 + d) ** 2 * A ** 2))
+            g_x = -np.sum(cnt * T / A ** 2)
+            h_d = 2 * np.sum(cnt * T ** 2 * (1 / ((1 + d) ** 3 * A ** 2) - T / ((1 + d) ** 4 * A ** 3)))
+            h_x = -2 * np.sum(cnt * T ** 2 / ((1 + d) ** 2 * A ** 3))
+            det = h * h_x - g_x * h_d
+            if det == 0 or not np.isfinite(det):
+                return lam
+            step_d = -(g * h_x - g_x * h) / det
+            step_x = -(h * h - g * h_d) / det
+            d, x = d + step_d, x + step_x
+            if abs(step_x) <= 1e-15 * abs(x) and abs(step_d) <= 1e-15 * (1 + abs(d)):
+                break
+        else:
+            return lam
+        A = T / (1 + d) + D - x
+        if np.any(A >= 0) or abs(x - lam) > 1e-4 * abs(lam):
+            return lam
+        self._solved[x] = float(d)
+        return float(x)
 
     def _spike_form(self, lam):
         """F_1(lambda) = sum_k spike_k/(lambda (1 + delta) - T_k - (1 + delta) D_k) (per unit |m|^2)."""

@@ -40,9 +40,11 @@ def to_jsonable(value):
 
 
 def provenance(config: dict, seed: int) -> dict:
-    """The header every result carries."""
+    """The header every result carries (``device``: the default device in effect, rfdm.backend)."""
+    from .backend import resolve_device
+
     return {"package": "rfdm", "version": __version__, "seed": int(seed), "config": to_jsonable(config),
-            "python": platform.python_version(), "numpy": np.__version__}
+            "python": platform.python_version(), "numpy": np.__version__, "device": resolve_device(None).describe()}
 
 
 def _atomic_write(path: Path, write) -> None:

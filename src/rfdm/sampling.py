@@ -53,7 +53,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numpy as np
 
 from .activations import evaluate
-from .backend import resolve_device
+from .backend import NUMPY, resolve_device
 from .data import EmpiricalData
 from .diffusion import delta_t
 from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
@@ -203,7 +203,7 @@ class RandomFeaturesScore:
         self._sqd = np.sqrt(delta_t(times))
         self._logt = np.log(times)
         self.work_per_sample = 2 * self.p + 2 * self.d
-        self._bk = resolve_device(None)
+        self._bk = NUMPY  # the weights are NumPy arrays until to_backend
         self._cache = (None, None)
         self._buffer = None
 

@@ -93,6 +93,7 @@ class SampleConfig:
     rf_times: int = 12
     rf_scheme: str = "interpolate"
     ti_beta: str = "none"
+    ti_time_law: str = "uniform"
     rtol: float = 1e-8
     threshold: float = 1.0 / 3.0
     n_target: int | None = None
@@ -215,6 +216,7 @@ def build_score(config, law, X, stream, taus=None, progress=None, device=None):
         rng_b = np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (1,))
         model = TimeIntegratedModel.sample(features, np.random.default_rng(rng_b),
                                            t_min=config.t_min, t_max=config.T, beta=config.ti_beta,
+                                           time_law=config.ti_time_law,
                                            sigma_x2=sigma_x2)
         flow = model.gradient_flow(X, rtol=config.rtol)
         scores = []
