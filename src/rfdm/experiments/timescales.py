@@ -76,7 +76,8 @@ def _statistics(config, features, X, law, rng_b, with_population):
         pop = population_statistics(features, law, config.t) if with_population else None
         return stats, pop, None
     model = TimeIntegratedModel.sample(features, rng_b, t_min=config.t_min, t_max=config.t_max, beta=config.beta,
-                                       time_law=config.time_law, sigma_x2=1.0, t_rtol=config.t_rtol, t_nodes_max=config.t_nodes_max)
+                                       time_law=config.time_law, sigma_x2=1.0, t_rtol=config.t_rtol,
+                                       t_nodes_max=config.t_nodes_max)
     stats = model.training_statistics(X)
     pop = model.population_statistics(law) if with_population else None
     return stats, pop, model
