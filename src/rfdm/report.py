@@ -49,11 +49,14 @@ def write_gallery(entries: list, folder, preset: str) -> str:
     import os
     import shutil
 
+    from .backend import resolve_device
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"# Gallery: the figures of the talk (`--preset {preset}`)", "",
              f"Made by `rfdm reproduce --preset {preset} --gallery {folder.as_posix()}` with rfdm {__version__}, "
-             f"Python {platform.python_version()} on {platform.machine()} ({os.cpu_count()} CPU cores, NumPy backend). "
+             f"Python {platform.python_version()} on {platform.machine()} ({os.cpu_count()} CPU cores, device "
+             f"{resolve_device(None).name}). "
              "Each figure's dataset (arrays, resolved configuration, version and seed) is written next to its PNG "
              "by `rfdm figure ID`.", ""]
     for e in entries:
