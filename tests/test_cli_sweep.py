@@ -220,3 +220,59 @@ def test_kinds_lists_parameters(capsys):
     kinds = json.loads(capsys.readouterr().out)
     assert {"dynamics", "spectrum"} <= set(kinds)
     assert kinds["dynamics"]["defaults"]["d"] == 16
+
+
+def test_device_setting(tmp_path, capsys):
+    """[sweep] device / --device: a bad name or cuda without a GPU is one sentence, exit 2, nothing written; with
+    torch installed, the points computed on torch-cpu agree with the NumPy ones to rounding (1e-10) and record
+    their device; the device is not part of a point's key (same files, same names)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace('out = "res"', 'out = "res"\ndevice = "tpu"'))
+    assert main(["sweep", "run", str(bad), "--quiet"]) == 2
+    assert "unknown device" in capsys.readouterr().err and not (tmp_path / "res").exists()
+    torch = pytest.importorskip("torch")
+    xr = pytest.importorskip("xarray")
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text(TINY)
+    if not torch.cuda.is_available():
+        assert main(["sweep", "run", str(cfg), "--device", "cuda", "--quiet"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err and not (tmp_path / "res").exists()
+    assert main(["sweep", "run", str(cfg), "--device", "torch-cpu", "--workers", "1", "--quiet"]) == 0
+    torch_files = sorted(f.name for f in done_files(tmp_path / "res"))
+    assert all(json.loads(f.read_text())["device"] == "torch-cpu" for f in done_files(tmp_path / "res"))
+    assert main(["sweep", "collect", str(cfg), "--output", str(tmp_path / "torch.nc"), "--quiet"]) == 0
+    ref = tmp_path / "ref.toml"
+    ref.write_text(TINY.replace('out = "res"', 'out = "ref"'))
+    assert main(["sweep", "run", str(ref), "--workers", "1", "--quiet"]) == 0
+    assert sorted(f.name for f in done_files(tmp_path / "ref")) == torch_files
+    assert main(["sweep", "collect", str(ref), "--output", str(tmp_path / "numpy.nc"), "--quiet"]) == 0
+    with xr.open_dataset(tmp_path / "torch.nc", engine="scipy") as a, \
+            xr.open_dataset(tmp_path / "numpy.nc", engine="scipy") as b:
+        for name in b.data_vars:
+            np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-10, atol=1e-14)
+
+
+def test_replicates_add_a_dimension_and_keep_replicate_zero(tmp_path):
+    """[sweep] replicates = 3: one more dimension "replicate"; replicate 0 is the point of the unreplicated sweep
+    (same key and numbers: an existing sweep can be extended with replicates); the other replicates draw
+    other W and data (other seeds, other numbers); replicates = 0 is bad input."""
+    xr = pytest.importorskip("xarray")
+    plain, repl = tmp_path / "plain.toml", tmp_path / "repl.toml"
+    plain.write_text(TINY.replace('out = "res"', 'out = "plain"'))
+    repl.write_text(TINY.replace('out = "res"', 'out = "repl"\nreplicates = 3'))
+    one, three = sw.load_config(plain), sw.load_config(repl)
+    assert len(three.points) == 3 * len(one.points)
+    keys0 = {p.key for p in three.points if p.grid["replicate"] == 0}
+    assert keys0 == {p.key for p in one.points}
+    assert len({p.seed for p in three.points}) == len(three.points)
+    for cfg in (plain, repl):
+        assert main(["sweep", "run", str(cfg), "--workers", "1", "--quiet"]) == 0
+        assert main(["sweep", "collect", str(cfg), "--strict", "--quiet"]) == 0
+    with xr.open_dataset(tmp_path / "plain" / "collected.nc", engine="scipy") as a, \
+            xr.open_dataset(tmp_path / "repl" / "collected.nc", engine="scipy") as b:
+        assert b.sizes["replicate"] == 3 and list(b["replicate"].values) == [0, 1, 2]
+        np.testing.assert_array_equal(b["test_loss_inf"].sel(replicate=0).values, a["test_loss_inf"].values)
+        assert not np.allclose(b["test_loss_inf"].sel(replicate=1).values, a["test_loss_inf"].values)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace('out = "res"', 'out = "bad"\nreplicates = 0'))
+    assert main(["sweep", "run", str(bad), "--quiet"]) == 2 and not (tmp_path / "bad").exists()

@@ -226,6 +226,18 @@ def _torch_backend(device: str) -> TorchBackend:
     return _TORCH[device]
 
 
+_DEVICE_NAME = re.compile(r"cpu|numpy|torch|torch-cpu|cuda(?::\d+)?")
+
+
+def check_device_name(device) -> str:
+    """A device name, lower-cased, checked for syntax only (no torch import, no GPU needed): for settings
+    resolved later on another machine (e.g. sweep points on SLURM nodes)."""
+    key = str(device).strip().lower()
+    if _DEVICE_NAME.fullmatch(key) is None:
+        raise InvalidParameterError(f"unknown device {device!r}; choose {DEVICE_CHOICES}.")
+    return key
+
+
 def resolve_device(device=None) -> Backend:
     """The backend of a device name: None (the default, NumPy unless :func:`default_device` is active), "cpu"
     (NumPy), "torch"/"torch-cpu", "cuda" or "cuda:N".

@@ -36,6 +36,8 @@ def add_commands(sub) -> None:
                    help="local (process pool, serial with --workers 1), submitit-local (submitit's "
                    "LocalExecutor) or slurm (submitit on SLURM); default [sweep] executor, else local")
     r.add_argument("--no-wait", action="store_true", help="slurm: submit the jobs and return")
+    r.add_argument("--device", default=None, help="where each point's kernels run: cpu (NumPy), torch-cpu, cuda or "
+                   "cuda:N (default [sweep] device, else cpu); not part of a point's key")
     _add_common(r, quiet=True)
     r.set_defaults(func=_run)
 
@@ -83,7 +85,7 @@ def _run(args) -> int:
     sweep = sw.load_config(args.config, out=args.out)
     _check_out(sweep.out)
     summary = sw.run_sweep(sweep, executor=args.executor, workers=args.workers, quiet=args.quiet,
-                           wait=not args.no_wait)
+                           wait=not args.no_wait, device=args.device)
     if args.json:
         print(json.dumps(to_jsonable(summary)))
     failed = summary["failed"]

@@ -88,7 +88,7 @@ def _time_integrated(preset, out):
 def _time_integrated_timescales(preset, out):
     from .experiments import timescales as exp
     size = {"tiny": dict(d=8, psi_p=16.0, psi_n=(2.0, 4.0), draws=1),
-            "quick": dict(d=12, psi_p=64.0, psi_n=(2.0, 4.0, 8.0), draws=2),
+            "quick": dict(d=16, psi_p=64.0, psi_n=(2.0, 4.0, 8.0), draws=2),
             "paper": dict(d=16, psi_p=128.0, psi_n=(2.0, 4.0, 8.0, 16.0), draws=3)}[preset]
     cfg = exp.TimescalesConfig(model="time-integrated", time_law="log-uniform", **size)
     res = exp.compute_scaling(cfg)

@@ -9,7 +9,9 @@ every executor: the serial loop, a local process pool and submitit (LocalExecuto
 
 Seeds: the point seed is derived from the sweep seed and the point's resolved parameters only (the first
 31 bits of sha256 of their canonical JSON, :func:`point_seed`), so a point gets the same numbers whatever the
-worker count, executor, order of execution or the other points of the grid.
+worker count, executor, order of execution or the other points of the grid.  ``replicates = K`` adds a
+dimension "replicate"; replicate r >= 1 adds ``replicate = r`` to the hashed identity (replicate 0 is the
+unreplicated point).
 
 :func:`collect` gathers the finished points into one labelled :class:`xarray.Dataset` (one dimension per grid
 parameter; vector outputs such as a loss curve over tau get one more dimension), written to netCDF by
@@ -34,13 +36,15 @@ from typing import Callable
 import numpy as np
 
 from . import __version__
+from .backend import check_device_name, default_device, resolve_device
 from .errors import InvalidParameterError, NumericalError, RfdmError
 from .results import _atomic_write, provenance, to_jsonable, write_json
 
 POINT_FORMAT = "rfdm-sweep-point/1"
 EXECUTORS = ("local", "submitit-local", "slurm")
 SECTIONS = ("sweep", "fixed", "grid", "slurm")
-SWEEP_KEYS = {"kind": str, "out": str, "executor": str, "workers": int, "seed": int}
+SWEEP_KEYS = {"kind": str, "out": str, "executor": str, "workers": int, "seed": int, "device": str,
+              "replicates": int}
 #: [slurm] keys, their types and defaults (timeout_min also bounds a submitit-local job)
 SLURM_DEFAULTS = {"partition": "", "account": "", "qos": "", "timeout_min": 60, "cpus_per_task": 1,
                   "mem_gb": 4.0, "array_parallelism": 64}
@@ -49,7 +53,7 @@ MANIFEST = "sweep.json"
 LOCK_WAIT_S = 10.0
 POINTS_DIR = "points"
 SEED_RULE = ("point seed = first 31 bits of sha256(canonical JSON of {kind, params, sweep_seed}); "
-             "params are the point's fully resolved parameters")
+             "params are the point's fully resolved parameters, plus replicate = r for replicates r >= 1")
 
 
 class MissingExtraError(InvalidParameterError):
@@ -270,10 +274,11 @@ class Point:
     key: str
     name: str
 
-    def config(self, kind: str, sweep_seed: int) -> dict:
-        """The picklable, JSON-able configuration :func:`run_point` takes."""
+    def config(self, kind: str, sweep_seed: int, device: str = "cpu") -> dict:
+        """The picklable, JSON-able configuration :func:`run_point` takes (``device``: where the point's kernels
+        run, rfdm.backend; not part of the key, since results agree across devices to rounding)."""
         return {"kind": kind, "params": self.params, "seed": self.seed, "sweep_seed": sweep_seed,
-                "key": self.key, "name": self.name, "grid": self.grid}
+                "key": self.key, "name": self.name, "grid": self.grid, "device": device}
 
 
 def _label_value(v) -> str:
@@ -305,6 +310,7 @@ class Sweep:
     source: str
     toml_text: str
     points: list
+    device: str = "cpu"
 
     @property
     def points_dir(self) -> Path:
@@ -383,6 +389,10 @@ def parse_config(data: dict, source: str = "config", base_dir=".", out=None, tom
     workers = sw.get("workers", default_workers())
     if workers < 1:
         raise InvalidParameterError(f"[sweep] workers in {source} must be a positive integer, got {workers}.")
+    device = check_device_name(sw.get("device", "cpu"))
+    replicates = sw.get("replicates", 1)
+    if replicates < 1:
+        raise InvalidParameterError(f"[sweep] replicates in {source} must be a positive integer, got {replicates}.")
     seed = sw.get("seed", 0)
     if seed < 0:
         raise InvalidParameterError(f"[sweep] seed in {source} must be >= 0, got {seed}.")
@@ -432,11 +442,16 @@ def parse_config(data: dict, source: str = "config", base_dir=".", out=None, tom
         out_path = Path(os.path.normpath(Path(base_dir) / sw.get("out", f"{Path(source).stem}-results")))
     else:
         out_path = Path(out)
+    if replicates > 1:  # one more grid dimension; replicate 0 is the point of the unreplicated sweep
+        if "replicate" in spec.defaults:
+            raise InvalidParameterError(f"the {kind} kind has a parameter named replicate; replicates cannot be used.")
+        grid["replicate"] = list(range(replicates))
     points = []
     for index in itertools.product(*(range(len(v)) for v in grid.values())):
         gvals = {k: grid[k][i] for k, i in zip(grid, index)}
         params = {k: (gvals[k] if k in gvals else fixed[k]) for k in spec.defaults}
-        seed_k = point_seed(seed, kind, params)
+        r = gvals.get("replicate", 0)
+        seed_k = point_seed(seed, kind, params if r == 0 else dict(params, replicate=r))
         key = point_key(kind, params, seed_k)
         point = Point(tuple(index), gvals, params, seed_k, key, _point_name(gvals, key))
         if spec.validate is not None:
@@ -447,7 +462,7 @@ def parse_config(data: dict, source: str = "config", base_dir=".", out=None, tom
                 raise InvalidParameterError(f"invalid point ({where}) in {source}: {str(exc).rstrip('.')}.") from None
         points.append(point)
     return Sweep(kind=kind, seed=seed, fixed=fixed, grid=grid, out=out_path, executor=executor,
-                 workers=workers, slurm=slurm, source=source, toml_text=toml_text, points=points)
+                 workers=workers, slurm=slurm, source=source, toml_text=toml_text, points=points, device=device)
 
 
 def open_sweep(target, out=None) -> Sweep:
@@ -502,12 +517,14 @@ def run_point(point_config: dict, out_dir) -> dict:
     identity = {"kind": cfg["kind"], "params": cfg["params"], "sweep_seed": cfg["sweep_seed"]}
     base = {"format": POINT_FORMAT, "key": cfg["key"], "name": cfg["name"], "kind": cfg["kind"],
             "grid": cfg["grid"], "params": cfg["params"], "seed": cfg["seed"], "sweep_seed": cfg["sweep_seed"],
-            "version": __version__, "header": provenance(identity, cfg["seed"])}
+            "version": __version__, "header": provenance(identity, cfg["seed"]),
+            "device": cfg.get("device", "cpu")}
     start = time.perf_counter()
     try:
         if cfg["kind"] not in KINDS:  # e.g. a kind registered at run time, unknown to a worker process
             raise RfdmError(f"unknown point kind {cfg['kind']!r} in this process.")
-        result = KINDS[cfg["kind"]].compute(dict(cfg["params"]), int(cfg["seed"]))
+        with default_device(cfg.get("device", "cpu")):
+            result = KINDS[cfg["kind"]].compute(dict(cfg["params"]), int(cfg["seed"]))
     except Exception as exc:  # recorded, not fatal for the sweep; a rerun retries the point
         seconds = time.perf_counter() - start
         message = " ".join(str(exc).split()) or type(exc).__name__
@@ -651,7 +668,7 @@ def _write_manifest(sweep: Sweep) -> None:
 
 
 def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = None, quiet: bool = False,
-              wait: bool = True) -> dict:
+              wait: bool = True, device: str | None = None) -> dict:
     """Compute every point of ``sweep`` not already done (failed points are retried) with the executor
     (``local``: serial when workers = 1, else a process pool; ``submitit-local``; ``slurm``), printing
     progress to stderr.  Holds an exclusive lock on OUT/.lock meanwhile and first removes the temporary files
@@ -663,6 +680,9 @@ def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = N
         raise InvalidParameterError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}.")
     if workers < 1:
         raise InvalidParameterError(f"workers must be a positive integer, got {workers}.")
+    device = check_device_name(device or sweep.device)
+    if executor != "slurm":  # on SLURM the device is resolved on the nodes (a failure marks the points failed)
+        resolve_device(device)
     ex = None if executor == "local" else _submitit_executor(sweep, executor)  # before anything is written
     log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm sweep] {m}", file=sys.stderr, flush=True))
     sweep.points_dir.mkdir(parents=True, exist_ok=True)
@@ -693,7 +713,7 @@ def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = N
             state = "FAILED, " + res["message"] if res["status"] == "failed" else f"{res['seconds']:.2f} s"
             log(f"{counter['done']}/{total} points done ({res['name']}: {state})")
 
-        configs = [p.config(sweep.kind, sweep.seed) for p in todo]
+        configs = [p.config(sweep.kind, sweep.seed, device) for p in todo]
         if executor == "local":
             _run_local(configs, sweep.out, workers, lock.fd, report)
         else:
