@@ -211,10 +211,13 @@ def test_memorization_modes_lie_in_the_memorization_bulk():
     X = law.sample(psi_n * d, np.random.default_rng(2))
     stats = rfdm.noise_averaged_statistics(f, X, t)
     pop = rfdm.population_statistics(f, law, t)
-    flow = GradientFlow(stats)
+    flow = GradientFlow(stats, pop)
     theory = SpectralProblem(gep_coefficients("tanh", t), psi_p, psi_n).solve(400)
     rho1 = theory.bulks[-2]
-    out = timescales_from_spectrum(flow.eigenvalues, psi_n * d, d, psi_p, stats.kappa, flow.eigenvectors, pop.U)
+    curvature = flow.curvature("test_loss")
+    Q = flow.eigenvectors
+    np.testing.assert_allclose(curvature, np.einsum("ik,ik->k", Q, pop.U @ Q), rtol=1e-10, atol=1e-14)
+    out = timescales_from_spectrum(flow.eigenvalues, psi_n * d, d, psi_p, stats.kappa, curvature)
     lam = flow.eigenvalues[out["memorization_mask"]]
     assert psi_n * d / 8 < out["memorization_modes"] < psi_n * d
     assert lam.min() > rho1["left"] and lam.max() < 1.15 * rho1["right"]

@@ -101,16 +101,10 @@ def _add_output_options(p, name: str) -> None:
 
 
 def _add_device_option(p) -> None:
-    """--device: where the heavy kernels run (rfdm.backend), resolved before any work."""
+    """--device: where the heavy kernels run (rfdm.backend); :func:`main` resolves it before any work and makes
+    it the default device of the command."""
     p.add_argument("--device", default="cpu", help="where the heavy kernels run: cpu (NumPy, default), torch-cpu "
                    "(PyTorch on the CPU), cuda or cuda:N (PyTorch on a GPU); torch needs pip install 'rfdm[torch]'")
-
-
-def resolve_device_arg(args):
-    """The backend of --device (bad device: InvalidParameterError, before anything is computed or written)."""
-    from .backend import resolve_device
-
-    return resolve_device(args.device)
 
 
 def _emit(args, summary: dict, paths: dict) -> None:
@@ -173,7 +167,6 @@ def _add_dynamics(sub):
 def _run_dynamics(args) -> int:
     from .experiments import dynamics as exp
 
-    device = resolve_device_arg(args)
     if args.d <= 0:
         raise InvalidParameterError(f"--d must be a positive integer, got {args.d}.")
     if args.p is None and args.psi_p is None:
@@ -195,7 +188,7 @@ def _run_dynamics(args) -> int:
         seed=args.seed, tau=tau, method=args.method, noise_draws=args.noise_draws, learning_rate=args.lr,
         rtol=args.rtol, model=args.model, t_min=args.t_min, t_max=args.t_max, beta=args.beta, time_law=args.t_law,
         t_rtol=args.t_quad_tol, t_nodes_max=args.t_nodes_max)
-    result = exp.compute(config, quiet=args.quiet, device=device)
+    result = exp.compute(config, quiet=args.quiet)
     paths = exp.save(result, args.out)
     _emit(args, exp.json_summary(result), paths)
     return 0
@@ -419,7 +412,7 @@ def main(argv=None) -> int:
             return 2
         from .backend import default_device
 
-        # kernels called without an explicit device (figures, spectra, the time-integrated model) use --device
+        # --device (resolved here, before any work) is the default device of every kernel the command calls
         with default_device(getattr(args, "device", None)):
             return args.func(args)
     except InvalidParameterError as exc:

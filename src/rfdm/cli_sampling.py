@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 
 from .activations import available_activations
-from .cli import (_add_device_option, _add_output_options, _emit, check_output_dir, parse_float_list, parse_tau,
-                  resolve_device_arg)
+from .cli import _add_device_option, _add_output_options, _emit, check_output_dir, parse_float_list, parse_tau
 from .errors import InvalidParameterError
 
 STUDIES = ("none", "two-regimes", "memorization")
@@ -92,7 +91,6 @@ def _single_tau(text):
 def _run_sample(args) -> int:
     from .experiments import sampling as exp
 
-    device = resolve_device_arg(args)
     if args.study not in STUDIES:
         raise InvalidParameterError(f"unknown study {args.study!r}: choose one of {', '.join(STUDIES)}.")
     out = args.out or DEFAULT_OUT[args.study]
@@ -109,7 +107,7 @@ def _run_sample(args) -> int:
                                       sigma_x=args.sigma_x, activation=args.activation, tau=_single_tau(args.tau),
                                       rf_times=_pick(args.rf_times, 10), n_samples=_pick(args.n_samples, 2000),
                                       T=_pick(args.T, 4.0), **common)
-        result = exp.compute_two_regimes(config, quiet=args.quiet, device=device)
+        result = exp.compute_two_regimes(config, quiet=args.quiet)
         paths = exp.save_two_regimes(result, out)
         summary = exp.two_regimes_summary(result)
     elif args.study == "memorization":
@@ -118,7 +116,7 @@ def _run_sample(args) -> int:
                                         sigma_spectrum=spectrum, activation=args.activation, tau=tau,
                                         rf_times=_pick(args.rf_times, 12), n_samples=_pick(args.n_samples, 500),
                                         T=_pick(args.T, 4.0), threshold=args.threshold, **common)
-        result = exp.compute_memorization(config, quiet=args.quiet, device=device)
+        result = exp.compute_memorization(config, quiet=args.quiet)
         paths = exp.save_memorization(result, out)
         summary = exp.memorization_summary(result)
     else:
@@ -134,7 +132,7 @@ def _run_sample(args) -> int:
                                   rf_times=_pick(args.rf_times, 12), rf_scheme=args.rf_scheme, ti_beta=args.ti_beta,
                                   ti_time_law=args.ti_t_law,
                                   threshold=args.threshold, **common)
-        result = exp.compute(config, quiet=args.quiet, device=device)
+        result = exp.compute(config, quiet=args.quiet)
         paths = exp.save(result, out)
         summary = exp.json_summary(result)
     _emit(args, summary, paths)

@@ -140,7 +140,8 @@ class GradientFlow:
             # (on the device of Q; NumPy arrays afterwards)
             Bx = bk.asarray(B)
             M = Q.T @ (bk.asarray(U) @ Q)
-            mats = {}
+            diagonal = bk.arange(self.p)
+            mats = {"curvature": bk.to_numpy(M[diagonal, diagonal])}  # q_k^T U' q_k
             if self._A0 is not None:
                 A = bk.asarray(self._A0)
                 mats["H_ba"] = bk.to_numpy(M * (Bx @ A.T))
@@ -155,6 +156,13 @@ class GradientFlow:
         if self._A0 is not None:
             form["c_av"] = np.einsum("kj,kj->k", self._A0, vt)
         self._forms[name] = form
+
+    def curvature(self, name: str) -> np.ndarray:
+        """q_k^T U' q_k for every eigenvector q_k of U, U' the matrix of the registered form ``name`` (its
+        curvature along the training modes; a by-product of the form's rotation Q^T U' Q)."""
+        if name not in self._forms:
+            raise InvalidParameterError(f"no quadratic form {name!r} (available: {', '.join(self._forms) or 'none'}).")
+        return self._forms[name]["curvature"]
 
     def add_population(self, pop: PopulationStatistics) -> None:
         """Test loss (U~, V~ with the population's kappa and c) and score error (U~, Y, 1, E|S|^2/d)."""

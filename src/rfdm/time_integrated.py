@@ -40,6 +40,19 @@ BETAS = ("none", "gaussian-skip")
 TIME_LAWS = ("uniform", "log-uniform")
 
 
+def check_model_options(t_min, t_max, beta: str, time_law: str, t_rtol, t_nodes_max) -> tuple:
+    """The validated options of the time-integrated model: (t_min, t_max, beta, time_law, t_rtol, t_nodes_max);
+    one sentence (InvalidParameterError) for a bad one."""
+    t_min, t_max = check_time_window(t_min, t_max)
+    if beta not in BETAS:
+        raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {beta!r}.")
+    if time_law not in TIME_LAWS:
+        raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {time_law!r}.")
+    t_rtol = check_positive_float("t quadrature tolerance", t_rtol)
+    t_nodes_max = check_positive_int("number of t quadrature nodes", t_nodes_max)
+    return t_min, t_max, beta, time_law, t_rtol, t_nodes_max
+
+
 def check_time_window(t_min, t_max) -> tuple[float, float]:
     t_min = check_positive_float("t_min", t_min)
     t_max = check_positive_float("t_max", t_max)
@@ -85,14 +98,9 @@ class TimeIntegratedModel:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)
-        if self.beta not in BETAS:
-            raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
-        if self.time_law not in TIME_LAWS:
-            raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {self.time_law!r}.")
+        (self.t_min, self.t_max, self.beta, self.time_law, self.t_rtol, self.t_nodes_max) = check_model_options(
+            self.t_min, self.t_max, self.beta, self.time_law, self.t_rtol, self.t_nodes_max)
         self.sigma_x2 = check_positive_float("sigma_x^2", self.sigma_x2)
-        self.t_rtol = check_positive_float("t_rtol", self.t_rtol)
-        self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
         self.t_nodes_min = check_positive_int("number of t quadrature nodes", self.t_nodes_min)
         if self.t_nodes_min < 2:
             raise InvalidParameterError("the t quadrature needs at least 2 nodes.")
@@ -281,6 +289,30 @@ class TimeIntegratedModel:
         return steps * lr / (d * d), weights, sec
 
 
+@dataclass
+class TimeIntegratedOptions:
+    """The time-integrated model's options as experiment configs carry them (the CLI defaults); configs
+    inherit these fields."""
+
+    t_min: float = 0.01
+    t_max: float = 2.0
+    beta: str = "none"
+    time_law: str = "uniform"
+    t_rtol: float = 1e-5
+    t_nodes_max: int = 65
+
+    def check_time_integrated(self) -> None:
+        """Validate and normalise the options in place (:func:`check_model_options`)."""
+        (self.t_min, self.t_max, self.beta, self.time_law, self.t_rtol, self.t_nodes_max) = check_model_options(
+            self.t_min, self.t_max, self.beta, self.time_law, self.t_rtol, self.t_nodes_max)
+
+    def sample_model(self, features: RandomFeatures, rng, sigma_x2: float) -> TimeIntegratedModel:
+        """The model with these options, b drawn from ``rng``."""
+        return TimeIntegratedModel.sample(features, rng, t_min=self.t_min, t_max=self.t_max, beta=self.beta,
+                                          time_law=self.time_law, sigma_x2=sigma_x2, t_rtol=self.t_rtol,
+                                          t_nodes_max=self.t_nodes_max)
+
+
 def spectrum_bulks(eigenvalues, n: int, d: int, min_log_gap: float = 0.5) -> list:
     """Clusters of the sorted eigenvalues separated by gaps larger than ``min_log_gap`` in log lambda
     (at most the four largest such gaps).  Returns dicts with left, right, count, in increasing order;
@@ -298,38 +330,37 @@ def spectrum_bulks(eigenvalues, n: int, d: int, min_log_gap: float = 0.5) -> lis
              "outlier": bool(b - a < max(2, d // 4))} for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def memorization_modes(eigenvalues, eigenvectors, population_U, below: float) -> np.ndarray:
+def memorization_modes(eigenvalues, population_curvature, below: float) -> np.ndarray:
     """Boolean mask of the memorization modes of U: the modes with lambda_k < ``below`` (the left edge of the
     population cluster) along which the training set carries more feature variance than the population,
 
-        lambda_k = q_k^T U q_k > q_k^T U~ q_k.
+        lambda_k = q_k^T U q_k > q_k^T U~ q_k  (``population_curvature``, e.g. GradientFlow.curvature).
 
-    For the per-time model these are the n - d modes of rho_1 (the training set's mean features put variance
-    v_t^2 psi_p/psi_n where the population spreads v_t^2; the atom's modes have q^T U~ q >= lambda); for the
-    time-integrated model, whose memorization eigenvalues do not separate from the rest by a gap, it is the
-    reading of the spectrum used here (U and U~ must share one loss scale)."""
+    For the per-time model these lie in rho_1 (the training set's mean features put variance v_t^2 psi_p/psi_n
+    where the population spreads v_t^2; the atom's modes have q^T U~ q >= lambda); for the time-integrated
+    model, whose memorization eigenvalues do not separate from the rest by a gap, it is the reading of the
+    spectrum used here (U and U~ must share one loss scale)."""
     lam = np.asarray(eigenvalues, dtype=float)
-    curvature = np.einsum("ik,ik->k", eigenvectors, population_U @ eigenvectors)
-    return (lam < below) & (lam > curvature)
+    return (lam < below) & (lam > np.asarray(population_curvature, dtype=float))
 
 
-def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: float, eigenvectors=None,
-                             population_U=None) -> dict:
+def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: float,
+                             population_curvature=None) -> dict:
     """tau_gen = psi_p/(kappa lambda_mean(top cluster)) and tau_mem = psi_p/(kappa lambda_min) of the memorization
-    modes.  With ``eigenvectors`` and the population ``population_U`` the memorization modes are those of
-    :func:`memorization_modes` (``memorization_mask``; ``tau_mem_median`` is the median of their timescales,
-    ``memorization_modes`` their number, close to n - d); without, they are the gap-separated cluster below the top whose size is
-    closest to n - d (exists only for n > d; a heuristic that fails when no gap separates them).  Outlier
-    clusters (e.g. the rank-one mean term) are ignored."""
+    modes.  With the population's curvature q_k^T U~ q_k along the eigenvectors of U, the memorization modes
+    are those of :func:`memorization_modes` (``memorization_mask``; ``tau_mem_median`` is the median of their
+    timescales, ``memorization_modes`` their number); without, they are the gap-separated cluster below the
+    top whose size is closest to n - d (exists only for n > d; a heuristic that fails when no gap separates
+    them).  Outlier clusters (e.g. the rank-one mean term) are ignored."""
     bulks = spectrum_bulks(eigenvalues, n, d)
     out = {"bulks": bulks, "tau_gen": None, "tau_mem": None}
     main = [b for b in bulks if not b["outlier"]]
     if not main:
         return out
     out["tau_gen"] = psi_p / (kappa * main[-1]["mean"])
-    if eigenvectors is not None and population_U is not None:
+    if population_curvature is not None:
         lam = np.asarray(eigenvalues, dtype=float)
-        mem = memorization_modes(lam, eigenvectors, population_U, main[-1]["left"])
+        mem = memorization_modes(lam, population_curvature, main[-1]["left"])
         out["memorization_modes"], out["memorization_mask"] = int(mem.sum()), mem
         if mem.any():
             out["tau_mem"] = psi_p / (kappa * float(lam[mem].min()))

@@ -23,7 +23,7 @@ from ..errors import InvalidParameterError, check_positive_float, check_positive
 from ..features import (PopulationStatistics, RandomFeatures, monte_carlo_statistics,
                         noise_averaged_statistics, population_statistics)
 from ..results import provenance
-from ..time_integrated import BETAS, TIME_LAWS, TimeIntegratedModel, check_time_window
+from ..time_integrated import TimeIntegratedOptions
 
 METHODS = ("exact", "gd", "adam")
 MODELS = ("per-time", "time-integrated")
@@ -32,7 +32,7 @@ MIN_STEPS = 20
 
 
 @dataclass
-class DynamicsConfig:
+class DynamicsConfig(TimeIntegratedOptions):
     """Resolved configuration of a dynamics run (every field is recorded with the result)."""
 
     d: int = 32
@@ -49,12 +49,6 @@ class DynamicsConfig:
     learning_rate: float | None = None
     rtol: float = 1e-10
     model: str = "per-time"
-    t_min: float = 0.01
-    t_max: float = 2.0
-    beta: str = "none"
-    time_law: str = "uniform"
-    t_rtol: float = 1e-5
-    t_nodes_max: int = 65
 
     def __post_init__(self):
         self.d = check_positive_int("d", self.d)
@@ -76,13 +70,7 @@ class DynamicsConfig:
         if self.model not in MODELS:
             raise InvalidParameterError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
         if self.model == "time-integrated":
-            self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)
-            if self.beta not in BETAS:
-                raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
-            if self.time_law not in TIME_LAWS:
-                raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {self.time_law!r}.")
-            self.t_rtol = check_positive_float("t quadrature tolerance", self.t_rtol)
-            self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
+            self.check_time_integrated()
             if self.noise_draws is not None:
                 raise InvalidParameterError("finite noise draws are supported for the per-time model only.")
         self.seed = int(self.seed)
@@ -127,10 +115,7 @@ def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
          f"model {config.model})", quiet)
     model = None
     if config.model == "time-integrated":
-        model = TimeIntegratedModel.sample(features, np.random.default_rng(seeds_b), t_min=config.t_min,
-                                           t_max=config.t_max, beta=config.beta, time_law=config.time_law,
-                                           sigma_x2=law.spectrum.mean(),
-                                           t_rtol=config.t_rtol, t_nodes_max=config.t_nodes_max)
+        model = config.sample_model(features, np.random.default_rng(seeds_b), sigma_x2=law.spectrum.mean())
         stats = model.training_statistics(X, rtol=config.rtol)
         _log("population statistics", quiet)
         pop = model.population_statistics(law, rtol=config.rtol)

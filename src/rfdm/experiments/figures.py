@@ -15,6 +15,15 @@ from ..results import provenance, read_npz, staged_output, write_npz
 from ..spectrum import SpectralProblem, gep_coefficients
 
 
+def _save(out_dir, stem: str, arrays: dict, header: dict, plot) -> dict:
+    """STEM.npz (arrays + header) and STEM.png drawn by ``plot(npz, png)`` from the saved file, written in a
+    staging folder (nothing half-written); returns the paths (keys data, figure)."""
+    with staged_output(out_dir) as stage:
+        write_npz(stage / f"{stem}.npz", arrays, header)
+        plot(stage / f"{stem}.npz", stage / f"{stem}.png")
+    return {"data": str(Path(out_dir) / f"{stem}.npz"), "figure": str(Path(out_dir) / f"{stem}.png")}
+
+
 def _flow(d, p, n, t, activation, seed):
     rng_w, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, n, p]).spawn(2))
     law = GaussianData(d)
@@ -41,11 +50,7 @@ def compute_loss_curves(out_dir, d=24, psi_p=32.0, psi_ns=(2.0, 4.0, 8.0), t=0.0
         meta["tau_gen"].append(ts["tau_gen"])
     config = {"d": d, "psi_p": psi_p, "psi_n": list(psi_ns), "t": t, "activation": activation, "seed": seed}
     header = dict(provenance(config, seed), meta=meta)
-    with staged_output(out_dir) as stage:
-        write_npz(stage / "loss_curves.npz", arrays, header)
-        plot_loss_curves(stage / "loss_curves.npz", stage / "loss_curves.png")
-    return {"data": str(Path(out_dir) / "loss_curves.npz"), "figure": str(Path(out_dir) / "loss_curves.png"),
-            "meta": meta}
+    return dict(_save(out_dir, "loss_curves", arrays, header, plot_loss_curves), meta=meta)
 
 
 def plot_loss_curves(data_path, path):
@@ -84,11 +89,7 @@ def compute_gap_heatmap(out_dir, d=16, psi_ps=(4.0, 8.0, 16.0, 32.0), psi_ns=(0.
             c = _flow(d, int(round(psi_p * d)), int(round(psi_n * d)), t, activation, seed).curves(np.array([tau]))
             gap[i, j] = c["generalization_gap"][0]
     config = {"d": d, "psi_p": list(psi_ps), "psi_n": list(psi_ns), "tau": tau, "t": t, "activation": activation}
-    with staged_output(out_dir) as stage:
-        write_npz(stage / "gap_heatmap.npz", {"gap": gap}, provenance(config, seed))
-        plot_gap_heatmap(stage / "gap_heatmap.npz", stage / "gap_heatmap.png")
-    return {"data": str(Path(out_dir) / "gap_heatmap.npz"), "figure": str(Path(out_dir) / "gap_heatmap.png"),
-            "gap": gap}
+    return dict(_save(out_dir, "gap_heatmap", {"gap": gap}, provenance(config, seed), plot_gap_heatmap), gap=gap)
 
 
 def plot_gap_heatmap(data_path, path):
@@ -122,12 +123,9 @@ def compute_theory_timescales(out_dir, psi_p=1024.0, psi_ns=(2.0, 4.0, 8.0, 16.0
     slope = float(np.polyfit(np.log(np.array(psi_ns)[ok]), np.log(tm[ok]), 1)[0]) if ok.sum() >= 2 else None
     config = {"psi_p": psi_p, "psi_n": list(psi_ns), "t": t, "activation": activation}
     header = dict(provenance(config, 0), slope_tau_mem=slope)
-    with staged_output(out_dir) as stage:
-        write_npz(stage / "theory_timescales.npz", {"psi_n": np.array(psi_ns), "tau_mem": tm, "tau_gen": tg}, header)
-        plot_theory_timescales(stage / "theory_timescales.npz", stage / "theory_timescales.png")
-    return {"data": str(Path(out_dir) / "theory_timescales.npz"),
-            "figure": str(Path(out_dir) / "theory_timescales.png"), "slope_tau_mem": slope,
-            "tau_gen": tg.tolist(), "tau_mem": tm.tolist()}
+    paths = _save(out_dir, "theory_timescales", {"psi_n": np.array(psi_ns), "tau_mem": tm, "tau_gen": tg}, header,
+                  plot_theory_timescales)
+    return dict(paths, slope_tau_mem=slope, tau_gen=tg.tolist(), tau_mem=tm.tolist())
 
 
 def plot_theory_timescales(data_path, path):
@@ -183,11 +181,7 @@ def compute_time_integrated_comparison(out_dir, d=16, psi_p=16.0, psi_n=2.0, tim
             "score_error_min": {f"{t:g}": {"time-integrated": float(arrays[f"ti_score_{t:g}"].min()),
                                            "per-time": float(arrays[f"pt_score_{t:g}"].min())} for t in times}}
     header = dict(provenance(config, seed), meta=meta)
-    with staged_output(out_dir) as stage:
-        write_npz(stage / "time_integrated.npz", arrays, header)
-        plot_time_integrated_comparison(stage / "time_integrated.npz", stage / "time_integrated.png")
-    return {"data": str(Path(out_dir) / "time_integrated.npz"),
-            "figure": str(Path(out_dir) / "time_integrated.png"), "meta": meta}
+    return dict(_save(out_dir, "time_integrated", arrays, header, plot_time_integrated_comparison), meta=meta)
 
 
 def plot_time_integrated_comparison(data_path, path):

@@ -21,25 +21,18 @@ from ..dynamics import GradientFlow
 from ..errors import InvalidParameterError, check_positive_float, check_positive_int
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..results import provenance
-from ..time_integrated import BETAS, TIME_LAWS, TimeIntegratedModel, check_time_window, timescales_from_curves, \
-    timescales_from_spectrum
+from ..time_integrated import TimeIntegratedOptions, timescales_from_curves, timescales_from_spectrum
 
 MODELS = ("per-time", "time-integrated")
 
 
 @dataclass
-class TimescalesConfig:
+class TimescalesConfig(TimeIntegratedOptions):
     model: str = "time-integrated"
     d: int = 24
     psi_p: float = 16.0
     psi_n: tuple = (1.0, 2.0, 4.0)
     t: float = 0.01
-    t_min: float = 0.01
-    t_max: float = 2.0
-    beta: str = "none"
-    time_law: str = "uniform"
-    t_rtol: float = 1e-5
-    t_nodes_max: int = 65
     activation: str = "tanh"
     seed: int = 0
     draws: int = 1
@@ -53,13 +46,7 @@ class TimescalesConfig:
         self.psi_p = check_positive_float("psi_p", self.psi_p)
         self.psi_n = tuple(check_positive_float("psi_n", x) for x in np.atleast_1d(self.psi_n))
         self.t = check_positive_float("t", self.t)
-        self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)
-        if self.beta not in BETAS:
-            raise InvalidParameterError(f"beta must be one of {', '.join(BETAS)}, got {self.beta!r}.")
-        if self.time_law not in TIME_LAWS:
-            raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {self.time_law!r}.")
-        self.t_rtol = check_positive_float("t quadrature tolerance", self.t_rtol)
-        self.t_nodes_max = check_positive_int("number of t quadrature nodes", self.t_nodes_max)
+        self.check_time_integrated()
         get_activation(self.activation)
         for name, psi in [("psi_p", self.psi_p)] + [("psi_n", x) for x in self.psi_n]:
             v = psi * self.d
@@ -75,9 +62,7 @@ def _statistics(config, features, X, law, rng_b, with_population):
         stats = noise_averaged_statistics(features, X, config.t)
         pop = population_statistics(features, law, config.t) if with_population else None
         return stats, pop, None
-    model = TimeIntegratedModel.sample(features, rng_b, t_min=config.t_min, t_max=config.t_max, beta=config.beta,
-                                       time_law=config.time_law, sigma_x2=1.0, t_rtol=config.t_rtol,
-                                       t_nodes_max=config.t_nodes_max)
+    model = config.sample_model(features, rng_b, sigma_x2=1.0)
     stats = model.training_statistics(X)
     pop = model.population_statistics(law) if with_population else None
     return stats, pop, model
@@ -100,11 +85,12 @@ def spectrum_point(config, n: int, log=lambda m: None, draw: int = 0) -> dict:
     stats, pop, _ = _statistics(config, features, X, law, rng_b, config.curves)
     flow = GradientFlow(stats)
     ev = flow.eigenvalues
-    extra = (flow.eigenvectors, pop.U) if pop is not None else ()
-    out = {"n": n, "p": p, "draw": draw, **timescales_from_spectrum(ev, n, d, config.psi_p, stats.kappa, *extra),
-           "eigenvalues": ev}
     if config.curves:
         flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
+    curvature = flow.curvature("test_loss") if config.curves else None
+    out = {"n": n, "p": p, "draw": draw, **timescales_from_spectrum(ev, n, d, config.psi_p, stats.kappa, curvature),
+           "eigenvalues": ev}
+    if config.curves:
         tau = np.array(config.tau)
         train, L = flow.train_loss(tau), flow.test_loss(tau)
         cur = timescales_from_curves(tau, train, L)
