@@ -241,13 +241,13 @@ def paired_outlier_test(features, X, labels, m, t, gap_ratio_threshold: float = 
 
     * gap_ratio = (lambda_1(U) - lambda_1(U0))/(lambda_1(U0) - lambda_2(U0)): how far the top eigenvalue has left
       the control's bulk, in units of the control's own top spacing (the scale of the edge fluctuations);
-    * overlap = (q_1(U).W m/|W m|)^2, which is O(1) for an outlier ([B25]-style BBP: (1 + delta)^2/(|u|^2 f'))
+    * overlap = (q_1(U).W m/|W m|)^2, which is O(1) for an outlier (theory: (1 + delta)^2/(|u|^2 f'), module docstring)
       and small for a bulk eigenvector.
 
     Rule: an outlier when the top eigenvalue has left the control's bulk, gap_ratio > ``gap_ratio_threshold``
     (default 0: lambda_1(U) > lambda_1(U0)), and its eigenvector points along W m, overlap > ``overlap_threshold``
     (default 0.4).  Measured at psi_p = 4, psi_n = 2, t = 0.05 (docs/theory.md §5): false positives 0/60 at
-    0.75 and 0.9 |m|_c and 3/40 at 0.96 |m|_c for d = 100 (1/30 and 4/30 at 0.75 and 0.9 |m|_c for d = 40);
+    0.75 and 0.9 |m|_c and 3/40 at |m|_c itself for d = 100 (1/30 and 4/30 at 0.75 and 0.9 |m|_c for d = 40);
     detections 60 % at 1.25 |m|_c and 97 % at 1.5 |m|_c for d = 100.  An outlier whose overlap is below the
     threshold (just above |m|_c, where the BBP overlap starts from 0) is not reported.  Returns the decision
     (``outlier``: the top eigenvalue or None), the two statistics, the
