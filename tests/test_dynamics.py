@@ -534,7 +534,8 @@ def _constructed_flow(piece, seed=0, with_A0=False, return_forms=False):
     R = np.linalg.qr(rng.standard_normal((p, p)))[0]
     U = R @ np.diag(lam) @ R.T
     V = rng.standard_normal((p, d))
-    groups = {"atom": np.arange(12), "cluster": np.arange(12, 14), "rho_1": np.arange(14, 18), "rho_2": np.arange(18, 20)}
+    groups = {"atom": np.arange(12), "cluster": np.arange(12, 14), "rho_1": np.arange(14, 18),
+              "rho_2": np.arange(18, 20)}
     Rj = R[:, groups[piece]]
     S = rng.standard_normal((Rj.shape[1],) * 2)
     U_test = U + Rj @ (0.3 * (S @ S.T)) @ Rj.T
@@ -601,7 +602,8 @@ def test_gap_by_piece_self_and_interaction_terms(with_A0):
     V = Q @ flow._B
 
     def form(A, U_, V_):
-        return (k / d) * np.einsum("ij,ij->", A @ U_, A) / p + 2 * math.sqrt(k) / d * np.einsum("ij,ji->", A, V_) / math.sqrt(p)
+        return ((k / d) * np.einsum("ij,ij->", A @ U_, A) / p
+                + 2 * math.sqrt(k) / d * np.einsum("ij,ji->", A, V_) / math.sqrt(p))
 
     for j, tj in enumerate(tau):
         D = flow.weights(tj) @ Q / math.sqrt(p)

@@ -336,7 +336,8 @@ class GradientFlow:
             if self._A0 is not None:
                 c_pq = np.einsum("kt,kt->t", g[ip], f["H_ba"][np.ix_(ip, iq)] @ e[iq])
                 c_qp = np.einsum("kt,kt->t", g[iq], f["H_ba"][np.ix_(iq, ip)] @ e[ip])
-                val = val + (-1.0 / sq) * (c_pq + c_qp) + np.einsum("kt,kt->t", e[ip], f["H_aa"][np.ix_(ip, iq)] @ e[iq])
+                aa = np.einsum("kt,kt->t", e[ip], f["H_aa"][np.ix_(ip, iq)] @ e[iq])
+                val = val + (-1.0 / sq) * (c_pq + c_qp) + aa
             return scale * val / self.d
 
         per_mode = self._gap_per_mode(form, tau)

@@ -141,7 +141,8 @@ def sign_agreement(t, m_norm: float, sigma_x: float = 1.0, t_end: float = 0.0):
         edges = np.linspace(lo, hi, k + 1)
         half = 0.5 * (edges[1:] - edges[:-1])
         st = (half[:, None] * xg[None, :] + 0.5 * (edges[1:] + edges[:-1])[:, None]).ravel()
-        w = (half[:, None] * wg[None, :]).ravel() * np.exp(-0.5 * ((st - mui) / gam) ** 2) / (gam * math.sqrt(2 * math.pi))
+        density = np.exp(-0.5 * ((st - mui) / gam) ** 2) / (gam * math.sqrt(2 * math.pi))
+        w = (half[:, None] * wg[None, :]).ravel() * density
         post_plus = 0.5 * (1.0 + np.tanh(mui * st / g2i))
         mean_plus = mu_e + gain * (st - mu_e * decay_u)
         mean_minus = -mu_e + gain * (st + mu_e * decay_u)

@@ -520,7 +520,7 @@ class SpectrumResult:
         out = {"bulk_timescales": edges, "tau_gen": None, "tau_mem": None,
                "population_bulk": None, "memorization_bulk": None,
                "population_bulks": None, "memorization_bulks": None, "population_mean": None,
-               "identified_by": None,
+               "memorization_edges": None, "identified_by": None,
                "tau_gen_leading_order": lead["tau_gen"],
                "tau_mem_leading_order": pr.psi_p / (dt * lam_minus),
                "memorization_bulk_leading_order": [lam_minus, lam_plus]}
