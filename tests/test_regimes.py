@@ -239,7 +239,7 @@ def test_sign_and_label_agreement_differ_where_clusters_overlap():
         simulate_phi(MixtureData(3, m_norm=2.0), 10, [0.5], kind="nearest")
 
 
-@pytest.mark.parametrize("m_norm", [2.0, 5.66])
+@pytest.mark.parametrize("m_norm", [2.0, pytest.param(5.66, marks=pytest.mark.slow)])
 def test_clone_simulations_each_against_its_own_formula(m_norm):
     """d = 32, exact score, 3000 clone pairs from T = 8 (200 geometric steps), t_min = 0.01, branching at t = 0.05,
     0.3 and t_S.  The label-based simulation (labels drawn from their posterior at t_min) estimates phi(t), the
