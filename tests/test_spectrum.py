@@ -1083,13 +1083,13 @@ def test_two_eigenvalue_sigma_population_bulk_and_rho1_against_gep_samples():
         highs.append(ev[-8 * d:-d].max())
         top = ev[-d:]
         sub.append([top[:d // 2].min(), top[:d // 2].max(), top[d // 2:].min(), top[d // 2:].max()])
+        for b in res.bulks:
+            assert np.sum((ev > 0.9 * b["left"]) & (ev < 1.1 * b["right"])) == round(b["mass"] * ev.size)
     # the two population sub-bulks (d/2 eigenvalues each): their sample extremes within 6 % of the edges
     # (observed 1-4 %; the largest eigenvalue of 30 sits below the edge by O(d^{-2/3}))
     assert ts["population_bulks"] == [len(res.bulks) - 2, len(res.bulks) - 1]
     edges = [res.bulks[-2]["left"], res.bulks[-2]["right"], res.bulks[-1]["left"], res.bulks[-1]["right"]]
     np.testing.assert_allclose(np.mean(sub, axis=0), edges, rtol=0.06)
-        for b in res.bulks:
-            assert np.sum((ev > 0.9 * b["left"]) & (ev < 1.1 * b["right"])) == round(b["mass"] * ev.size)
     assert ts["population_mean"] == pytest.approx(np.mean(means), rel=0.02)
     assert rho1["left"] == pytest.approx(np.mean(lows), rel=0.03)
     assert rho1["right"] == pytest.approx(np.mean(highs), rel=0.03)
