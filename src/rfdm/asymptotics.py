@@ -461,3 +461,81 @@ class AsymptoticCurves:
     def timescales(self) -> dict:
         """psi_p/(Delta_t lambda) at the contour's ends (bounds on every mode's timescale)."""
         return {"fastest": self.psi_p / (self.delta * self.b), "slowest": self.psi_p / (self.delta * self.a)}
+
+
+# -- the 1/d bridge to finite d --------------------------------------------------------------------------
+def finite_d_curves(activation, t, psi_p, psi_n, d, tau, seeds=(0,), sigma_x2: float = 1.0) -> dict:
+    """Exact finite-d curves (noise-averaged U, V and population U~, V~ of :mod:`rfdm.features`, closed-form
+    flow of :class:`rfdm.GradientFlow`, A(0) = 0) for data N(0, sigma_x^2 I_d), p = round(psi_p d),
+    n = round(psi_n d), averaged over ``seeds`` (each seed s draws W from SeedSequence([s, 0]) and the training
+    set from SeedSequence([s, 1])).  Returns the mean curves, their standard errors over the seeds (``*_sem``,
+    None for one seed) and the sizes."""
+    from .data import GaussianData
+    from .dynamics import GradientFlow
+    from .features import RandomFeatures, noise_averaged_statistics, population_statistics
+
+    d = check_positive_int("d", d)
+    psi_p = check_positive_float("psi_p", psi_p)
+    psi_n = check_positive_float("psi_n", psi_n)
+    p, n = int(round(psi_p * d)), int(round(psi_n * d))
+    if p < 1 or n < 1:
+        raise InvalidParameterError(f"psi_p d = {psi_p * d:g} and psi_n d = {psi_n * d:g} must round to >= 1.")
+    tau = as_tau_array(tau)
+    seeds = list(seeds)
+    if not seeds:
+        raise InvalidParameterError("finite_d_curves needs at least one seed.")
+    law = GaussianData(d, variance=sigma_x2)
+    runs = []
+    for s in seeds:
+        features = RandomFeatures.sample(d, p, activation, rng=np.random.default_rng(np.random.SeedSequence([s, 0])))
+        X = law.sample(n, np.random.default_rng(np.random.SeedSequence([s, 1])))
+        flow = GradientFlow(noise_averaged_statistics(features, X, t), population_statistics(features, law, t),
+                            overwrite=True)
+        runs.append(flow.curves(tau))
+    out = {"tau": tau, "d": d, "p": p, "n": n, "seeds": seeds}
+    for key in ("train_loss", "test_loss", "score_error", "generalization_gap"):
+        vals = np.array([r[key] for r in runs])
+        out[key] = vals.mean(axis=0)
+        out[key + "_sem"] = vals.std(axis=0, ddof=1) / math.sqrt(len(seeds)) if len(seeds) > 1 else None
+    return out
+
+
+def richardson_in_inverse_d(dims, values, order: int = 1, sems=None) -> dict:
+    """Extrapolate finite-d curves to d -> infinity: least-squares fit, at every tau separately, of
+    y(d) = y_inf + C_1/d (+ C_2/d^2 for ``order`` 2) over the given dimensions.
+
+    ``values`` has one row per dimension (shape (len(dims), T)); ``sems`` optional standard errors of the
+    same shape (the fit is then weighted by 1/sem^2 and ``limit_sem`` is the propagated standard error of
+    y_inf).  Returns ``limit`` (y_inf), ``constant`` (C_1, the fitted 1/d constant), ``constant2``
+    (order 2), ``limit_sem`` (None without sems) and ``residual`` (the largest misfit of the data)."""
+    dims = check_finite_array("dims", dims, ndim=1)
+    Y = np.asarray(values, dtype=float)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    order = check_positive_int("order", order)
+    if order > 2:
+        raise InvalidParameterError("order must be 1 or 2.")
+    if Y.shape[0] != dims.size or dims.size < order + 1:
+        raise InvalidParameterError(f"need one row of values per dimension and at least {order + 1} dimensions.")
+    if np.any(dims <= 0) or np.unique(dims).size != dims.size:
+        raise InvalidParameterError("the dimensions must be distinct and > 0.")
+    if not np.all(np.isfinite(Y)):
+        raise InvalidParameterError("the finite-d values contain NaN or infinite entries.")
+    basis = np.stack([np.ones_like(dims)] + [dims ** (-k) for k in range(1, order + 1)], axis=1)
+    if sems is None:
+        S = np.ones_like(Y)
+    else:
+        S = np.asarray(sems, dtype=float).reshape(Y.shape)
+        if not np.all(np.isfinite(S)) or np.any(S <= 0):
+            raise InvalidParameterError("sems must be finite and > 0.")
+    coef = np.empty((order + 1, Y.shape[1]))
+    limit_sem = np.empty(Y.shape[1])
+    for j in range(Y.shape[1]):
+        M = basis / S[:, j, None]
+        P = np.linalg.pinv(M)  # coefficients = P (y/sem)
+        coef[:, j] = P @ (Y[:, j] / S[:, j])
+        limit_sem[j] = math.sqrt(float(np.sum(P[0] ** 2)))  # Var(sum P_0i y_i/sem_i) = sum P_0i^2
+    residual = float(np.max(np.abs(basis @ coef - Y)))
+    return {"limit": coef[0], "constant": coef[1], "constant2": coef[2] if order == 2 else None,
+            "limit_sem": limit_sem if sems is not None else None, "residual": residual, "dims": dims,
+            "order": order}
