@@ -200,6 +200,13 @@ class NodeValues:
     dm: np.ndarray | None = None
     consistency: float | None = None
 
+    def take(self, index) -> "NodeValues":
+        """The values at a subset of the points."""
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return NodeValues(z=self.z[index], q=self.q[index], r=self.r[index], s=self.s[index], D=self.D[index],
+                          residual=self.residual[index], alpha=pick(self.alpha), beta=pick(self.beta),
+                          w=pick(self.w), m=pick(self.m), dm=pick(self.dm), consistency=self.consistency)
+
 
 # -- the curves ------------------------------------------------------------------------------------------
 class AsymptoticCurves:
@@ -255,23 +262,25 @@ class AsymptoticCurves:
         self.gamma2 = math.exp(-2 * self.t) * self.sigma_x2 + self.delta
         self.c2 = c.a ** 2 * math.exp(-2 * self.t) * self.sigma_x2
         self.a, self.b = c.s2 / 3.0, 1.5 * self.problem.upper_bound()
-        self._levels = {}
-        for m in (self.nodes_per_panel, 2 * self.nodes_per_panel):
-            contour = Contour.build(self.a, self.b, m, self.panel_length)
-            nodes = self._node_values(contour.z)
-            T = self._two_point_matrices(nodes) if self.isotropic else None
-            self._levels[m] = (contour, nodes, T)
-        # tau = inf: closed forms at z = 0 (real, below the spectrum) and s'(0) by Cauchy's formula on a
-        # circle of radius s_t^2/4 around 0 (trapezoid rule, error ~ 4^{-K})
-        self._zero = self._node_values(np.array([0.0 + 0.0j]))
+        # every point where Thm. 3.1 is needed, solved in one vectorised call: the contour nodes for m and
+        # 2m nodes per panel, z = 0 (tau = inf closed forms) and the upper half of a circle of radius s_t^2/4
+        # around 0 (s'(0) by Cauchy's formula, trapezoid rule: error ~ 4^{-K}; the lower half by conjugation)
+        contours = [Contour.build(self.a, self.b, m, self.panel_length)
+                    for m in (self.nodes_per_panel, 2 * self.nodes_per_panel)]
         K = 64
         theta = 2 * math.pi * (np.arange(K) + 0.5) / K
         rho = c.s2 / 4.0
-        zc = rho * np.exp(1j * theta)
-        up = zc.imag > 0
-        sc = np.empty(K, complex)
-        sc[up] = self._node_values(zc[up]).s
-        sc[~up] = np.conj(self._node_values(np.conj(zc[~up])).s)
+        circle = rho * np.exp(1j * theta[: K // 2])  # theta in (0, pi); theta_{K-1-k} = 2 pi - theta_k
+        parts = [contours[0].z, contours[1].z, np.array([0.0 + 0.0j]), circle]
+        allv = self._node_values(np.concatenate(parts))
+        bounds = np.cumsum([0] + [x.size for x in parts])
+        pieces = [allv.take(slice(bounds[i], bounds[i + 1])) for i in range(len(parts))]
+        self._levels = {}
+        for contour, nodes in zip(contours, pieces[:2]):
+            T = self._two_point_matrices(nodes) if self.isotropic else None
+            self._levels[contour.nodes_per_panel] = (contour, nodes, T)
+        self._zero = pieces[2]
+        sc = np.concatenate([pieces[3].s, np.conj(pieces[3].s[::-1])])
         self.s0 = float(self._zero.s[0].real)
         self.ds0 = float(np.real(np.mean(sc * np.exp(-1j * theta)) / rho))
         if self.isotropic:
