@@ -53,7 +53,7 @@ def ac_args(ac):
 
 
 def test_coarse_contour_reports_its_error(over):
-    """With 4 nodes per panel the node-doubling estimate is large, and it bounds the true error of the
+    """With 3 nodes per panel the node-doubling estimate is large, and it bounds the true error of the
     coarse level (measured against the converged 16/32-node values) within a factor 10."""
     coarse = AsymptoticCurves("tanh", T, *OVER, nodes_per_panel=3)
     tau = np.logspace(-1, 5, 13)
@@ -217,6 +217,24 @@ def test_richardson_recovers_a_polynomial_in_inverse_d():
 
 
 # -- timescales ---------------------------------------------------------------------------------------------
+def test_curves_bend_at_the_leading_order_timescales():
+    """Thm. 3.2 at leading order (psi_p = 64, psi_n = 8, t = 0.1, the [B25] Fig. 5 setting):
+    tau_gen = 1/(Delta mu_1^2) and tau_mem = psi_p/(Delta [s_t^2 + v_t^2 (1 - sqrt(psi_p/psi_n))^2]).  The
+    test loss is smallest within a factor 2 of tau_gen, and the generalization gap reaches half its final
+    value within a factor 2 of tau_mem (a mode of timescale tau_l contributes e^{-2 tau/tau_l} to the test
+    loss; the half-rise of a spread of modes sits below the slowest one, tau_mem, by a factor of order 1)."""
+    ac = AsymptoticCurves("tanh", T, 64.0, 8.0)
+    c = ac.coeffs
+    tau_gen = 1 / (ac.delta * c.mu1 ** 2)
+    tau_mem = ac.psi_p / (ac.delta * (c.s2 + c.v2 * (1 - math.sqrt(ac.psi_p / ac.psi_n)) ** 2))
+    grid = np.logspace(-1, 6, 281)
+    assert tau_gen / 2 <= grid[np.argmin(ac.test_loss(grid))] <= 2 * tau_gen
+    gap = ac.generalization_gap(grid)
+    half = grid[np.argmax(gap >= 0.5 * (ac.test_loss_inf() - ac.train_loss_inf()))]
+    assert tau_mem / 2 <= half <= 2 * tau_mem, (half, tau_mem)
+
+
+@pytest.mark.slow
 def test_curves_bend_at_the_spectral_timescales():
     """psi_p = 16, psi_n = 2.  (i) Late training: L_train(tau) - L_train(inf) = b^2 psi_p int e^{-4 Delta l
     tau/psi_p}/l dnu_s is a mixture of exponentials over the support of nu_s, so its decay rate
