@@ -42,6 +42,7 @@ def test_node_doubling_converges_to_1e8(regime, request):
     cur = ac.curves(tau)
     for key in ("train_loss", "test_loss", "score_error", "generalization_gap"):
         assert cur["accuracy"][key] <= 1e-8, (key, cur["accuracy"][key])
+    assert cur["converged"]
     # an independent contour: half-length panels with 12 nodes (other nodes, other panel ends)
     other = AsymptoticCurves("tanh", T, *ac_args(ac), nodes_per_panel=12, panel_length=0.5)
     np.testing.assert_allclose(other.train_loss(tau), cur["train_loss"], rtol=0, atol=1e-8)
@@ -60,6 +61,7 @@ def test_coarse_contour_reports_its_error(over):
     v, est = coarse.test_loss(tau, return_error=True)
     true = np.abs(over.test_loss(tau) - v)
     assert est.max() > 1e-6  # the control sees something at this resolution
+    assert not coarse.curves(tau)["converged"]
     # the returned value is the 2m level; its true error is (much) smaller than the m-vs-2m difference
     assert np.all(true <= est + 1e-12)
 
@@ -185,23 +187,26 @@ def test_train_loss_general_sigma_against_gep_sample():
 
 
 # -- the exact finite-d model and the 1/d bridge ------------------------------------------------------------
-def test_exact_finite_d_differences_scale_like_inverse_d_and_richardson_meets_limit(over):
-    """Exact noise-averaged model (rfdm.features + GradientFlow) at d = 20, 40, 80 (8 draws each): the
-    Richardson extrapolation in 1/d meets the limit within 4 propagated standard errors + 2e-3 (the
-    neglected 1/d^2 term, ~ C_2/20^2 with |C_2| of order 1); d (L_d - L_inf) agrees between d = 40 and
-    d = 80 within 4 standard errors + 0.1 (a difference proportional to 1/d)."""
+@pytest.mark.parametrize("psi, sigma_x2", [(OVER, 1.0), (OVER, 4.0), (OVER, 0.25), (UNDER, 1.0)])
+def test_exact_finite_d_differences_scale_like_inverse_d_and_richardson_meets_limit(psi, sigma_x2):
+    """Exact noise-averaged model (rfdm.features + GradientFlow) for data N(0, sigma_x^2 I) at d = 20, 40, 80
+    (6 draws each): the Richardson extrapolation in 1/d meets the limit within 4 propagated standard errors
+    + 3e-3 (the neglected 1/d^2 term, ~ C_2/20^2 with |C_2| of order 1); d (L_d - L_inf) agrees between d = 40
+    and d = 80 within 4 standard errors + 0.15 (a difference proportional to 1/d).  sigma_x^2 = 4 and 1/4
+    check the sigma_x conventions (taking sigma_x for sigma_x^2 moves the limit by 0.04-4 here)."""
+    ac = AsymptoticCurves("tanh", T, *psi, sigma_eigenvalues=(sigma_x2,))
     tau = np.array([1.0, 30.0, 1e3, np.inf])
     dims = [20, 40, 80]
-    runs = [finite_d_curves("tanh", T, *OVER, d, tau, seeds=range(8)) for d in dims]
-    for key in ("train_loss", "test_loss"):
-        lim = over.train_loss(tau) if key == "train_loss" else over.test_loss(tau)
+    runs = [finite_d_curves("tanh", T, *psi, d, tau, seeds=range(6), sigma_x2=sigma_x2) for d in dims]
+    for key in ("train_loss", "test_loss", "score_error"):
+        lim = getattr(ac, key)(tau)
         vals = np.array([r[key] for r in runs])
         sems = np.array([r[key + "_sem"] for r in runs])
         fit = richardson_in_inverse_d(dims, vals, sems=sems)
-        assert np.all(np.abs(fit["limit"] - lim) <= 4 * fit["limit_sem"] + 2e-3), (key, fit["limit"] - lim)
+        assert np.all(np.abs(fit["limit"] - lim) <= 4 * fit["limit_sem"] + 3e-3), (key, fit["limit"] - lim)
         scaled = [d * (v - lim) for d, v in zip(dims, vals)]
         err = np.sqrt((40 * sems[1]) ** 2 + (80 * sems[2]) ** 2)
-        assert np.all(np.abs(scaled[1] - scaled[2]) <= 4 * err + 0.1), (key, scaled)
+        assert np.all(np.abs(scaled[1] - scaled[2]) <= 4 * err + 0.15), (key, scaled)
 
 
 def test_richardson_recovers_a_polynomial_in_inverse_d():

@@ -56,6 +56,8 @@ NEWTON_TOL = 1e-14
 STEPS_PER_DECADE = 4
 #: a node is accepted when its scaled residual is below this
 RESIDUAL_TOL = 1e-10
+#: curves(...)["converged"] is True when every node-doubling difference is below this
+ACCURACY_TOL = 1e-8
 
 
 class TestLossUnavailableError(InvalidParameterError):
@@ -378,6 +380,8 @@ class AsymptoticCurves:
                                              + (c.s2 + c.v2) * self.psi_p * self._one_point(level, g * g))
                              - 2 * c.b ** 2 * self.psi_p * self._one_point(level, g))
                 vals[~fin] = self.test_loss_inf()
+            if not np.all(np.isfinite(vals)):
+                raise NumericalError(f"the asymptotic {name} loss is not finite at some tau.")
             out[level] = vals
         lo, hi = self.nodes_per_panel, 2 * self.nodes_per_panel
         return out[hi], np.abs(out[hi] - out[lo])
@@ -444,7 +448,9 @@ class AsymptoticCurves:
 
     def curves(self, tau) -> dict:
         """Every curve at ``tau`` (the keys of :meth:`rfdm.GradientFlow.curves`) plus ``accuracy``: the
-        largest |2m - m| node-doubling difference of each curve, and ``contour``: its shape."""
+        largest |2m - m| node-doubling difference of each curve, ``converged``: all of them <= ACCURACY_TOL
+        (1e-8), and ``contour``: its shape (ends a, b, nodes, largest Thm. 3.1 residual, Marchenko–Pastur
+        consistency)."""
         tau = as_tau_array(tau)
         tr, etr = self.train_loss(tau, return_error=True)
         out = {"tau": tau, "train_loss": tr}
@@ -457,6 +463,7 @@ class AsymptoticCurves:
             acc.update(test_loss=float(np.max(ete)), score_error=float(np.max(ete)) / self.delta,
                        generalization_gap=float(np.max(ete + etr)))
         out["accuracy"] = acc
+        out["converged"] = bool(max(acc.values()) <= ACCURACY_TOL)
         out["contour"] = self.describe_contour()
         return out
 
