@@ -446,16 +446,19 @@ class AsymptoticCurves:
             out[level] = row
         return out
 
-    def curves(self, tau) -> dict:
+    def curves(self, tau, train_only: bool = False) -> dict:
         """Every curve at ``tau`` (the keys of :meth:`rfdm.GradientFlow.curves`) plus ``accuracy``: the
         largest |2m - m| node-doubling difference of each curve, ``converged``: all of them <= ACCURACY_TOL
-        (1e-8), and ``contour``: its shape (ends a, b, nodes, largest Thm. 3.1 residual, Marchenko–Pastur
-        consistency)."""
+        (1e-8), ``contour``: its shape (ends a, b, nodes, largest Thm. 3.1 residual, Marchenko–Pastur
+        consistency) and ``config``: :meth:`describe`.  For a non-isotropic Sigma the test loss is not
+        available: :class:`TestLossUnavailableError` unless ``train_only`` (then only the train loss)."""
         tau = as_tau_array(tau)
+        if not train_only:
+            self._require_test()
         tr, etr = self.train_loss(tau, return_error=True)
         out = {"tau": tau, "train_loss": tr}
         acc = {"train_loss": float(np.max(etr))}
-        if self.isotropic:
+        if not train_only:
             te, ete = self.test_loss(tau, return_error=True)
             out["test_loss"] = te
             out["score_error"] = (te - 1) / self.delta + 1 / self.gamma2
@@ -465,7 +468,19 @@ class AsymptoticCurves:
         out["accuracy"] = acc
         out["converged"] = bool(max(acc.values()) <= ACCURACY_TOL)
         out["contour"] = self.describe_contour()
+        out["config"] = self.describe()
         return out
+
+    def describe(self) -> dict:
+        """The resolved setting: activation, t, psi_p, psi_n, Sigma's spectrum, the GEP coefficients."""
+        c = self.coeffs
+        return {"method": "asymptotic", "activation": self.activation.name, "t": self.t, "psi_p": self.psi_p,
+                "psi_n": self.psi_n, "sigma_eigenvalues": self.problem.sigma_eigenvalues.tolist(),
+                "sigma_weights": self.problem.sigma_weights.tolist(), "sigma_x2": self.sigma_x2,
+                "isotropic": self.isotropic, "delta_t": self.delta,
+                "coefficients": {"a_t": c.a, "b_t": c.b, "v_t2": c.v2, "s_t2": c.s2, "mu_0": c.mu0, "mu_1": c.mu1,
+                                 "norm2": c.norm2},
+                "nodes_per_panel": self.nodes_per_panel, "panel_length": self.panel_length}
 
     def describe_contour(self) -> dict:
         lv = self._levels[2 * self.nodes_per_panel]
