@@ -10,22 +10,28 @@ whole gradient-flow curves from A(0) = 0 (tau the paper's time, tau = inf includ
       L_train(inf) = 1 - b_t^2 psi_p s(0),
   where s(z) = (1/(p d)) Tr[W^T (U - z)^{-1} W] = int drho_Sigma(l)/(s^ + l r^) is the Stieltjes transform of
   the W-weighted spectral measure nu_s (mass 1);
-* test loss and score error (Sigma = sigma_x^2 I), with g_tau(l) = (1 - e^{-2 Delta_t l tau/psi_p})/l:
-      L_test(tau) = 1 + b_t^2 [a_t^2 Gamma_t^2 calT(tau) + (s_t^2 + v_t^2) psi_p int dnu_s g_tau^2]
+* test loss and score error (any Sigma), with g_tau(l) = (1 - e^{-2 Delta_t l tau/psi_p})/l and
+  U~ ~ a_t^2 F Sigma_t F^T + (s_t^2 + v_t^2) I:
+      L_test(tau) = 1 + b_t^2 [a_t^2 calT_A(tau) + (s_t^2 + v_t^2) psi_p int dnu_s g_tau^2]
                     - 2 b_t^2 psi_p int dnu_s g_tau,
-      calT(tau) = (1/(2 pi i))^2 oint oint g_tau(z1) g_tau(z2) T(z1, z2) dz1 dz2,
-      T(z1, z2) = lim (1/d) Tr[F F^T R(z1) F F^T R(z2)] = t_BB + delta_12 t_KB/(D_1 D_2),
-      delta_12 = (t_KB/psi_n)/(1 - t_KK/(psi_n D_1 D_2)),
-      E_score = (L_test - 1)/Delta_t + 1/Gamma_t^2,
-      L_test(inf) = 1 + b_t^2 [a_t^2 Gamma_t^2 T(0, 0) + (s_t^2 + v_t^2) psi_p s'(0)] - 2 b_t^2 psi_p s(0).
+      calT_A(tau) = (1/(2 pi i))^2 oint oint g_tau(z1) g_tau(z2) T_A(z1, z2) dz1 dz2,
+      T_A(z1, z2) = lim (1/d) Tr[F F^T R(z1) F Sigma_t F^T R(z2)],
+      E_score = (L_test - 1)/Delta_t + (1/d) Tr Sigma_t^{-1},
+      L_test(inf) = 1 + b_t^2 [a_t^2 T_A(0, 0) + (s_t^2 + v_t^2) psi_p s'(0)] - 2 b_t^2 psi_p s(0).
 
-Conditionally on W the resolvent is R(z) ~ (alpha F F^T + beta I)^{-1}, alpha = c^2/D + b_t^2,
-beta = v_t^2/D + s_t^2 - z, D = 1 + (1/n) Tr K R (the D of Thm. 3.1), and the two-point traces
-t_XY = (1/d) Tr[X R_1 Y R_2] (B = F F^T) are expectations over mu, the eigenvalues of W^T W/d
-(psi_p times a Marchenko–Pastur law of ratio 1/psi_p), with Pi = (alpha_1 mu + beta_1)(alpha_2 mu + beta_2):
+Conditionally on W the resolvent is R(z) ~ Rbar = (F M F^T + beta I)^{-1}, M = c~^2 Sigma/D + b_t^2 I
+(c~^2 = a_t^2 e^{-2t}), beta = v_t^2/D + s_t^2 - z, D = 1 + (1/n) Tr K R with K = c~^2 F Sigma F^T + v_t^2 I
+(the D of Thm. 3.1), and the pencil [[U - z1, -X], [0, U - z2]] gives
+      T_A = t_BA + theta t_BK/(D_1 D_2),  theta = (t_KA/psi_n)/(1 - t_KK/(psi_n D_1 D_2)),
+t_XY = (1/d) Tr[X Rbar_1 Y Rbar_2] (B = F F^T, A = F Sigma_t F^T).  For Sigma = sigma_x^2 I (M = alpha I,
+c^2 = c~^2 sigma_x^2) these are expectations over mu, the eigenvalues of W^T W/d (psi_p times a
+Marchenko–Pastur law of ratio 1/psi_p), with Pi = (alpha_1 mu + beta_1)(alpha_2 mu + beta_2):
       t_BB = E[mu^2/Pi],  t_KB = E[(c^2 mu + v_t^2) mu/Pi],
-      t_KK = E[(c^2 mu + v_t^2)^2/Pi] + (psi_p - 1) v_t^4/(beta_1 beta_2),
-computed in closed form from the Marchenko–Pastur Stieltjes transform by partial fractions.
+      t_KK = E[(c^2 mu + v_t^2)^2/Pi] + (psi_p - 1) v_t^4/(beta_1 beta_2),  T_A = Gamma_t^2 T_BB-form,
+in closed form by partial fractions.  For any Sigma the traces reduce, by R F = F Q M^{-1},
+Q = (F^T F + beta M^{-1})^{-1}, to one- and two-point traces of the d x d Wishart resolvent Q, closed by the
+same pencil once more (:meth:`AsymptoticCurves._two_point_nested`); for Sigma = sigma_x^2 I both routes agree
+to rounding (tested).
 
 Contour: int dnu_s f = -(1/pi) Im int_{Gamma+} f(z) s(z) dz over the upper half of the image under z = e^w of
 the rectangle [log a, log b] x [-pi/4, pi/4] (a = s_t^2/3 below the spectrum, b above it), counter-clockwise,
@@ -58,12 +64,6 @@ STEPS_PER_DECADE = 4
 RESIDUAL_TOL = 1e-10
 #: curves(...)["converged"] is True when every node-doubling difference is below this
 ACCURACY_TOL = 1e-8
-
-
-class TestLossUnavailableError(InvalidParameterError):
-    """The asymptotic test loss / score error is derived only for isotropic data Sigma = sigma_x^2 I."""
-
-    __test__ = False  # not a pytest class
 
 
 # -- Marchenko–Pastur ------------------------------------------------------------------------------------
@@ -201,13 +201,23 @@ class NodeValues:
     m: np.ndarray | None = None
     dm: np.ndarray | None = None
     consistency: float | None = None
+    E: np.ndarray | None = None
+    M: np.ndarray | None = None
+    Gam: np.ndarray | None = None
+    Qbar: np.ndarray | None = None
+
+    _FIELDS = ("z", "q", "r", "s", "D", "residual", "alpha", "beta", "w", "m", "dm", "E", "M", "Gam", "Qbar")
 
     def take(self, index) -> "NodeValues":
-        """The values at a subset of the points."""
-        pick = lambda a: None if a is None else a[index]  # noqa: E731
-        return NodeValues(z=self.z[index], q=self.q[index], r=self.r[index], s=self.s[index], D=self.D[index],
-                          residual=self.residual[index], alpha=pick(self.alpha), beta=pick(self.beta),
-                          w=pick(self.w), m=pick(self.m), dm=pick(self.dm), consistency=self.consistency)
+        """The values at a subset of the points (first axis)."""
+        out = {f: (None if getattr(self, f) is None else getattr(self, f)[index]) for f in self._FIELDS}
+        return NodeValues(consistency=self.consistency, **out)
+
+    def conj(self) -> "NodeValues":
+        """The values at the conjugate points (every function here is real on the real axis)."""
+        out = {f: (None if getattr(self, f) is None else np.conj(getattr(self, f))) for f in self._FIELDS}
+        out["residual"] = self.residual
+        return NodeValues(consistency=self.consistency, **out)
 
 
 # -- the curves ------------------------------------------------------------------------------------------
@@ -262,6 +272,8 @@ class AsymptoticCurves:
         self.problem = SpectralProblem(c, self.psi_p, self.psi_n, lam, wts)
         self.delta = float(delta_t(self.t))
         self.gamma2 = math.exp(-2 * self.t) * self.sigma_x2 + self.delta
+        #: (1/d) Tr Sigma_t^{-1}, the constant of the score error
+        self.trace_inv_sigma_t = float(np.dot(wts, 1.0 / (math.exp(-2 * self.t) * lam + self.delta)))
         self.c2 = c.a ** 2 * math.exp(-2 * self.t) * self.sigma_x2
         self.a, self.b = c.s2 / 3.0, 1.5 * self.problem.upper_bound()
         # every point where Thm. 3.1 is needed, solved in one vectorised call: the contour nodes for m and
@@ -279,16 +291,14 @@ class AsymptoticCurves:
         pieces = [allv.take(slice(bounds[i], bounds[i + 1])) for i in range(len(parts))]
         self._levels = {}
         for contour, nodes in zip(contours, pieces[:2]):
-            T = self._two_point_matrices(nodes) if self.isotropic else None
-            self._levels[contour.nodes_per_panel] = (contour, nodes, T)
+            self._levels[contour.nodes_per_panel] = (contour, nodes, self._two_point_matrices(nodes))
         self._zero = pieces[2]
         sc = np.concatenate([pieces[3].s, np.conj(pieces[3].s[::-1])])
         self.s0 = float(self._zero.s[0].real)
         self.ds0 = float(np.real(np.mean(sc * np.exp(-1j * theta)) / rho))
-        if self.isotropic:
-            zn = self._zero
-            T00 = self._two_point(zn, zn, same=True)
-            self.T00 = float(T00[0, 0].real)
+        zn = self._zero
+        T00 = self.gamma2 * self._two_point(zn, zn, same=True) if self.isotropic else self._two_point_nested(zn, zn)
+        self.T00 = float(T00[0, 0].real)
 
     # -- per-node quantities -------------------------------------------------------------------------
     def _node_values(self, z) -> NodeValues:
@@ -300,17 +310,27 @@ class AsymptoticCurves:
         r_hat = self.psi_p * alpha_c / D
         lam, wts = self.problem.sigma_eigenvalues[:, None], self.problem.sigma_weights[:, None]
         s = np.sum(wts / (s_hat[None] + lam * r_hat[None]), axis=0)
-        out = NodeValues(z=z, q=q, r=r, s=s, D=D, residual=res)
+        beta = c.v2 / D + c.s2 - z
+        # the nested (d x d) problem: Q = (F^T F + Gam)^{-1}, Gam = beta M^{-1}, M = c~^2 Sigma/D + b_t^2 I,
+        # Qbar = (psi_p/E + Gam)^{-1} with E = 1 + (1/d) Tr Qbar = 1/(beta q)
+        E = 1.0 / (beta * q)
+        M = alpha_c * lam.T / D[:, None] + c.b ** 2
+        Gam = beta[:, None] / M
+        Qbar = 1.0 / (self.psi_p / E[:, None] + Gam)
+        nested = float(np.max(np.abs(Qbar @ self.problem.sigma_weights - (E - 1)) / np.abs(E)))
+        if not nested < 1e-8:
+            raise NumericalError(f"the nested resolvent disagrees with Thm. 3.1 by {nested:.2g}.")
+        out = NodeValues(z=z, q=q, r=r, s=s, D=D, residual=res, beta=beta, E=E, M=M, Gam=Gam, Qbar=Qbar,
+                         consistency=nested)
         if self.isotropic:
             alpha = self.c2 / D + c.b ** 2
-            beta = c.v2 / D + c.s2 - z
             w = -beta / alpha
             m, dm = mp_stieltjes(w, self.psi_p)
             # consistency of the two descriptions: q = (1/psi_p) E 1/(alpha mu + beta) + (1 - 1/psi_p)/beta
             q_mp = m / (alpha * self.psi_p) + (1 - 1 / self.psi_p) / beta
             s_mp = (1 + w * m) / (alpha * self.psi_p)
             cons = float(max(np.max(np.abs(q_mp - q) / np.abs(q)), np.max(np.abs(s_mp - s) / np.abs(s))))
-            out.alpha, out.beta, out.w, out.m, out.dm, out.consistency = alpha, beta, w, m, dm, cons
+            out.alpha, out.w, out.m, out.dm, out.consistency = alpha, w, m, dm, max(cons, nested)
             if not cons < 1e-8:
                 raise NumericalError(f"the Marchenko–Pastur form of q(z) disagrees with Thm. 3.1 by {cons:.2g}.")
         return out
@@ -335,12 +355,60 @@ class AsymptoticCurves:
         delta12 = (tKB / self.psi_n) / (1 - tKK / (self.psi_n * DD))
         return tBB + delta12 * tKB / DD
 
+    def _two_point_nested(self, n1: NodeValues, n2: NodeValues):
+        """T_A(z1_j, z2_k) = lim (1/d) Tr[F F^T R(z1) F Sigma_t F^T R(z2)] for any Sigma (docs/theory.md §8).
+
+        Outer pencil (the data given W): T_A = t_BA + theta t_BK/(D_1 D_2), theta = (t_KA/psi_n)/(1 - t_KK/
+        (psi_n D_1 D_2)), t_XY = (1/d) Tr[X Rbar_1 Y Rbar_2], X = F N_X F^T + x_0 I (B: N = I; A: N = Sigma_t;
+        K: N = c~^2 Sigma, x_0 = v_t^2).  With R_i F = F Q_i M_i^{-1}, F^T R_i F = (I - Gam_i Q_i) M_i^{-1} and
+        Rbar_i = (I - F Q_i F^T)/beta_i, every t_XY is a sum of one-point traces (1/d) Tr[Q X] ~ E[Qbar X] and
+        two-point traces of the inner Wishart problem (the same pencil once more, on the d x d side):
+        (1/d) Tr[Q_1 X Q_2 Y] ~ E[Qbar_1 X Qbar_2 Y] + psi_p E[Qbar_1 X Qbar_2] E[Qbar_1 Qbar_2 Y]/(E_1 E_2 den),
+        den = 1 - psi_p E[Qbar_1 Qbar_2]/(E_1 E_2), E over the spectrum of Sigma (all matrices diagonal there)."""
+        c, pp = self.coeffs, self.psi_p
+        lam, wts = self.problem.sigma_eigenvalues, self.problem.sigma_weights
+        Q1, Q2 = n1.Qbar[:, None, :], n2.Qbar[None, :, :]
+        iM1, iM2 = 1.0 / n1.M[:, None, :], 1.0 / n2.M[None, :, :]
+        G1, G2 = n1.Gam[:, None, :], n2.Gam[None, :, :]
+        EE = n1.E[:, None] * n2.E[None, :]
+        bb = n1.beta[:, None] * n2.beta[None, :]
+        DD = n1.D[:, None] * n2.D[None, :]
+
+        def ex(f):
+            return np.sum(f * wts, axis=-1)
+
+        QQ = Q1 * Q2
+        den = 1.0 - pp * ex(QQ) / EE
+
+        def tp(X, Y):  # (1/d) Tr[Q_1 X Q_2 Y]
+            return ex(QQ * X * Y) + pp * ex(QQ * X) * ex(QQ * Y) / (EE * den)
+
+        def t(NX, x0, NY, y0):
+            out = (ex(NX * iM1 * NY * iM2) - ex(Q1 * iM1 * NY * iM2 * NX * G1) - ex(Q2 * iM2 * NX * iM1 * NY * G2)
+                   + tp(NY * G2 * iM1, NX * G1 * iM2))
+            if x0:
+                out = out + x0 * (ex(Q1 * iM1 * NY * iM2) - tp(NY * G2 * iM1, iM2))
+            if y0:
+                out = out + y0 * (ex(Q2 * iM2 * NX * iM1) - tp(iM1, NX * G1 * iM2))
+            if x0 and y0:
+                out = out + x0 * y0 * ((pp - 1) + tp(G2, G1)) / bb
+            return out
+
+        NB = np.ones_like(lam)
+        NA = math.exp(-2 * self.t) * lam + self.delta
+        NK = c.a ** 2 * math.exp(-2 * self.t) * lam
+        tBA, tBK = t(NB, 0.0, NA, 0.0), t(NB, 0.0, NK, c.v2)
+        tKA, tKK = t(NK, c.v2, NA, 0.0), t(NK, c.v2, NK, c.v2)
+        theta = (tKA / self.psi_n) / (1 - tKK / (self.psi_n * DD))
+        return tBA + theta * tBK / DD
+
     def _two_point_matrices(self, nodes: NodeValues):
-        """T on (upper, upper) and (upper, lower) node pairs; the lower nodes are the conjugates."""
-        lower = NodeValues(z=np.conj(nodes.z), q=np.conj(nodes.q), r=np.conj(nodes.r), s=np.conj(nodes.s),
-                           D=np.conj(nodes.D), residual=nodes.residual, alpha=np.conj(nodes.alpha),
-                           beta=np.conj(nodes.beta), w=np.conj(nodes.w), m=np.conj(nodes.m), dm=np.conj(nodes.dm))
-        return self._two_point(nodes, nodes, same=True), self._two_point(nodes, lower)
+        """T_A on (upper, upper) and (upper, lower) node pairs (the lower nodes are the conjugates):
+        Gamma_t^2 T (Marchenko–Pastur closed form) for Sigma = sigma_x^2 I, the nested pencil otherwise."""
+        lower = nodes.conj()
+        if self.isotropic:
+            return self.gamma2 * self._two_point(nodes, nodes, same=True), self.gamma2 * self._two_point(nodes, lower)
+        return self._two_point_nested(nodes, nodes), self._two_point_nested(nodes, lower)
 
     # -- mode functions ------------------------------------------------------------------------------
     def _g(self, z, tau, factor: float):
@@ -376,7 +444,7 @@ class AsymptoticCurves:
                 vals[~fin] = 1 - c.b ** 2 * self.psi_p * self.s0
             else:
                 g = self._g(z, tf, 2.0)
-                vals[fin] = (1 + c.b ** 2 * (c.a ** 2 * self.gamma2 * self._double(level, g)
+                vals[fin] = (1 + c.b ** 2 * (c.a ** 2 * self._double(level, g)
                                              + (c.s2 + c.v2) * self.psi_p * self._one_point(level, g * g))
                              - 2 * c.b ** 2 * self.psi_p * self._one_point(level, g))
                 vals[~fin] = self.test_loss_inf()
@@ -386,12 +454,6 @@ class AsymptoticCurves:
         lo, hi = self.nodes_per_panel, 2 * self.nodes_per_panel
         return out[hi], np.abs(out[hi] - out[lo])
 
-    def _require_test(self):
-        if not self.isotropic:
-            raise TestLossUnavailableError(
-                "the asymptotic test loss and score error are derived only for isotropic data Sigma = sigma_x^2 I "
-                "(the train loss is available for any Sigma).")
-
     def train_loss(self, tau, return_error: bool = False):
         """L_train(tau) = 1 - b_t^2 psi_p int dnu_s (1 - e^{-4 Delta_t l tau/psi_p})/l; at tau = inf
         1 - b_t^2 psi_p s(0).  With ``return_error`` also |value(2m) - value(m)| (node doubling)."""
@@ -399,16 +461,15 @@ class AsymptoticCurves:
         return (v, e) if return_error else v
 
     def test_loss(self, tau, return_error: bool = False):
-        """L_test(tau) (module docstring); Sigma = sigma_x^2 I only."""
-        self._require_test()
+        """L_test(tau) = 1 + b_t^2 [a_t^2 calT_A(tau) + (s_t^2 + v_t^2) psi_p int dnu_s g_tau^2]
+        - 2 b_t^2 psi_p int dnu_s g_tau (module docstring; any Sigma)."""
         v, e = self._evaluate("test", tau)
         return (v, e) if return_error else v
 
     def score_error(self, tau, return_error: bool = False):
-        """E_score = (L_test - 1)/Delta_t + 1/Gamma_t^2 (the denoising identity with Tr Sigma_t^{-1}/d =
-        1/Gamma_t^2)."""
+        """E_score = (L_test - 1)/Delta_t + (1/d) Tr Sigma_t^{-1} (the denoising identity; Y = V~/sqrt(Delta_t))."""
         v, e = self.test_loss(tau, return_error=True)
-        out = (v - 1) / self.delta + 1 / self.gamma2
+        out = (v - 1) / self.delta + self.trace_inv_sigma_t
         return (out, e / self.delta) if return_error else out
 
     def generalization_gap(self, tau, return_error: bool = False):
@@ -422,11 +483,10 @@ class AsymptoticCurves:
         return 1 - self.coeffs.b ** 2 * self.psi_p * self.s0
 
     def test_loss_inf(self) -> float:
-        """Closed form L_test(inf) = 1 + b_t^2 [a_t^2 Gamma_t^2 T(0, 0) + (s_t^2 + v_t^2) psi_p s'(0)]
+        """Closed form L_test(inf) = 1 + b_t^2 [a_t^2 T_A(0, 0) + (s_t^2 + v_t^2) psi_p s'(0)]
         - 2 b_t^2 psi_p s(0)."""
-        self._require_test()
         c = self.coeffs
-        return float(1 + c.b ** 2 * (c.a ** 2 * self.gamma2 * self.T00 + (c.s2 + c.v2) * self.psi_p * self.ds0)
+        return float(1 + c.b ** 2 * (c.a ** 2 * self.T00 + (c.s2 + c.v2) * self.psi_p * self.ds0)
                      - 2 * c.b ** 2 * self.psi_p * self.s0)
 
     def contour_at_inf(self) -> dict:
@@ -437,31 +497,25 @@ class AsymptoticCurves:
             g = (1.0 / z)[:, None]
             c = self.coeffs
             tr = 1 - c.b ** 2 * self.psi_p * self._one_point(level, g)[0]
-            row = {"train_loss": float(tr)}
-            if self.isotropic:
-                te = (1 + c.b ** 2 * (c.a ** 2 * self.gamma2 * self._double(level, g)[0]
-                                      + (c.s2 + c.v2) * self.psi_p * self._one_point(level, g * g)[0])
-                      - 2 * c.b ** 2 * self.psi_p * self._one_point(level, g)[0])
-                row["test_loss"] = float(te)
-            out[level] = row
+            te = (1 + c.b ** 2 * (c.a ** 2 * self._double(level, g)[0]
+                                  + (c.s2 + c.v2) * self.psi_p * self._one_point(level, g * g)[0])
+                  - 2 * c.b ** 2 * self.psi_p * self._one_point(level, g)[0])
+            out[level] = {"train_loss": float(tr), "test_loss": float(te)}
         return out
 
     def curves(self, tau, train_only: bool = False) -> dict:
         """Every curve at ``tau`` (the keys of :meth:`rfdm.GradientFlow.curves`) plus ``accuracy``: the
         largest |2m - m| node-doubling difference of each curve, ``converged``: all of them <= ACCURACY_TOL
         (1e-8), ``contour``: its shape (ends a, b, nodes, largest Thm. 3.1 residual, Marchenko–Pastur
-        consistency) and ``config``: :meth:`describe`.  For a non-isotropic Sigma the test loss is not
-        available: :class:`TestLossUnavailableError` unless ``train_only`` (then only the train loss)."""
+        consistency) and ``config``: :meth:`describe`.  ``train_only``: the train loss alone (cheaper)."""
         tau = as_tau_array(tau)
-        if not train_only:
-            self._require_test()
         tr, etr = self.train_loss(tau, return_error=True)
         out = {"tau": tau, "train_loss": tr}
         acc = {"train_loss": float(np.max(etr))}
         if not train_only:
             te, ete = self.test_loss(tau, return_error=True)
             out["test_loss"] = te
-            out["score_error"] = (te - 1) / self.delta + 1 / self.gamma2
+            out["score_error"] = (te - 1) / self.delta + self.trace_inv_sigma_t
             out["generalization_gap"] = te - tr
             acc.update(test_loss=float(np.max(ete)), score_error=float(np.max(ete)) / self.delta,
                        generalization_gap=float(np.max(ete + etr)))
