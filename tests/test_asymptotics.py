@@ -213,7 +213,8 @@ def test_nested_pencil_reduces_to_the_marchenko_pastur_form():
     the Marchenko–Pastur partial-fraction form, at every pair of contour nodes (two derivations)."""
     for sx2 in (1.0, 2.0):
         ac = AsymptoticCurves("tanh", T, *OVER, sigma_eigenvalues=(sx2,))
-        contour, nodes, (Tuu, Tul) = ac._levels[ac.nodes_per_panel]
+        nodes = ac._levels[ac.nodes_per_panel][1]
+        Tuu, Tul = ac._two_point_matrices(nodes)  # isotropic: the Marchenko–Pastur form
         nested_uu = ac._two_point_nested(nodes, nodes)
         nested_ul = ac._two_point_nested(nodes, nodes.conj())
         scale = np.max(np.abs(Tuu))

@@ -291,14 +291,14 @@ class AsymptoticCurves:
         pieces = [allv.take(slice(bounds[i], bounds[i + 1])) for i in range(len(parts))]
         self._levels = {}
         for contour, nodes in zip(contours, pieces[:2]):
-            self._levels[contour.nodes_per_panel] = (contour, nodes, self._two_point_matrices(nodes))
+            self._levels[contour.nodes_per_panel] = (contour, nodes, None)  # T_A built on first use
         self._zero = pieces[2]
         sc = np.concatenate([pieces[3].s, np.conj(pieces[3].s[::-1])])
         self.s0 = float(self._zero.s[0].real)
         self.ds0 = float(np.real(np.mean(sc * np.exp(-1j * theta)) / rho))
         zn = self._zero
         T00 = self.gamma2 * self._two_point(zn, zn, same=True) if self.isotropic else self._two_point_nested(zn, zn)
-        self.T00 = float(T00[0, 0].real)
+        self.T00 = float(T00[0, 0].real)  # T_A(0, 0)
 
     # -- per-node quantities -------------------------------------------------------------------------
     def _node_values(self, z) -> NodeValues:
@@ -374,8 +374,10 @@ class AsymptoticCurves:
         bb = n1.beta[:, None] * n2.beta[None, :]
         DD = n1.D[:, None] * n2.D[None, :]
 
-        def ex(f):
-            return np.sum(f * wts, axis=-1)
+        wc = wts.astype(complex)
+
+        def ex(f):  # E over the spectrum of Sigma (a matrix-vector product: fast for a short last axis)
+            return np.broadcast_to(f, DD.shape + (wts.size,)) @ wc
 
         QQ = Q1 * Q2
         den = 1.0 - pp * ex(QQ) / EE
@@ -384,16 +386,17 @@ class AsymptoticCurves:
             return ex(QQ * X * Y) + pp * ex(QQ * X) * ex(QQ * Y) / (EE * den)
 
         def t(NX, x0, NY, y0):
-            out = (ex(NX * iM1 * NY * iM2) - ex(Q1 * iM1 * NY * iM2 * NX * G1) - ex(Q2 * iM2 * NX * iM1 * NY * G2)
-                   + tp(NY * G2 * iM1, NX * G1 * iM2))
+            NXY = NX * NY * iM12
+            out = (ex(NXY) - ex(Q1 * NXY * G1) - ex(Q2 * NXY * G2) + tp(NY * G2 * iM1, NX * G1 * iM2))
             if x0:
-                out = out + x0 * (ex(Q1 * iM1 * NY * iM2) - tp(NY * G2 * iM1, iM2))
+                out = out + x0 * (ex(Q1iM1 * NY * iM2) - tp(NY * G2 * iM1, iM2))
             if y0:
-                out = out + y0 * (ex(Q2 * iM2 * NX * iM1) - tp(iM1, NX * G1 * iM2))
+                out = out + y0 * (ex(Q2iM2 * NX * iM1) - tp(iM1, NX * G1 * iM2))
             if x0 and y0:
                 out = out + x0 * y0 * ((pp - 1) + tp(G2, G1)) / bb
             return out
 
+        Q1iM1, Q2iM2, iM12 = Q1 * iM1, Q2 * iM2, iM1 * iM2
         NB = np.ones_like(lam)
         NA = math.exp(-2 * self.t) * lam + self.delta
         NK = c.a ** 2 * math.exp(-2 * self.t) * lam
@@ -424,7 +427,11 @@ class AsymptoticCurves:
     def _double(self, level, g):
         """calT = (1/(2 pi i))^2 (full double sum) = -(2 Re(a^T T_uu a) - 2 a^T T_ul conj(a))/(4 pi^2),
         a_j = dz_j g(z_j) (the lower half carries the conjugate nodes with weights -conj(dz))."""
-        contour, _, (Tuu, Tul) = self._levels[level]
+        contour, nodes, Ts = self._levels[level]
+        if Ts is None:
+            Ts = self._two_point_matrices(nodes)
+            self._levels[level] = (contour, nodes, Ts)
+        Tuu, Tul = Ts
         a = contour.dz[:, None] * g
         s = 2 * np.real(np.einsum("jt,jt->t", a, Tuu @ a)) - 2 * np.real(np.einsum("jt,jt->t", a, Tul @ np.conj(a)))
         return -s / (4 * math.pi ** 2)
