@@ -234,20 +234,30 @@ def test_train_loss_general_sigma_against_gep_sample():
 
 
 # -- the exact finite-d model and the 1/d bridge ------------------------------------------------------------
-@pytest.mark.parametrize("psi, sigma_x2, activation", [
-    (OVER, 1.0, "tanh"), (OVER, 4.0, "tanh"), (OVER, 0.25, "tanh"), (UNDER, 1.0, "tanh"),
-    pytest.param(OVER, 1.0, "relu", marks=pytest.mark.slow), pytest.param(OVER, 1.0, "erf", marks=pytest.mark.slow)])
-def test_exact_finite_d_differences_scale_like_inverse_d_and_richardson_meets_limit(psi, sigma_x2, activation):
+ANISO = ((0.2, 3.0), (0.75, 0.25))
+
+
+@pytest.mark.parametrize("psi, sigma, activation", [
+    (OVER, ((1.0,), None), "tanh"), (OVER, ((4.0,), None), "tanh"), (OVER, ((0.25,), None), "tanh"),
+    (UNDER, ((1.0,), None), "tanh"), (OVER, ANISO, "tanh"),
+    pytest.param(UNDER, ANISO, "tanh", marks=pytest.mark.slow),
+    pytest.param(OVER, ((1.0,), None), "relu", marks=pytest.mark.slow),
+    pytest.param(OVER, ((1.0,), None), "erf", marks=pytest.mark.slow)])
+def test_exact_finite_d_differences_scale_like_inverse_d_and_richardson_meets_limit(psi, sigma, activation):
     """Exact noise-averaged model (rfdm.features + GradientFlow) for data N(0, sigma_x^2 I) at d = 20, 40, 80
     (6 draws each): the Richardson extrapolation in 1/d meets the limit within 4 propagated standard errors
     + 3e-3 (the neglected 1/d^2 term, ~ C_2/20^2 with |C_2| of order 1); d (L_d - L_inf) agrees between d = 40
     and d = 80 within 4 standard errors + 0.15 (a difference proportional to 1/d).  sigma_x^2 = 4 and 1/4
-    check the sigma_x conventions (taking sigma_x for sigma_x^2 moves the limit by 0.04-4 here); relu (slow)
-    checks that the rank-one mean term mu_0^2 1 1^T left out of the equivalent model is O(1/d)."""
-    ac = AsymptoticCurves(activation, T, *psi, sigma_eigenvalues=(sigma_x2,))
+    check the sigma_x conventions (taking sigma_x for sigma_x^2 moves the limit by 0.04-4 here); Sigma with
+    eigenvalues 0.2 (3/4) and 3 (1/4) checks the nested pencil (the isotropic formulas at the same sigma_x^2
+    are 0.13-1.4 away); relu (slow) checks that the rank-one mean term mu_0^2 1 1^T left out of the
+    equivalent model is O(1/d)."""
+    ev, wt = sigma
+    ac = AsymptoticCurves(activation, T, *psi, sigma_eigenvalues=ev, sigma_weights=wt)
     tau = np.array([1.0, 30.0, 1e3, np.inf])
     dims = [20, 40, 80]
-    runs = [finite_d_curves(activation, T, *psi, d, tau, seeds=range(6), sigma_x2=sigma_x2) for d in dims]
+    runs = [finite_d_curves(activation, T, *psi, d, tau, seeds=range(6), sigma_eigenvalues=ev, sigma_weights=wt)
+            for d in dims]
     for key in ("train_loss", "test_loss", "score_error"):
         lim = getattr(ac, key)(tau)
         vals = np.array([r[key] for r in runs])

@@ -556,9 +556,12 @@ class AsymptoticCurves:
 
 
 # -- the 1/d bridge to finite d --------------------------------------------------------------------------
-def finite_d_curves(activation, t, psi_p, psi_n, d, tau, seeds=(0,), sigma_x2: float = 1.0) -> dict:
+def finite_d_curves(activation, t, psi_p, psi_n, d, tau, seeds=(0,), sigma_x2: float = 1.0,
+                    sigma_eigenvalues=None, sigma_weights=None) -> dict:
     """Exact finite-d curves (noise-averaged U, V and population U~, V~ of :mod:`rfdm.features`, closed-form
-    flow of :class:`rfdm.GradientFlow`, A(0) = 0) for data N(0, sigma_x^2 I_d), p = round(psi_p d),
+    flow of :class:`rfdm.GradientFlow`, A(0) = 0) for data N(0, sigma_x^2 I_d) (or, with
+    ``sigma_eigenvalues``/``sigma_weights``, N(0, Sigma) with that spectrum, :class:`rfdm.GaussianData`
+    rounding the multiplicities), p = round(psi_p d),
     n = round(psi_n d), averaged over ``seeds`` (each seed s draws W from SeedSequence([s, 0]) and the training
     set from SeedSequence([s, 1])).  Returns the mean curves, their standard errors over the seeds (``*_sem``,
     None for one seed) and the sizes."""
@@ -576,7 +579,11 @@ def finite_d_curves(activation, t, psi_p, psi_n, d, tau, seeds=(0,), sigma_x2: f
     seeds = list(seeds)
     if not seeds:
         raise InvalidParameterError("finite_d_curves needs at least one seed.")
-    law = GaussianData(d, variance=sigma_x2)
+    if sigma_eigenvalues is None:
+        law = GaussianData(d, variance=sigma_x2)
+    else:
+        law = GaussianData(d, eigenvalues=tuple(np.atleast_1d(sigma_eigenvalues)),
+                           weights=None if sigma_weights is None else tuple(np.atleast_1d(sigma_weights)))
     runs = []
     for s in seeds:
         features = RandomFeatures.sample(d, p, activation, rng=np.random.default_rng(np.random.SeedSequence([s, 0])))
