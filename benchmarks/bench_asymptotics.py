@@ -47,6 +47,9 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seed of the exact route (W: [seed, 0], X: [seed, 1])")
     ap.add_argument("--bridge-dims", default="", help="extra d for the Richardson bridge, e.g. 25,50")
     ap.add_argument("--skip-exact", action="store_true")
+    ap.add_argument("--aniso-eigenvalues", default="0.2,3", help="also time the asymptotic route for a Sigma with "
+                    "these eigenvalues (empty: skip; default 0.2,3)")
+    ap.add_argument("--aniso-weights", default="0.75,0.25")
     ap.add_argument("--target-time", type=float, default=1.0)
     ap.add_argument("--quick", action="store_true", help="d = 20, psi_p = 8, psi_n = 2 (seconds)")
     ap.add_argument("--out", default=None)
@@ -92,6 +95,23 @@ def main(argv=None):
                  *[[f"node-doubling error {k}", cur["accuracy"][k]] for k in KEYS],
                  *[[f"|contour - closed form| at inf, {k}", v] for k, v in inf_check.items()],
                  ["L_train(inf)", ac.train_loss_inf()], ["L_test(inf)", ac.test_loss_inf()]])
+
+    # -- asymptotic route for an anisotropic Sigma (nested pencil; no exact counterpart here) ---------------
+    if args.aniso_eigenvalues:
+        ev = [float(x) for x in args.aniso_eigenvalues.split(",")]
+        wt = [float(x) for x in args.aniso_weights.split(",")]
+        with Timer() as tm:
+            an = AsymptoticCurves(args.activation, args.t, args.psi_p, args.psi_n, sigma_eigenvalues=ev,
+                                  sigma_weights=wt, nodes_per_panel=args.nodes_per_panel)
+            acur = an.curves(tau)
+        rec = tm.record()
+        report["asymptotic_anisotropic"] = {"sigma_eigenvalues": ev, "sigma_weights": wt, "timing": rec,
+                                            "node_doubling_error": acur["accuracy"],
+                                            "curves": {k: acur[k] for k in ("tau",) + KEYS}}
+        print_table(f"asymptotic route, Sigma eigenvalues {ev} weights {wt} (nested pencil)", ["quantity", "value"],
+                    [["wall [s]", rec["wall_s"]], ["cpu [s]", rec["cpu_s"]],
+                     *[[f"node-doubling error {k}", acur["accuracy"][k]] for k in KEYS],
+                     ["L_train(inf)", an.train_loss_inf()], ["L_test(inf)", an.test_loss_inf()]])
 
     # -- exact finite-d route --------------------------------------------------------------------------
     if not args.skip_exact:
