@@ -186,7 +186,8 @@ def solve_self_consistent(problem: SpectralProblem, z) -> tuple[np.ndarray, np.n
 @dataclass
 class NodeValues:
     """Everything the curves need at a set of complex points: Thm. 3.1's (q, r), s(z) (the W-weighted
-    Stieltjes transform), D(z); for isotropic data also alpha, beta, w = -beta/alpha and the
+    Stieltjes transform), D(z), beta(z), the nested resolvent's E, M, Gam, Qbar (per eigenvalue of Sigma);
+    for isotropic data also alpha, w = -beta/alpha and the
     Marchenko–Pastur m(w), m'(w)."""
 
     z: np.ndarray
@@ -234,8 +235,8 @@ class AsymptoticCurves:
     t : diffusion time.
     psi_p, psi_n : p/d and n/d (> 0; both regimes psi_n < psi_p and psi_n > psi_p).
     sigma_eigenvalues, sigma_weights : spectrum of the data covariance Sigma (eigenvalues of Sigma itself,
-        weights summing to 1; default Sigma = I).  The train loss is available for any Sigma; the test loss
-        and the score error only for Sigma = sigma_x^2 I (otherwise :class:`TestLossUnavailableError`).
+        weights summing to 1; default Sigma = I).  Every curve is available for any Sigma: the test loss by
+        the Marchenko–Pastur closed form for Sigma = sigma_x^2 I and by the nested pencil otherwise.
     nodes_per_panel : Gauss–Legendre nodes per panel (m); the check uses 2m.
     panel_length : panel length in w = log z (default 1).
     """
