@@ -91,7 +91,8 @@ def test_dynamics_point_is_the_library_computation(tmp_path):
     sw.run_sweep(s, workers=1, quiet=True)
     p = s.points[0]
     rec = json.loads(sw.point_paths(s.out, p.name)[0].read_text())
-    ref = dyn_exp.compute(dyn_exp.DynamicsConfig(d=8, p=32, n=16, t=0.1, seed=p.seed,
+    psi_p = sw.KINDS["dynamics"].defaults["psi_p"]  # the declared default of DynamicsConfig (16)
+    ref = dyn_exp.compute(dyn_exp.DynamicsConfig(d=8, p=int(psi_p * 8), n=16, t=0.1, seed=p.seed,
                                                  tau=(1.0, 10.0, math.inf, math.inf)))
     np.testing.assert_array_equal(np.array(rec["vectors"]["test_loss"]["values"], dtype=float), ref["test_loss"][:3])
     np.testing.assert_array_equal(np.array(rec["vectors"]["gap"]["values"], dtype=float),

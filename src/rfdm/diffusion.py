@@ -11,6 +11,14 @@ import numpy as np
 
 from .errors import InvalidParameterError, check_finite_array, check_positive_float
 
+#: the time grids of the backward process (rfdm.sampling.time_grid) and its integrators
+TIME_GRIDS = ("log-snr", "geometric", "uniform")
+INTEGRATORS = ("exponential", "euler")
+#: the one default of every experiment and command (the documented CLI default): a grid uniform in the
+#: log signal-to-noise ratio log(e^{2t} - 1), integrated by Euler–Maruyama
+DEFAULT_GRID = "log-snr"
+DEFAULT_INTEGRATOR = "euler"
+
 
 def delta_t(t):
     """Noise variance of the OU process at time t: Delta_t = 1 - e^{-2t}, computed as -expm1(-2t)."""

@@ -14,59 +14,51 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..activations import get_activation
 from ..data import MixtureData
 from ..dynamics import GradientFlow
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..errors import InvalidParameterError
+from ..protocol import register, POSITIVE, Config, FloatList, Tau, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..outlier import Modes, OutlierProblem
 from ..results import provenance
 from ..spectrum import gep_coefficients
+from .common import activation_field, d_field, psi_field, seed_field
 
 
 @dataclass
-class OutlierConfig:
-    d: int = 200
-    psi_p: float = 4.0
-    psi_n: float = 2.0
-    t: tuple = (0.1,)
-    m_norm: float | None = None
-    m_tilde: float | None = None
-    sigma_x: float = 1.0
-    activation: str = "tanh"
-    empirical: bool = False
-    balanced: bool = False
-    seed: int = 0
-    phase_t: tuple = field(default_factory=lambda: tuple(np.geomspace(0.01, 3.0, 30)))
-    training_tau: tuple = field(default_factory=lambda: tuple(np.logspace(-1, 7, 65)))
+class OutlierConfig(Config):
+    """The BBP outlier of U for (1/2) N(m, sigma_x^2 I) + (1/2) N(-m, sigma_x^2 I) data; |m| = m_norm, or
+    m_tilde sqrt(d) (default: m_norm = 2)."""
 
-    def __post_init__(self):
-        self.d = check_positive_int("d", self.d)
-        self.psi_p = check_positive_float("psi_p", self.psi_p)
-        self.psi_n = check_positive_float("psi_n", self.psi_n)
-        self.sigma_x = check_positive_float("sigma_x", self.sigma_x)
-        get_activation(self.activation)
-        ts = tuple(float(x) for x in np.atleast_1d(self.t))
-        for x in ts:
-            check_positive_float("t", x)
-        self.t = ts
-        if (self.m_norm is None) == (self.m_tilde is None):
+    d: int = d_field(200, "data dimension for the exact U and the training figure")
+    psi_p: float = psi_field(4.0, "p")
+    psi_n: float = psi_field(2.0, "n")
+    t: tuple = param(factory=lambda: (0.1,), help="diffusion time(s): numbers or START:STOP:NUM log ranges, "
+                     "comma-separated", unit="OU time", check=FloatList(POSITIVE), parse="tau", label="t")
+    m_norm: float | None = param(None, "|m| (fixed as d grows; default 2 when --m-tilde is not given)",
+                                 check=POSITIVE, optional=True, label="m_norm")
+    m_tilde: float | None = param(None, "|m| = m_tilde sqrt(d)", check=POSITIVE, optional=True, label="m_tilde")
+    sigma_x: float = param(1.0, "standard deviation of each cluster", check=POSITIVE, label="sigma_x")
+    activation: str = activation_field()
+    empirical: bool = param(False, "also compute the exact U at dimension d", sweep=False)
+    balanced: bool = param(False, "exactly n/2 points in each cluster (n must be even)")
+    seed: int = seed_field("seed of W, m's direction and the data")
+    phase_t: tuple = param(factory=lambda: tuple(np.geomspace(0.01, 3.0, 30)), help="times of the phase diagram",
+                           check=FloatList(POSITIVE), cli=False)
+    training_tau: tuple = param(factory=lambda: tuple(np.logspace(-1, 7, 65)), help="training times of the "
+                                "learned score along m", check=Tau(), cli=False)
+
+    def check(self):
+        if self.m_norm is not None and self.m_tilde is not None:
             raise InvalidParameterError("give exactly one of --m-norm and --m-tilde.")
-        if self.m_norm is not None:
-            self.m_norm = check_positive_float("m_norm", self.m_norm)
-        else:
-            self.m_tilde = check_positive_float("m_tilde", self.m_tilde)
-        for name, psi in (("psi_p", self.psi_p), ("psi_n", self.psi_n)):
-            v = psi * self.d
-            if abs(v - round(v)) > 1e-9:
-                raise InvalidParameterError(f"{name} * d = {v:g} must be a whole number.")
+        if self.m_norm is None and self.m_tilde is None:
+            self.m_norm = 2.0
         if self.balanced and self.n % 2:
             raise InvalidParameterError(f"balanced clusters need an even number of points, got n = {self.n}.")
-        self.seed = int(self.seed)
 
     @property
     def p(self) -> int:
@@ -260,3 +252,6 @@ def plot(data: dict, folder) -> None:
     fig.tight_layout()
     fig.savefig(folder / "outlier_training.png", dpi=120)
     plt.close(fig)
+
+
+EXPERIMENT = register("outlier", OutlierConfig, compute, plot=None, stem="outlier", summary=json_summary)

@@ -11,49 +11,43 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..activations import get_activation
 from ..data import GaussianData
 from ..dynamics import GradientFlow
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..errors import InvalidParameterError
+from ..protocol import register, POSITIVE, POSITIVE_INT, FloatList, OneOf, Tau, WholeTimes, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..results import provenance
-from ..time_integrated import TimeIntegratedOptions, timescales_from_curves, timescales_from_spectrum
+from ..time_integrated import timescales_from_curves, timescales_from_spectrum
+from .common import TimeIntegratedFields, activation_field, d_field, psi_field, seed_field, t_field
 
 MODELS = ("per-time", "time-integrated")
 
 
 @dataclass
-class TimescalesConfig(TimeIntegratedOptions):
-    model: str = "time-integrated"
-    d: int = 24
-    psi_p: float = 16.0
-    psi_n: tuple = (1.0, 2.0, 4.0)
-    t: float = 0.01
-    activation: str = "tanh"
-    seed: int = 0
-    draws: int = 1
-    curves: bool = True
-    tau: tuple = field(default_factory=lambda: tuple(np.logspace(-2, 8, 121)))
+class TimescalesConfig(TimeIntegratedFields):
+    """tau_gen and tau_mem against n = psi_n d (per-time or time-integrated model)."""
 
-    def __post_init__(self):
-        if self.model not in MODELS:
-            raise InvalidParameterError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
-        self.d = check_positive_int("d", self.d)
-        self.psi_p = check_positive_float("psi_p", self.psi_p)
-        self.psi_n = tuple(check_positive_float("psi_n", x) for x in np.atleast_1d(self.psi_n))
-        self.t = check_positive_float("t", self.t)
+    model: str = param("per-time", "per-time: one network at time --t; time-integrated: one network for all "
+                       "t ~ Q on [t-min, t-max]", check=OneOf(MODELS), label="model")
+    d: int = d_field(24)
+    psi_p: float = psi_field(16.0, "p")
+    psi_n: tuple = param(factory=lambda: (1.0, 2.0, 4.0), help="comma list of n/d", label="psi_n",
+                         check=(FloatList(POSITIVE), WholeTimes("d")), parse="floats")
+    t: float = t_field(help="per-time model: diffusion time")
+    activation: str = activation_field()
+    seed: int = seed_field()
+    draws: int = param(1, "independent draws of (W, X, b) per n", check=POSITIVE_INT, label="number of draws")
+    curves: bool = param(True, "with the test-loss curves (without: skip them; the memorization modes are then "
+                         "found by gaps in the spectrum)")
+    tau: tuple = param(factory=lambda: tuple(np.logspace(-2, 8, 121)), help="training times of the loss curves",
+                       check=Tau(), cli=False)
+
+    def check(self):
         self.check_time_integrated()
-        get_activation(self.activation)
-        for name, psi in [("psi_p", self.psi_p)] + [("psi_n", x) for x in self.psi_n]:
-            v = psi * self.d
-            if abs(v - round(v)) > 1e-9 or round(v) < 1:
-                raise InvalidParameterError(f"{name} * d = {v:g} must be a positive whole number.")
-        self.seed = int(self.seed)
-        self.draws = check_positive_int("number of draws", self.draws)
 
 
 def _statistics(config, features, X, law, rng_b, with_population):
@@ -314,3 +308,6 @@ def _plot_numerical(data_path, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+EXPERIMENT = register("timescales", TimescalesConfig, compute_scaling, plot=plot_scaling, stem="timescales", summary=scaling_summary)
