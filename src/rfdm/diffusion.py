@@ -1,4 +1,4 @@
-"""The forward Ornstein–Uhlenbeck diffusion and its reverse-time SDE (THEORY §1).
+"""The forward Ornstein–Uhlenbeck diffusion and its reverse-time SDE (docs/theory.md §1).
 
 Forward: dx = -x dt + sqrt(2) dB, so x_t = e^{-t} x_0 + sqrt(Delta_t) xi with Delta_t = 1 - e^{-2t}
 and xi ~ N(0, I_d) ([B24] eq. 1; [B25] eq. 1).  Backward, in tau' = T - t:

@@ -109,7 +109,7 @@ def add_outlier(sub):
     p = sub.add_parser("outlier", help="BBP outlier of U for two-cluster mixture data: position, threshold, "
                        "overlap with W m, phase diagram, training timescale.",
                        description="The outlier of U for data (1/2)N(m, sigma_x^2 I) + (1/2)N(-m, sigma_x^2 I) "
-                       "(docs/theory.md §6): theory (d -> infinity) and, with --empirical, the exact U at dimension d.")
+                       "(docs/theory.md §5): theory (d -> infinity) and, with --empirical, the exact U at dimension d.")
     add_config_options(p, OutlierConfig)
     add_device_option(p)
     add_output_options(p, "outlier")

@@ -25,7 +25,7 @@ def add_commands(sub) -> None:
                        description="Integrate the backward process from N(0, I) at T down to t_min with a score "
                        "source, then report the memorization fraction (with a bootstrap interval), the mixture "
                        "statistics, the energy distance to the target and, for Gaussian data, the Gaussian KL "
-                       "(docs/theory.md §2, §7). --study two-regimes and --study memorization run the talk's two "
+                       "(docs/theory.md §1, §6). --study two-regimes and --study memorization run the talk's two "
                        "studies (defaults shown per study).")
     add_config_options(p, _variants())
     p.add_argument("--study", default="none", help="none (default), two-regimes or memorization")
@@ -37,7 +37,7 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("regimes", help="speciation time t_S, clone-agreement probability phi(t) (formula and "
                        "simulation), collapse time t_C and the simulated collapse onto training points.",
-                       description="Regimes of the backward dynamics on the two-cluster mixture (docs/theory.md §7, "
+                       description="Regimes of the backward dynamics on the two-cluster mixture (docs/theory.md §6, "
                        "[B24]): t_S = (1/2) log(|m|^2 + sigma_x^2), phi(t) against a clone simulation with the exact "
                        "score, t_C of n training points against a clone simulation with the empirical score.")
     add_config_options(p, RegimesConfig)

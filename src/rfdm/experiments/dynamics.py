@@ -214,15 +214,14 @@ def json_summary(result: dict) -> dict:
 def plot(result: dict, path) -> None:
     """Losses against tau (log axis), tau = inf as markers at the right edge; below, the histogram of the
     mode timescales psi_p/(Delta_t lambda_k) with the fastest and slowest marked."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     tau = np.asarray(result["tau"], dtype=float)
     finite = np.isfinite(tau) & (tau > 0)
     ts = result["timescales"][np.isfinite(result["timescales"])]
     cfg = result["header"]["config"]
-    fig, (ax, axh) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig = Figure(figsize=(7, 6))
+    (ax, axh) = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     styles = {"train_loss": ("train loss", "C0"), "test_loss": ("test loss", "C1"),
               "score_error": ("score error", "C2")}
     for key, (label, color) in styles.items():
@@ -256,7 +255,6 @@ def plot(result: dict, path) -> None:
     axh.set_xlim(lo / 2, hi * 2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def sweep_outputs(result: dict, config: DynamicsConfig) -> dict:

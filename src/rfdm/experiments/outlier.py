@@ -1,4 +1,4 @@
-"""The BBP outlier of U for two-cluster mixture data (the `rfdm outlier` command; THEORY §5).
+"""The BBP outlier of U for two-cluster mixture data (the `rfdm outlier` command; docs/theory.md §5).
 
 compute(): for each diffusion time t, the Gaussian-equivalence coefficients of the cluster variance, the
 bulk's right edge, the outlier's position and squared overlap with W m (d -> infinity theory), the threshold
@@ -188,9 +188,7 @@ def load(path) -> dict:
 
 
 def plot(data: dict, folder) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from pathlib import Path
 
     num = data["_num"]
@@ -200,7 +198,8 @@ def plot(data: dict, folder) -> None:
     ts = np.array(phase["t"], dtype=float)
     title = f"{cfg['activation']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, sigma_x={cfg['sigma_x']:g}"
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     ax.plot(ts, [num(x) for x in phase["bulk_right_edge"]], "k--", label="bulk right edge")
     for k, (m, vals) in enumerate(phase["outlier"].items()):
         ax.plot(ts, [num(x) for x in vals], color=f"C{k}", label=f"outlier, |m| = {float(m):.3g}")
@@ -217,9 +216,9 @@ def plot(data: dict, folder) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "outlier_vs_t.png", dpi=120)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
     thr = np.array([num(x) for x in phase["threshold_m_norm"]], dtype=float)
     mmax = float(np.nanmax(thr[np.isfinite(thr)])) * 2 if np.any(np.isfinite(thr)) else 5.0
     ax.fill_between(ts, np.where(np.isfinite(thr), thr, mmax), mmax, color="C0", alpha=0.2, label="outlier exists")
@@ -235,10 +234,10 @@ def plot(data: dict, folder) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "phase_diagram.png", dpi=120)
-    plt.close(fig)
 
     tr = data["training"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
     ax.plot(tr["tau"], tr["score_along_m"], "C0", label=r"learned score along $\hat m$ (+ cluster)")
     ax.axhline(tr["exact_score_along_m"], color="k", ls=":", label="exact score")
     if tr["tau_outlier"] is not None:
@@ -251,7 +250,6 @@ def plot(data: dict, folder) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "outlier_training.png", dpi=120)
-    plt.close(fig)
 
 
 EXPERIMENT = register("outlier", OutlierConfig, compute, plot=None, stem="outlier", summary=json_summary)

@@ -1,4 +1,4 @@
-"""Regimes of the backward dynamics on the two-cluster mixture (the `rfdm regimes` command; THEORY §6; [B24]).
+"""Regimes of the backward dynamics on the two-cluster mixture (the `rfdm regimes` command; docs/theory.md §6; [B24]).
 
 compute(): the speciation time t_S, the clone-agreement probability phi(t) from its formula and by simulation
 with the exact score (clones branched at t, continued with independent noise, end modes compared), the
@@ -138,12 +138,11 @@ def load(path) -> dict:
 
 
 def plot(result: dict, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     s, cfg = result["scalars"], result["header"]["config"]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    (a1, a2) = fig.subplots(1, 2)
     t = result["phi_t"]
     fine = np.geomspace(t.min(), t.max(), 300)
     from ..regimes import clone_agreement
@@ -171,7 +170,6 @@ def plot(result: dict, path) -> None:
     a2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 EXPERIMENT = register("regimes", RegimesConfig, compute, plot=plot, stem="regimes", summary=json_summary)

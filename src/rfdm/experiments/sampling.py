@@ -1,4 +1,4 @@
-"""Sampling experiments (the `rfdm sample` command; THEORY §1, §5, §6; the talk's two regimes).
+"""Sampling experiments (the `rfdm sample` command; docs/theory.md §1, §5, §6; the talk's two regimes).
 
 * :class:`SampleConfig` / :func:`compute` / :func:`save` / :func:`plot` — one sampling run: a data law
   (Gaussian, two-cluster mixture, or an (n, d) .npy file), a training set, a score source (exact, empirical,
@@ -311,14 +311,13 @@ def plot(result: dict, path) -> None:
     """Left: histogram of d_1/d_2 with the threshold.  Middle: samples and training points projected on the
     two leading principal axes of the training set (on m and the leading axis across it for the mixture).
     Right (mixture): histogram of the coordinate along m against the target density."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     cfg, s = result["header"]["config"], result["summary"]
     X, Y = result["training"], result["samples"]
     mixture = "m" in result
-    fig, axes = plt.subplots(1, 3 if mixture else 2, figsize=(14 if mixture else 10, 4.2))
+    fig = Figure(figsize=(14 if mixture else 10, 4.2))
+    axes = fig.subplots(1, 3 if mixture else 2)
     ax = axes[0]
     ratios = result["ratios"][np.isfinite(result["ratios"])]
     ax.hist(ratios, bins=np.linspace(0, 1, 41), color="C0")
@@ -369,7 +368,6 @@ def plot(result: dict, path) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- the talk's two regimes -----------------------------------------------------------------------------
@@ -463,12 +461,11 @@ def two_regimes_summary(result: dict) -> dict:
 def plot_two_regimes(data_path, path) -> None:
     """For each regime, the histogram of the samples' coordinate along m (in units of |m|) against the target
     mixture and the Gaussian with the same covariance."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     arrays, header = read_npz(data_path)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("norm", "tilde")):
         info = header["regimes"][key]
         s = info["summary"]
@@ -495,7 +492,6 @@ def plot_two_regimes(data_path, path) -> None:
                  f"n={cfg['n_train']}, {cfg['activation']}, tau={cfg['tau']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- memorization along training -------------------------------------------------------------------------
@@ -625,15 +621,14 @@ def save_memorization(result: dict, out_dir) -> dict:
 def plot_memorization(data_path, path) -> None:
     """f_mem against tau with its bootstrap band; the empirical and exact scores' f_mem as horizontal
     lines; tau_gen and tau_mem at t_min (theory: dashed, this training set: dotted).  tau = inf at the right."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     arrays, header = read_npz(data_path)
     s, cfg = header["summary"], header["config"]
     tau, f, ci = arrays["tau"], arrays["f_mem"], arrays["f_mem_ci"]
     fin = np.isfinite(tau)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
     x = tau.copy()
     if (~fin).any():
         x[~fin] = tau[fin].max() * 10 if fin.any() else 1.0
@@ -659,7 +654,6 @@ def plot_memorization(data_path, path) -> None:
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 EXPERIMENT = register("sample", SampleConfig, compute, plot=plot, stem="sample", summary=json_summary)

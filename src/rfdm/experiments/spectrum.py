@@ -122,12 +122,11 @@ def load(path) -> dict:
 
 
 def plot(data: dict, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     cfg = data["header"]["config"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
     grid, dens = np.asarray(data["grid"]), np.asarray(data["density"])
     for b in data["bulks"]:
         sel = (grid >= b["left"]) & (grid <= b["right"])
@@ -154,7 +153,6 @@ def plot(data: dict, path) -> None:
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def sweep_outputs(res: dict, config: SpectrumConfig) -> dict:

@@ -1,4 +1,4 @@
-"""Numerical spectra of U and the scaling of the training timescales with n (THEORY §3–§4).
+"""Numerical spectra of U and the scaling of the training timescales with n (docs/theory.md §4, §7).
 
 `rfdm spectrum --model time-integrated`: the time integral breaks the Gaussian equivalence, so the spectrum of
 the time-integrated U is computed numerically (exact noise average, quadrature in t) at dimension d, its
@@ -181,14 +181,14 @@ def plot_scaling(data: dict, path) -> None:
     lines of log tau_mem against log n).  Right, with curves: each n's generalization gap over tau divided by
     its final value, and against tau/tau_mem (the collapse)."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     num = lambda xs: np.array([np.nan if x in (None, "inf", "nan") else x for x in xs], dtype=float)  # noqa: E731
     n = np.array(data["n"], dtype=float)
     draws = data["draws"]
     curves = "tau_mem_curves" in data
-    fig, axes = plt.subplots(1, 3 if curves else 1, figsize=(15 if curves else 6.5, 4.5), squeeze=False)
+    fig = Figure(figsize=(15 if curves else 6.5, 4.5))
+    axes = fig.subplots(1, 3 if curves else 1, squeeze=False)
     ax = axes[0, 0]
     series = [("tau_mem", "C3", "o-", r"$\tau_{mem}$ (spectrum: slowest memorization mode)"),
               ("tau_gen", "C0", "s-", r"$\tau_{gen}$ (spectrum: population cluster)")]
@@ -225,9 +225,9 @@ def plot_scaling(data: dict, path) -> None:
             gap = num(first["generalization_gap"])
             g = gap / gap[-1]
             tm = data["tau_mem_curves"][j]
-            axes[0, 1].plot(tau[fin], g[fin], color=plt.cm.viridis(j / max(1, len(n) - 1)), label=f"n={nv}")
+            axes[0, 1].plot(tau[fin], g[fin], color=matplotlib.colormaps["viridis"](j / max(1, len(n) - 1)), label=f"n={nv}")
             if tm:
-                axes[0, 2].plot(tau[fin] / tm, g[fin], color=plt.cm.viridis(j / max(1, len(n) - 1)), label=f"n={nv}")
+                axes[0, 2].plot(tau[fin] / tm, g[fin], color=matplotlib.colormaps["viridis"](j / max(1, len(n) - 1)), label=f"n={nv}")
         for a, xl in [(axes[0, 1], r"$\tau$"), (axes[0, 2], r"$\tau/\tau_{mem}$")]:
             a.set_xscale("log")
             a.set_xlabel(xl)
@@ -238,7 +238,6 @@ def plot_scaling(data: dict, path) -> None:
         axes[0, 2].set_title(r"collapse in $\tau/\tau_{mem}$ (first draw per n)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- numerical spectrum of the time-integrated U ---------------------------------------------------------
@@ -279,8 +278,7 @@ def save_numerical_spectrum(result: dict, out_dir) -> dict:
 
 def _plot_numerical(data_path, path) -> None:
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from ..results import read_npz
 
@@ -288,7 +286,8 @@ def _plot_numerical(data_path, path) -> None:
     ev = arrays["eigenvalues"]
     ev = ev[ev > 0]
     s = header["summary"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     bins = np.geomspace(ev.min() * 0.95, ev.max() * 1.05, 100)
     ax.hist(ev, bins=bins, color="C1", label="all eigenvalues")
     if "memorization_mask" in arrays:
@@ -307,7 +306,6 @@ def _plot_numerical(data_path, path) -> None:
                  f"tau_gen={s['tau_gen']:.3g}, tau_mem={(s['tau_mem'] or float('nan')):.3g}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 EXPERIMENT = register("timescales", TimescalesConfig, compute_scaling, plot=plot_scaling, stem="timescales", summary=scaling_summary)
