@@ -418,22 +418,7 @@ class SeedStreams:
 
 # -- results -------------------------------------------------------------------------------------------------
 
-class Result(dict):
-    """What ``compute(config)`` returns: the arrays, the scalar summary and the provenance ``header`` (config,
-    version, seed, device) of one run.  A dict, so older code reads it by key; :attr:`arrays`,
-    :attr:`summary` and :attr:`header` are the typed views the generic save/load and plots use."""
-
-    @property
-    def header(self) -> dict:
-        return self["header"]
-
-    @property
-    def arrays(self) -> dict:
-        return {k: v for k, v in self.items() if isinstance(v, np.ndarray)}
-
-    @property
-    def summary(self) -> dict:
-        return self.get("summary", {k: v for k, v in self.items() if k != "header" and not isinstance(v, np.ndarray)})
+from .results import Result  # noqa: E402  (the typed result lives with the save/load that read and write it)
 
 
 # -- the registry of experiments -----------------------------------------------------------------------------
@@ -444,7 +429,7 @@ class Experiment:
 
     name : the command / sweep-kind name.  config : the config class.  compute : ``compute(config) -> Result``.
     plot : ``plot(result, fig)`` draws on a matplotlib Figure (never selects a backend).  stem : the file stem
-    of its saved result.  sweep : ``sweep(result, config) -> {scalars, vectors, coords, info}`` (None: not
+    of its saved result.  command : also an `rfdm NAME` command whose options are the config's fields.  sweep : ``sweep(result, config) -> {scalars, vectors, coords, info}`` (None: not
     sweepable); sweep_params : the fields a sweep may set (default: every field declared sweepable);
     descriptions : {sweep output: one line}.  presets : {preset name: {field: value}}.
     """
@@ -460,6 +445,13 @@ class Experiment:
     sweep_overrides: Callable | None = None
     descriptions: dict = dataclasses.field(default_factory=dict)
     description: str = ""
+    command: bool = False  # a generated `rfdm NAME` command (compute, save_result, plot)
+
+    def save(self, result, out_dir) -> dict:
+        """The generic save (rfdm.results.save_result) under this experiment's stem, with its plot."""
+        from .results import save_result
+
+        return save_result(result, out_dir, self.stem or self.name, self.plot)
 
     def sweep_defaults(self) -> dict:
         """The parameters of this experiment's sweep kind with their current defaults."""

@@ -227,6 +227,21 @@ FIGURES = {f.id: f for f in [
 ]}
 
 
+def run_experiment(name: str, measured=None):
+    """The ``run`` of a figure made by one registered experiment (rfdm.protocol.register): compute, the generic
+    save with its plot, and ``measured(result) -> {name: text}`` (default: the summary's numbers)."""
+    def run(config, out):
+        from .protocol import get
+
+        exp = get(name)
+        result = exp.compute(config)
+        paths = exp.save(result, out)
+        shown = measured(result) if measured is not None else {
+            k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in result.summary.items()}
+        return {"figures": [paths["figure"]], "measured": shown}
+    return run
+
+
 def register(figure: Figure) -> Figure:
     """Add a figure (one line per new figure: see docs/architecture.md)."""
     FIGURES[figure.id] = figure

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_commands(sub)
     commands.add_timescales(sub)
     commands.add_figures(sub)
+    commands.add_registered(sub, taken=set(sub.choices) | {"two-regimes", "memorization"})
     return parser
 
 

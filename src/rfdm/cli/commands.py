@@ -211,3 +211,33 @@ def run_reproduce(args) -> int:
     if args.gallery is not None:
         print(f"gallery: {Path(write_gallery(entries, args.gallery, args.preset)).resolve()}")
     return 0
+
+
+def add_registered(sub, taken) -> None:
+    """One generated command per registered experiment with ``command=True`` (rfdm.protocol.register) whose name
+    is not a built-in command: its options are the config's declared fields, its run is compute, the generic
+    save (npz + json + png) and the --json summary."""
+    from ..protocol import EXPERIMENTS
+
+    for name, exp in EXPERIMENTS.items():
+        if not exp.command or name in taken:
+            continue
+        p = sub.add_parser(name, help=exp.description or (exp.config.__doc__ or name).strip().split("\n")[0],
+                           description=(exp.config.__doc__ or "").strip())
+        add_config_options(p, exp.config)
+        add_device_option(p)
+        add_output_options(p, name)
+        p.set_defaults(func=run_registered, experiment=name)
+
+
+def run_registered(args) -> int:
+    from ..protocol import get
+
+    exp = get(args.experiment)
+    config = config_from_args(exp.config, args)
+    check_output_dir(args.out)
+    result = exp.compute(config)
+    header = result.header
+    summary = dict(result.summary, config=header["config"], version=header["version"], seed=header["seed"])
+    emit(args, summary, exp.save(result, args.out))
+    return 0
