@@ -97,15 +97,15 @@ def staged_output(out):
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def save_dataset(out_dir, stem: str, arrays: dict, header: dict, summary: dict, plot, load) -> dict:
+def save_dataset(out_dir, stem: str, arrays: dict, header: dict, summary: dict, plot, load, dpi: int = 120) -> dict:
     """The compute-then-plot pattern of an experiment: STEM.npz (arrays + header), STEM.json (summary +
-    header) and STEM.png drawn by ``plot(load(STEM.npz), png)`` from the saved file only, all written in a
+    header) and STEM.png drawn by ``plot(load(STEM.npz), fig)`` from the saved file only, all written in a
     staging folder so that nothing is half-written.  Returns the paths (keys data, summary, figure)."""
     names = {"data": f"{stem}.npz", "summary": f"{stem}.json", "figure": f"{stem}.png"}
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], arrays, header)
         write_json(stage / names["summary"], dict(summary, header=header))
-        plot(load(stage / names["data"]), stage / names["figure"])
+        render(plot, load(stage / names["data"]), stage / names["figure"], dpi=dpi)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 

@@ -211,16 +211,15 @@ def json_summary(result: dict) -> dict:
             "timescale_max": float(finite.max()) if finite.size else None, "info": result["info"]}
 
 
-def plot(result: dict, path) -> None:
+def plot(result, fig) -> None:
     """Losses against tau (log axis), tau = inf as markers at the right edge; below, the histogram of the
     mode timescales psi_p/(Delta_t lambda_k) with the fastest and slowest marked."""
-    from matplotlib.figure import Figure
 
     tau = np.asarray(result["tau"], dtype=float)
     finite = np.isfinite(tau) & (tau > 0)
     ts = result["timescales"][np.isfinite(result["timescales"])]
     cfg = result["header"]["config"]
-    fig = Figure(figsize=(7, 6))
+    fig.set_size_inches(7, 6)
     (ax, axh) = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     styles = {"train_loss": ("train loss", "C0"), "test_loss": ("test loss", "C1"),
               "score_error": ("score error", "C2")}
@@ -254,7 +253,6 @@ def plot(result: dict, path) -> None:
     hi = max(tau[finite].max() if finite.any() else 1.0, ts.max() if ts.size else 1.0)
     axh.set_xlim(lo / 2, hi * 2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def sweep_outputs(result: dict, config: DynamicsConfig) -> dict:

@@ -1,6 +1,6 @@
 """Additional figures of the talk built from the experiments: the loss curves for several n with tau_mem
 marked and collapsing in tau/tau_mem ([B25] Fig. 5), the generalization-gap heatmap over (psi_n, psi_p) and the
-theoretical timescales against n.  Each has compute() -> dataset on disk and plot(dataset)."""
+theoretical timescales against n.  Each has a declared config, compute() -> dataset on disk and plot(dataset, fig)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from ..data import GaussianData
 from ..dynamics import GradientFlow
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
-from ..results import provenance, read_npz, staged_output, write_npz
+from ..results import load_result, provenance, render, staged_output, write_npz
 from ..protocol import POSITIVE, Config, make_config, FloatList, OneOf, WholeTimes, param
 from ..spectrum import SpectralProblem, gep_coefficients
 from ..time_integrated import TIME_LAWS
@@ -20,11 +20,11 @@ from .common import activation_field, d_field, psi_field, seed_field, t_field
 
 
 def _save(out_dir, stem: str, arrays: dict, header: dict, plot) -> dict:
-    """STEM.npz (arrays + header) and STEM.png drawn by ``plot(npz, png)`` from the saved file, written in a
+    """STEM.npz (arrays + header) and STEM.png drawn by ``plot(load_result(npz), fig)`` from the saved file, written in a
     staging folder (nothing half-written); returns the paths (keys data, figure)."""
     with staged_output(out_dir) as stage:
         write_npz(stage / f"{stem}.npz", arrays, header)
-        plot(stage / f"{stem}.npz", stage / f"{stem}.png")
+        render(plot, load_result(stage / f"{stem}.npz"), stage / f"{stem}.png", dpi=110)
     return {"data": str(Path(out_dir) / f"{stem}.npz"), "figure": str(Path(out_dir) / f"{stem}.png")}
 
 
@@ -118,13 +118,12 @@ def compute_loss_curves(out_dir, config: LossCurvesConfig | None = None, **overr
     return dict(_save(out_dir, "loss_curves", arrays, header, plot_loss_curves), meta=meta)
 
 
-def plot_loss_curves(data_path, path):
-    from matplotlib.figure import Figure
+def plot_loss_curves(data, fig) -> None:
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     meta, cfg = header["meta"], header["config"]
     tau = arrays["tau"]
-    fig = Figure(figsize=(11, 4.2))
+    fig.set_size_inches(11, 4.2)
     axes = fig.subplots(1, 2)
     for k, (psi_n, tm) in enumerate(zip(meta["psi_n"], meta["tau_mem"])):
         n = int(round(psi_n * cfg["d"]))
@@ -140,7 +139,6 @@ def plot_loss_curves(data_path, path):
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{cfg['activation']}, d={cfg['d']}, psi_p={cfg['psi_p']:g}, t={cfg['t']:g}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def compute_gap_heatmap(out_dir, config: GapHeatmapConfig | None = None, **overrides):
@@ -157,12 +155,11 @@ def compute_gap_heatmap(out_dir, config: GapHeatmapConfig | None = None, **overr
     return dict(_save(out_dir, "gap_heatmap", {"gap": gap}, provenance(config, seed), plot_gap_heatmap), gap=gap)
 
 
-def plot_gap_heatmap(data_path, path):
-    from matplotlib.figure import Figure
+def plot_gap_heatmap(data, fig) -> None:
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     cfg = header["config"]
-    fig = Figure(figsize=(6, 4.5))
+    fig.set_size_inches(6, 4.5)
     ax = fig.subplots()
     im = ax.imshow(np.log10(np.maximum(arrays["gap"], 1e-6)), origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(cfg["psi_n"])), [f"{x:g}" for x in cfg["psi_n"]])
@@ -172,7 +169,6 @@ def plot_gap_heatmap(data_path, path):
     fig.colorbar(im, label=r"$\log_{10}$ generalization gap")
     ax.set_title(f"gap at tau={cfg['tau']:g}, t={cfg['t']:g}, d={cfg['d']} (large for p > n)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def compute_theory_timescales(out_dir, config: TheoryTimescalesConfig | None = None, **overrides):
@@ -194,12 +190,11 @@ def compute_theory_timescales(out_dir, config: TheoryTimescalesConfig | None = N
     return dict(paths, slope_tau_mem=slope, tau_gen=tg.tolist(), tau_mem=tm.tolist())
 
 
-def plot_theory_timescales(data_path, path):
-    from matplotlib.figure import Figure
+def plot_theory_timescales(data, fig) -> None:
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     cfg = header["config"]
-    fig = Figure(figsize=(6, 4.2))
+    fig.set_size_inches(6, 4.2)
     ax = fig.subplots()
     ax.plot(arrays["psi_n"], arrays["tau_mem"], "o-", color="C3", label=rf"$\tau_{{mem}}$ (slope {header['slope_tau_mem']:.2f})")
     ax.plot(arrays["psi_n"], arrays["tau_gen"], "s-", color="C0", label=r"$\tau_{gen}$")
@@ -210,7 +205,6 @@ def plot_theory_timescales(data_path, path):
     ax.set_title(f"spectral theory, psi_p={cfg['psi_p']:g}, t={cfg['t']:g}, {cfg['activation']}", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def compute_time_integrated_comparison(out_dir, config: TimeIntegratedComparisonConfig | None = None, **overrides):
@@ -250,14 +244,13 @@ def compute_time_integrated_comparison(out_dir, config: TimeIntegratedComparison
     return dict(_save(out_dir, "time_integrated", arrays, header, plot_time_integrated_comparison), meta=meta)
 
 
-def plot_time_integrated_comparison(data_path, path):
-    from matplotlib.figure import Figure
+def plot_time_integrated_comparison(data, fig) -> None:
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     cfg = header["config"]
     pos = arrays["tau"] > 0
     tau = arrays["tau"][pos]
-    fig = Figure(figsize=(16, 4.4))
+    fig.set_size_inches(16, 4.4)
     axes = fig.subplots(1, 3)
     ax = axes[0]
     ax.plot(tau, arrays["ti_train"][pos], color="C0", label="train loss")
@@ -295,4 +288,3 @@ def plot_time_integrated_comparison(data_path, path):
     ax.set_title("the time integral smears the atom and the bulks of the per-time spectra", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)

@@ -164,7 +164,7 @@ def json_summary(result: dict) -> dict:
 def save(result: dict, out_dir) -> dict:
     from pathlib import Path
 
-    from ..results import staged_output, to_jsonable, write_json
+    from ..results import render, staged_output, to_jsonable, write_json
 
     names = {"data": "outlier.json", "figure_t": "outlier_vs_t.png", "figure_phase": "phase_diagram.png",
              "figure_training": "outlier_training.png"}
@@ -172,7 +172,9 @@ def save(result: dict, out_dir) -> dict:
                            "training": result["training"], "header": result["header"]})
     with staged_output(out_dir) as stage:
         write_json(stage / names["data"], payload)
-        plot(load(stage / names["data"]), stage)
+        data = load(stage / names["data"])
+        for name, draw in PLOTS:
+            render(draw, data, stage / name)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
@@ -187,18 +189,17 @@ def load(path) -> dict:
     return data
 
 
-def plot(data: dict, folder) -> None:
-    from matplotlib.figure import Figure
-    from pathlib import Path
+def _title(cfg) -> str:
+    return f"{cfg['activation']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, sigma_x={cfg['sigma_x']:g}"
 
+
+def plot_vs_t(data: dict, fig) -> None:
+    """The outlier against t for several |m| (theory lines, exact-U points) with the bulk's right edge."""
     num = data["_num"]
     cfg = data["header"]["config"]
-    folder = Path(folder)
     phase = data["phase"]
     ts = np.array(phase["t"], dtype=float)
-    title = f"{cfg['activation']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, sigma_x={cfg['sigma_x']:g}"
-
-    fig = Figure(figsize=(7, 4.5))
+    fig.set_size_inches(7, 4.5)
     ax = fig.subplots()
     ax.plot(ts, [num(x) for x in phase["bulk_right_edge"]], "k--", label="bulk right edge")
     for k, (m, vals) in enumerate(phase["outlier"].items()):
@@ -212,12 +213,18 @@ def plot(data: dict, folder) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("diffusion time t")
     ax.set_ylabel("eigenvalue of U")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_title(cfg), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "outlier_vs_t.png", dpi=120)
 
-    fig = Figure(figsize=(6.5, 4.5))
+
+def plot_phase(data: dict, fig) -> None:
+    """The phase diagram over (t, |m|): where the outlier exists, and the speciation time."""
+    num = data["_num"]
+    cfg = data["header"]["config"]
+    phase = data["phase"]
+    ts = np.array(phase["t"], dtype=float)
+    fig.set_size_inches(6.5, 4.5)
     ax = fig.subplots()
     thr = np.array([num(x) for x in phase["threshold_m_norm"]], dtype=float)
     mmax = float(np.nanmax(thr[np.isfinite(thr)])) * 2 if np.any(np.isfinite(thr)) else 5.0
@@ -230,13 +237,16 @@ def plot(data: dict, folder) -> None:
     ax.set_ylim(0, mmax)
     ax.set_xlabel("diffusion time t")
     ax.set_ylabel("|m|")
-    ax.set_title("phase diagram of the outlier; " + title, fontsize=9)
+    ax.set_title("phase diagram of the outlier; " + _title(cfg), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "phase_diagram.png", dpi=120)
 
+
+def plot_training(data: dict, fig) -> None:
+    """The learned score's component along m against training time tau, with tau_out marked."""
+    cfg = data["header"]["config"]
     tr = data["training"]
-    fig = Figure(figsize=(6.5, 4.2))
+    fig.set_size_inches(6.5, 4.2)
     ax = fig.subplots()
     ax.plot(tr["tau"], tr["score_along_m"], "C0", label=r"learned score along $\hat m$ (+ cluster)")
     ax.axhline(tr["exact_score_along_m"], color="k", ls=":", label="exact score")
@@ -249,7 +259,10 @@ def plot(data: dict, folder) -> None:
     ax.set_title(f"t = {tr['t']:g}, d = {cfg['d']}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "outlier_training.png", dpi=120)
 
 
-EXPERIMENT = register("outlier", OutlierConfig, compute, plot=None, stem="outlier", summary=json_summary)
+#: the three figures of a result: (file name, plot)
+PLOTS = (("outlier_vs_t.png", plot_vs_t), ("phase_diagram.png", plot_phase), ("outlier_training.png", plot_training))
+
+
+EXPERIMENT = register("outlier", OutlierConfig, compute, plot=plot_vs_t, stem="outlier", summary=json_summary)

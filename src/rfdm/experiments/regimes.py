@@ -129,7 +129,7 @@ def json_summary(result: dict) -> dict:
 def save(result: dict, out_dir) -> dict:
     header = dict(result["header"], scalars=result["scalars"])
     return save_dataset(out_dir, "regimes", {k: result[k] for k in ARRAY_KEYS}, header, json_summary(result),
-                        plot, load)
+                        plot, load, dpi=110)
 
 
 def load(path) -> dict:
@@ -137,11 +137,10 @@ def load(path) -> dict:
     return dict(arrays, header=header, scalars=header["scalars"])
 
 
-def plot(result: dict, path) -> None:
-    from matplotlib.figure import Figure
+def plot(result, fig) -> None:
 
     s, cfg = result["scalars"], result["header"]["config"]
-    fig = Figure(figsize=(11, 4.2))
+    fig.set_size_inches(11, 4.2)
     (a1, a2) = fig.subplots(1, 2)
     t = result["phi_t"]
     fine = np.geomspace(t.min(), t.max(), 300)
@@ -169,7 +168,6 @@ def plot(result: dict, path) -> None:
     a2.set_title(f"collapse: n={cfg['n_train']} (alpha = log n / d = {s['alpha']:.3g})", fontsize=9)
     a2.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 EXPERIMENT = register("regimes", RegimesConfig, compute, plot=plot, stem="regimes", summary=json_summary)

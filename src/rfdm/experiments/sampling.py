@@ -38,7 +38,7 @@ from .common import (T_field, activation_field, d_field, grid_field, integrator_
 from ..features import RandomFeatures
 from ..metrics import (energy_distance, gaussian_kl_of_samples, memorization_fraction, mixture_statistics,
                        sliced_wasserstein, wasserstein_1d)
-from ..results import provenance, read_npz, staged_output, write_json, write_npz
+from ..results import load_result, provenance, read_npz, render, staged_output, write_json, write_npz
 from ..sampling import (SCHEMES, CallableScore, EmpiricalScore, ExactScore,
                         check_times, sample, train_random_features)
 
@@ -292,7 +292,7 @@ def save(result: dict, out_dir) -> dict:
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], {k: result[k] for k in ARRAY_KEYS if k in result}, header)
         write_json(stage / names["summary"], dict(json_summary(result), header=header))
-        plot(load(stage / names["data"]), stage / names["figure"])
+        render(plot, load(stage / names["data"]), stage / names["figure"], dpi=110)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
@@ -307,16 +307,15 @@ def json_summary(result: dict) -> dict:
                 info=result["info"])
 
 
-def plot(result: dict, path) -> None:
+def plot(result, fig) -> None:
     """Left: histogram of d_1/d_2 with the threshold.  Middle: samples and training points projected on the
     two leading principal axes of the training set (on m and the leading axis across it for the mixture).
     Right (mixture): histogram of the coordinate along m against the target density."""
-    from matplotlib.figure import Figure
 
     cfg, s = result["header"]["config"], result["summary"]
     X, Y = result["training"], result["samples"]
     mixture = "m" in result
-    fig = Figure(figsize=(14 if mixture else 10, 4.2))
+    fig.set_size_inches(14 if mixture else 10, 4.2)
     axes = fig.subplots(1, 3 if mixture else 2)
     ax = axes[0]
     ratios = result["ratios"][np.isfinite(result["ratios"])]
@@ -367,7 +366,6 @@ def plot(result: dict, path) -> None:
         ax.set_title(f"mode fractions {s['mode_fractions'][0]:.3f} / {s['mode_fractions'][1]:.3f}", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 # -- the talk's two regimes -----------------------------------------------------------------------------
@@ -448,7 +446,7 @@ def save_two_regimes(result: dict, out_dir) -> dict:
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], {f"along_m_{k}": v["along_m"] for k, v in regs.items()}, header)
         write_json(stage / names["summary"], dict(two_regimes_summary(result), header=header))
-        plot_two_regimes(stage / names["data"], stage / names["figure"])
+        render(plot_two_regimes, load_result(stage / names["data"]), stage / names["figure"], dpi=110)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
@@ -458,13 +456,12 @@ def two_regimes_summary(result: dict) -> dict:
             "config": h["config"], "version": h["version"], "seed": h["seed"]}
 
 
-def plot_two_regimes(data_path, path) -> None:
+def plot_two_regimes(data, fig) -> None:
     """For each regime, the histogram of the samples' coordinate along m (in units of |m|) against the target
     mixture and the Gaussian with the same covariance."""
-    from matplotlib.figure import Figure
 
-    arrays, header = read_npz(data_path)
-    fig = Figure(figsize=(11, 4.2))
+    arrays, header = data.arrays, data.header
+    fig.set_size_inches(11, 4.2)
     axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("norm", "tilde")):
         info = header["regimes"][key]
@@ -491,7 +488,6 @@ def plot_two_regimes(data_path, path) -> None:
     fig.suptitle(f"random-features scores on the two-cluster mixture (d={cfg['d']}, p={int(round(cfg['psi_p'] * cfg['d']))}, "
                  f"n={cfg['n_train']}, {cfg['activation']}, tau={cfg['tau']})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 # -- memorization along training -------------------------------------------------------------------------
@@ -614,20 +610,19 @@ def save_memorization(result: dict, out_dir) -> dict:
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], {k: result[k] for k in MEM_ARRAYS}, header)
         write_json(stage / names["summary"], dict(summary, header=header))
-        plot_memorization(stage / names["data"], stage / names["figure"])
+        render(plot_memorization, load_result(stage / names["data"]), stage / names["figure"], dpi=110)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
-def plot_memorization(data_path, path) -> None:
+def plot_memorization(data, fig) -> None:
     """f_mem against tau with its bootstrap band; the empirical and exact scores' f_mem as horizontal
     lines; tau_gen and tau_mem at t_min (theory: dashed, this training set: dotted).  tau = inf at the right."""
-    from matplotlib.figure import Figure
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     s, cfg = header["summary"], header["config"]
     tau, f, ci = arrays["tau"], arrays["f_mem"], arrays["f_mem_ci"]
     fin = np.isfinite(tau)
-    fig = Figure(figsize=(7.5, 4.5))
+    fig.set_size_inches(7.5, 4.5)
     ax = fig.subplots()
     x = tau.copy()
     if (~fin).any():
@@ -653,7 +648,6 @@ def plot_memorization(data_path, path) -> None:
                  f"timescales at t_min", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 EXPERIMENT = register("sample", SampleConfig, compute, plot=plot, stem="sample", summary=json_summary)

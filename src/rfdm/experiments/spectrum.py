@@ -17,7 +17,7 @@ import numpy as np
 from ..data import GaussianData
 from ..protocol import POSITIVE, POSITIVE_INT, Config, WholeTimes, param, register
 from ..features import RandomFeatures, noise_averaged_statistics
-from ..results import provenance
+from ..results import load_result, provenance, render
 from ..spectrum import SpectralProblem, gep_coefficients
 from .common import activation_field, seed_field, sigma_spectrum_field, sigma_weights_field, t_field
 
@@ -110,7 +110,7 @@ def save(result: dict, out_dir) -> dict:
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], arrays, to_jsonable(header))
         write_json(stage / names["summary"], summary)
-        plot(load(stage / names["data"]), stage / names["figure"])
+        render(plot, load(stage / names["data"]), stage / names["figure"])
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
@@ -121,11 +121,10 @@ def load(path) -> dict:
     return dict(arrays, header=header, **header["summary"])
 
 
-def plot(data: dict, path) -> None:
-    from matplotlib.figure import Figure
+def plot(data, fig) -> None:
 
     cfg = data["header"]["config"]
-    fig = Figure(figsize=(7.5, 4.5))
+    fig.set_size_inches(7.5, 4.5)
     ax = fig.subplots()
     grid, dens = np.asarray(data["grid"]), np.asarray(data["density"])
     for b in data["bulks"]:
@@ -152,7 +151,6 @@ def plot(data: dict, path) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def sweep_outputs(res: dict, config: SpectrumConfig) -> dict:

@@ -20,7 +20,7 @@ from ..dynamics import GradientFlow
 from ..errors import InvalidParameterError
 from ..protocol import register, POSITIVE, POSITIVE_INT, FloatList, OneOf, Tau, WholeTimes, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
-from ..results import provenance
+from ..results import load_result, provenance, render
 from ..time_integrated import timescales_from_curves, timescales_from_spectrum
 from .common import TimeIntegratedFields, activation_field, d_field, psi_field, seed_field, t_field
 
@@ -167,7 +167,7 @@ def save_scaling(result: dict, out_dir) -> dict:
     names = {"summary": "timescales.json", "figure": "timescales.png"}
     with staged_output(out_dir) as stage:
         write_json(stage / names["summary"], dict(scaling_summary(result), header=result["header"]))
-        plot_scaling(load_json(stage / names["summary"]), stage / names["figure"])
+        render(plot_scaling, load_json(stage / names["summary"]), stage / names["figure"], dpi=110)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
@@ -176,18 +176,17 @@ def load_json(path) -> dict:
     return json.loads(open(path).read())
 
 
-def plot_scaling(data: dict, path) -> None:
+def plot_scaling(data, fig) -> None:
     """Left: tau_mem and tau_gen against n on log axes (every draw faint, the geometric means joined, the fitted
     lines of log tau_mem against log n).  Right, with curves: each n's generalization gap over tau divided by
     its final value, and against tau/tau_mem (the collapse)."""
     import matplotlib
-    from matplotlib.figure import Figure
 
     num = lambda xs: np.array([np.nan if x in (None, "inf", "nan") else x for x in xs], dtype=float)  # noqa: E731
     n = np.array(data["n"], dtype=float)
     draws = data["draws"]
     curves = "tau_mem_curves" in data
-    fig = Figure(figsize=(15 if curves else 6.5, 4.5))
+    fig.set_size_inches(15 if curves else 6.5, 4.5)
     axes = fig.subplots(1, 3 if curves else 1, squeeze=False)
     ax = axes[0, 0]
     series = [("tau_mem", "C3", "o-", r"$\tau_{mem}$ (spectrum: slowest memorization mode)"),
@@ -237,7 +236,6 @@ def plot_scaling(data: dict, path) -> None:
         axes[0, 1].set_title("gap builds up later for larger n", fontsize=8)
         axes[0, 2].set_title(r"collapse in $\tau/\tau_{mem}$ (first draw per n)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 # -- numerical spectrum of the time-integrated U ---------------------------------------------------------
@@ -272,21 +270,20 @@ def save_numerical_spectrum(result: dict, out_dir) -> dict:
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], arrays, dict(result["header"], summary=summary))
         write_json(stage / names["summary"], summary)
-        _plot_numerical(stage / names["data"], stage / names["figure"])
+        render(_plot_numerical, load_result(stage / names["data"]), stage / names["figure"])
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
-def _plot_numerical(data_path, path) -> None:
+def _plot_numerical(data, fig) -> None:
     import matplotlib
-    from matplotlib.figure import Figure
 
     from ..results import read_npz
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     ev = arrays["eigenvalues"]
     ev = ev[ev > 0]
     s = header["summary"]
-    fig = Figure(figsize=(7, 4.2))
+    fig.set_size_inches(7, 4.2)
     ax = fig.subplots()
     bins = np.geomspace(ev.min() * 0.95, ev.max() * 1.05, 100)
     ax.hist(ev, bins=bins, color="C1", label="all eigenvalues")
@@ -305,7 +302,6 @@ def _plot_numerical(data_path, path) -> None:
     ax.set_title(f"time-integrated, d={cfg['d']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n'][0]:g}: "
                  f"tau_gen={s['tau_gen']:.3g}, tau_mem={(s['tau_mem'] or float('nan')):.3g}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 EXPERIMENT = register("timescales", TimescalesConfig, compute_scaling, plot=plot_scaling, stem="timescales", summary=scaling_summary)
