@@ -32,7 +32,7 @@ def run_dynamics(args) -> int:
 
     config = config_from_args(exp.DynamicsConfig, args)
     check_output_dir(args.out)
-    result = exp.compute(config, quiet=args.quiet or args.json)
+    result = exp.compute(config, quiet=args.quiet)
     emit(args, exp.json_summary(result), exp.save(result, args.out))
     return 0
 
@@ -67,7 +67,7 @@ def run_spectrum(args) -> int:
         raise InvalidParameterError("--d is for --model time-integrated; use --empirical-d with the per-time model.")
     config = config_from_args(exp.SpectrumConfig, args)
     check_output_dir(args.out)
-    result = exp.compute(config, quiet=args.quiet or args.json)
+    result = exp.compute(config, quiet=args.quiet)
     emit(args, exp.json_summary(result), exp.save(result, args.out))
     if not result["checks"]["converged"]:
         import sys
@@ -96,7 +96,7 @@ def _run_numerical_spectrum(args) -> int:
     config = config_from_args(exp.TimescalesConfig, args, model="time-integrated", psi_p=psi_p, psi_n=(psi_n,),
                               activation=act, seed=seed, curves=True)
     check_output_dir(args.out)
-    result = exp.compute_numerical_spectrum(config, quiet=args.quiet or args.json)
+    result = exp.compute_numerical_spectrum(config, quiet=args.quiet)
     paths = exp.save_numerical_spectrum(result, args.out)
     summary = {k: result[k] for k in exp.NUMERICAL_SUMMARY_KEYS if k in result}
     emit(args, dict(summary, config=result["header"]["config"]), paths)
@@ -121,7 +121,7 @@ def run_outlier(args) -> int:
 
     config = config_from_args(exp.OutlierConfig, args)
     check_output_dir(args.out)
-    result = exp.compute(config, quiet=args.quiet or args.json)
+    result = exp.compute(config, quiet=args.quiet)
     emit(args, exp.json_summary(result), exp.save(result, args.out))
     return 0
 
@@ -143,7 +143,7 @@ def run_timescales(args) -> int:
 
     config = config_from_args(exp.TimescalesConfig, args)
     check_output_dir(args.out)
-    result = exp.compute_scaling(config, quiet=args.quiet or args.json)
+    result = exp.compute_scaling(config, quiet=args.quiet)
     emit(args, exp.scaling_summary(result), exp.save_scaling(result, args.out))
     return 0
 

@@ -77,15 +77,19 @@ def emit(args, summary: dict, paths: dict) -> None:
 
 
 def setup_logging(args) -> None:
-    """Messages of the `rfdm` logger go to stderr as ``[rfdm] message``; silent under --quiet or --json."""
-    quiet = bool(getattr(args, "quiet", False) or getattr(args, "json", False))
+    """Messages of the `rfdm` loggers go to stderr as ``[rfdm.NAME] message``, silent under --quiet; progress
+    bars (rfdm.progress) only without --quiet and --json."""
+    from .. import progress
+
+    quiet = bool(getattr(args, "quiet", False))
+    progress.BARS["on"] = not (quiet or getattr(args, "json", False))
     logger = logging.getLogger("rfdm")
     for h in list(logger.handlers):
         if getattr(h, "_rfdm_cli", False):
             logger.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
     handler._rfdm_cli = True
-    handler.setFormatter(logging.Formatter("[rfdm] %(message)s"))
+    handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False

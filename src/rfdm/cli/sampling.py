@@ -69,7 +69,7 @@ def run_sample(args) -> int:
         fixed["n_train"] = None  # a data file: all its rows
     config = config_from_args(cls, args, **fixed)
     check_output_dir(out, "--out")
-    quiet = args.quiet or args.json
+    quiet = args.quiet
     if args.study == "two-regimes":
         result = exp.compute_two_regimes(config, quiet=quiet)
         paths, summary = exp.save_two_regimes(result, out), exp.two_regimes_summary(result)
@@ -88,6 +88,6 @@ def run_regimes(args) -> int:
 
     config = config_from_args(exp.RegimesConfig, args)
     check_output_dir(args.out)
-    result = exp.compute(config, quiet=args.quiet or args.json)
+    result = exp.compute(config, quiet=args.quiet)
     emit(args, exp.json_summary(result), exp.save(result, args.out))
     return 0

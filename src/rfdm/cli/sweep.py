@@ -130,7 +130,7 @@ def _collect(args) -> int:
     sweep.reuse_older = args.reuse_older
     if not sweep.out.is_dir():
         raise InvalidParameterError(f"{sweep.out} does not exist; run `rfdm sweep run` first.")
-    warn = None if args.quiet or args.json else (lambda m: print(f"rfdm: warning: {m}", file=sys.stderr))
+    warn = None if args.quiet else (lambda m: print(f"rfdm: warning: {m}", file=sys.stderr))
     ds = sw.collect(sweep, strict=args.strict, warn=warn)
     path = sw.write_netcdf(ds, args.output if args.output else sweep.out / "collected.nc")
     if args.json:

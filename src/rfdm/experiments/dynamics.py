@@ -9,7 +9,6 @@ plot(): losses against tau on a log axis, with the mode timescales psi_p/(Delta_
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,7 +21,8 @@ from ..errors import InvalidParameterError
 from ..features import (PopulationStatistics, RandomFeatures, monte_carlo_statistics,
                         noise_averaged_statistics, population_statistics)
 from ..results import provenance
-from ..protocol import POSITIVE, POSITIVE_INT, OneOf, Tau, param, parse_tau, register
+from ..progress import messages
+from ..protocol import POSITIVE, POSITIVE_INT, OneOf, SeedStreams, Tau, param, parse_tau, register
 from .common import (TimeIntegratedFields, activation_field, d_field, seed_field, sigma_spectrum_field,
                      sigma_weights_field, t_field)
 
@@ -99,8 +99,7 @@ class DynamicsConfig(TimeIntegratedFields):
 
 
 def _log(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"[rfdm dynamics] {msg}", file=sys.stderr, flush=True)
+    messages("dynamics", quiet)(msg)
 
 
 def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
@@ -109,9 +108,9 @@ def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
     Monte Carlo), the eigendecomposition and the rotations of the closed form run; the time-integrated
     statistics and step-by-step training stay on NumPy."""
     bk = resolve_device(device)
-    seeds = np.random.SeedSequence(config.seed).spawn(4)
-    rng_w, rng_x, rng_noise = (np.random.default_rng(s) for s in seeds[:3])
-    seeds_b = seeds[3]
+    streams = SeedStreams.ordered(config.seed, ("features", "train", "noise", "time_integrated_b"))
+    rng_w, rng_x, rng_noise = (streams.generator(k) for k in ("features", "train", "noise"))
+    seeds_b = streams["time_integrated_b"]
     law = config.law()
     features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
     X = law.sample(config.n, rng_x)

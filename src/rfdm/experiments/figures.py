@@ -13,7 +13,7 @@ from ..data import GaussianData
 from ..dynamics import GradientFlow
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..results import load_result, provenance, render, staged_output, write_npz
-from ..protocol import POSITIVE, Config, make_config, FloatList, OneOf, WholeTimes, param
+from ..protocol import POSITIVE, Config, SeedStreams, make_config, FloatList, OneOf, WholeTimes, param
 from ..spectrum import SpectralProblem, gep_coefficients
 from ..time_integrated import TIME_LAWS
 from .common import activation_field, d_field, psi_field, seed_field, t_field
@@ -29,7 +29,8 @@ def _save(out_dir, stem: str, arrays: dict, header: dict, plot) -> dict:
 
 
 def _flow(d, p, n, t, activation, seed):
-    rng_w, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, n, p]).spawn(2))
+    streams = SeedStreams.ordered([seed, n, p], ("features", "train"))
+    rng_w, rng_x = streams.generator("features"), streams.generator("train")
     law = GaussianData(d)
     features = RandomFeatures.sample(d, p, activation, rng_w)
     X = law.sample(n, rng_x)
@@ -218,7 +219,8 @@ def compute_time_integrated_comparison(out_dir, config: TimeIntegratedComparison
     from ..time_integrated import TimeIntegratedModel, spectrum_bulks
 
     p, n = int(round(psi_p * d)), int(round(psi_n * d))
-    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, n, p]).spawn(3))
+    streams = SeedStreams.ordered([seed, n, p], ("features", "train", "time_integrated_b"))
+    rng_w, rng_x, rng_b = (streams.generator(k) for k in ("features", "train", "time_integrated_b"))
     law = GaussianData(d)
     features = RandomFeatures.sample(d, p, activation, rng_w)
     X = law.sample(n, rng_x)

@@ -13,7 +13,6 @@ speciation time, and the learned score along m against tau.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -21,7 +20,8 @@ import numpy as np
 from ..data import MixtureData
 from ..dynamics import GradientFlow
 from ..errors import InvalidParameterError
-from ..protocol import register, POSITIVE, Config, FloatList, Tau, param
+from ..progress import messages
+from ..protocol import SeedStreams, register, POSITIVE, Config, FloatList, Tau, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..outlier import Modes, OutlierProblem
 from ..results import provenance
@@ -84,8 +84,9 @@ def _theory(config: OutlierConfig, t: float, m_norm: float) -> dict:
 
 
 def compute(config: OutlierConfig, quiet: bool = True) -> dict:
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm outlier] {m}", file=sys.stderr, flush=True))
-    rng_w, rng_m, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
+    log = messages("outlier", quiet)
+    streams = SeedStreams.ordered(config.seed, ("features", "direction", "train"))
+    rng_w, rng_m, rng_x = (streams.generator(k) for k in ("features", "direction", "train"))
     law = MixtureData(config.d, m_norm=config.norm, direction=rng_m.standard_normal(config.d), sigma_x=config.sigma_x)
     features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
     X = law.sample(config.n, rng_x, balanced=config.balanced)

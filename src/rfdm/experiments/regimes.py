@@ -15,14 +15,14 @@ collapse simulation.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..data import MixtureData
 from ..errors import InvalidParameterError
-from ..protocol import register, POSITIVE, POSITIVE_INT, Config, Integer, param
+from ..progress import messages
+from ..protocol import SeedStreams, register, POSITIVE, POSITIVE_INT, Config, Integer, param
 from ..regimes import (collapse_time, collapse_time_isotropic, crossing_time, simulate_collapse, simulate_phi,
                        speciation_time)
 from ..results import provenance, read_npz, save_dataset
@@ -31,8 +31,7 @@ from .common import T_field, d_field, grid_field, integrator_field, seed_field, 
 
 
 def _log(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"[rfdm regimes] {msg}", file=sys.stderr, flush=True)
+    messages("regimes", quiet)(msg)
 
 
 @dataclass
@@ -81,7 +80,8 @@ class RegimesConfig(Config):
 
 
 def compute(config: RegimesConfig, quiet: bool = True) -> dict:
-    rng_m, rng_x, ss_phi, ss_col = np.random.SeedSequence(config.seed).spawn(4)
+    streams = SeedStreams.ordered(config.seed, ("direction", "train", "phi", "collapse"))
+    rng_m, rng_x, ss_phi, ss_col = (streams[k] for k in ("direction", "train", "phi", "collapse"))
     law = MixtureData(config.d, m_norm=config.norm, direction=np.random.default_rng(rng_m).standard_normal(config.d),
                       sigma_x=config.sigma_x)
     X = law.sample(config.n_train, np.random.default_rng(rng_x))

@@ -19,7 +19,6 @@ m), the training set, W (and b), the sampler, the target samples, the bootstrap 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,8 @@ from ..data import EmpiricalData, GaussianData, MixtureData
 from ..diffusion import decay, delta_t
 from ..dynamics import as_tau_array
 from ..errors import InvalidParameterError
-from ..protocol import register, POSITIVE, POSITIVE_INT, RATIO, Config, Integer, OneOf, Tau, param
+from ..progress import callback, messages
+from ..protocol import SeedStreams, register, POSITIVE, POSITIVE_INT, RATIO, Config, Integer, OneOf, Tau, param
 from ..time_integrated import BETAS, TIME_LAWS
 from .common import (T_field, activation_field, d_field, grid_field, integrator_field, seed_field,
                      sigma_spectrum_field, sigma_weights_field, steps_field, t_min_field)
@@ -46,30 +46,17 @@ SCORES = ("exact", "empirical", "rf", "rf-time-integrated")
 STREAMS = ("law", "train", "features", "sampler", "target", "bootstrap", "projections")
 
 
-def _streams(seed: int) -> dict:
-    return dict(zip(STREAMS, np.random.SeedSequence(int(seed)).spawn(len(STREAMS))))
+def _streams(seed: int) -> SeedStreams:
+    return SeedStreams.ordered(int(seed), STREAMS)
 
 
-class Progress:
-    """A progress bar on stderr: ``[rfdm sample] label  37%`` rewritten in place (silent when quiet)."""
-
-    def __init__(self, label: str, quiet: bool, prefix: str = "rfdm sample"):
-        self.label, self.quiet, self.prefix, self.last = label, quiet, prefix, -1
-
-    def __call__(self, done, total):
-        if self.quiet:
-            return
-        pct = int(100 * done / max(total, 1))
-        if pct != self.last:
-            self.last = pct
-            bar = "#" * (pct // 5) + "." * (20 - pct // 5)
-            end = "\n" if done >= total else ""
-            print(f"\r[{self.prefix}] {self.label} [{bar}] {pct:3d}%", end=end, file=sys.stderr, flush=True)
+def Progress(label: str, quiet: bool):
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr (silent when quiet)."""
+    return callback(label, quiet)
 
 
-def _log(msg: str, quiet: bool, prefix: str = "rfdm sample") -> None:
-    if not quiet:
-        print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
+def _log(msg: str, quiet: bool) -> None:
+    messages("sample", quiet)(msg)
 
 
 @dataclass

@@ -9,13 +9,13 @@ apart are both visible, the atom as a vertical line, and the empirical histogram
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..data import GaussianData
-from ..protocol import POSITIVE, POSITIVE_INT, Config, WholeTimes, param, register
+from ..progress import messages
+from ..protocol import POSITIVE, POSITIVE_INT, Config, SeedStreams, WholeTimes, param, register
 from ..features import RandomFeatures, noise_averaged_statistics
 from ..results import load_result, provenance, render
 from ..spectrum import SpectralProblem, gep_coefficients
@@ -50,7 +50,7 @@ class SpectrumConfig(Config):
 
 
 def compute(config: SpectrumConfig, quiet: bool = True) -> dict:
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm spectrum] {m}", file=sys.stderr, flush=True))
+    log = messages("spectrum", quiet)
     coeffs = gep_coefficients(config.activation, config.t, config.sigma_x2)
     problem = SpectralProblem(coeffs, config.psi_p, config.psi_n, np.array(config.sigma_spectrum),
                               np.array(config.sigma_weights))
@@ -65,7 +65,8 @@ def compute(config: SpectrumConfig, quiet: bool = True) -> dict:
         D = config.empirical_d
         p, n = int(round(config.psi_p * D)), int(round(config.psi_n * D))
         log(f"exact noise-averaged U at d={D}, p={p}, n={n} and its eigenvalues")
-        rng_w, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
+        streams = SeedStreams.ordered(config.seed, ("features", "train"))
+        rng_w, rng_x = streams.generator("features"), streams.generator("train")
         law = GaussianData(D, eigenvalues=config.sigma_spectrum, weights=config.sigma_weights)
         features = RandomFeatures.sample(D, p, config.activation, rng_w)
         X = law.sample(n, rng_x)

@@ -10,7 +10,6 @@ spectrum and from the test-loss curves, with the fitted slope of log tau_mem aga
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from ..data import GaussianData
 from ..dynamics import GradientFlow
 from ..errors import InvalidParameterError
+from ..progress import messages, progress
 from ..protocol import register, POSITIVE, POSITIVE_INT, FloatList, OneOf, Tau, WholeTimes, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..results import load_result, provenance, render
@@ -106,9 +106,13 @@ TIMESCALE_KEYS = ("tau_gen", "tau_mem", "tau_gen_curves", "tau_mem_curves")
 def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
     """Timescales at each n = psi_n d for ``config.draws`` independent draws; per n the geometric mean over the
     draws, and the least-squares slope of log tau_mem against log n over all draws (with its standard error)."""
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm timescales] {m}", file=sys.stderr, flush=True))
-    rows = [spectrum_point(config, int(round(psi * config.d)), log, k)
-            for psi in config.psi_n for k in range(config.draws)]
+    log = messages("timescales", quiet)
+    todo = [(psi, k) for psi in config.psi_n for k in range(config.draws)]
+    with progress(total=len(todo), desc="timescales (n, draw)", disable_quiet=quiet) as bar:
+        rows = []
+        for psi, k in todo:
+            rows.append(spectrum_point(config, int(round(psi * config.d)), log, k))
+            bar.update(1)
     n = np.array([int(round(psi * config.d)) for psi in config.psi_n], dtype=float)
     out = {"rows": rows, "n": n, "header": provenance(asdict(config), config.seed)}
     for key in TIMESCALE_KEYS:
@@ -243,7 +247,7 @@ def plot_scaling(data, fig) -> None:
 def compute_numerical_spectrum(config: TimescalesConfig, quiet: bool = True) -> dict:
     """Eigenvalues of the time-integrated U at n = psi_n[0] d, its clusters, tau_gen and tau_mem (with
     config.curves, the memorization modes found by their eigenvectors and marked)."""
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm spectrum] {m}", file=sys.stderr, flush=True))
+    log = messages("spectrum", quiet)
     n = int(round(config.psi_n[0] * config.d))
     row = spectrum_point(config, n, log)
     out = {"eigenvalues": row["eigenvalues"], "eigenvalues_summary": eigenvalues_summary(row["eigenvalues"]),

@@ -4,7 +4,6 @@ all run :func:`rfdm.sweep.store.run_point`."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from .. import __version__
 from ..backend import check_device_name, resolve_device
 from ..errors import InvalidParameterError, RfdmError
 from ..results import write_json
+from ..progress import messages, progress
 from .spec import EXECUTORS, Sweep
 from .store import (POINT_FORMAT, _clean_temporaries, _Lock, _write_manifest, point_paths, read_point, run_point,
                     sweep_status)
@@ -38,7 +38,7 @@ def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = N
     if executor != "slurm":  # on SLURM the device is resolved on the nodes (a failure marks the points failed)
         resolve_device(device)
     ex = None if executor == "local" else _submitit_executor(sweep, executor)  # before anything is written
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm sweep] {m}", file=sys.stderr, flush=True))
+    log = messages("sweep", quiet)
     sweep.points_dir.mkdir(parents=True, exist_ok=True)
     lock = _Lock(sweep.out)
     try:
@@ -56,8 +56,10 @@ def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = N
         log(f"{total} points: {already} already done, {len(todo)} to compute ({executor}, "
             f"{workers} worker{'s' if workers > 1 else ''}) into {sweep.out}")
         counter = {"done": already}
+        bar = progress(total=total, initial=already, desc="rfdm sweep", unit="point", disable_quiet=quiet)
 
         def report(res):
+            bar.update(1)
             if res["status"] == "failed":
                 summary["failed"].append({"name": res["name"], "error": res.get("error", ""),
                                           "message": res["message"]})
@@ -69,9 +71,15 @@ def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = N
 
         configs = [dict(p.config(sweep.kind, sweep.seed, device), reuse_older=sweep.reuse_older) for p in todo]
         if executor == "local":
-            _run_local(configs, sweep.out, workers, lock.fd, report)
+            try:
+                _run_local(configs, sweep.out, workers, lock.fd, report)
+            finally:
+                bar.close()
         else:
-            submitted = _run_submitit(ex, configs, sweep, executor, workers, report, wait, log)
+            try:
+                submitted = _run_submitit(ex, configs, sweep, executor, workers, report, wait, log)
+            finally:
+                bar.close()
             summary["submitted"] = submitted
         return summary
     finally:
