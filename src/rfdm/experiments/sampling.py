@@ -27,7 +27,7 @@ import numpy as np
 from ..activations import get_activation
 from ..backend import resolve_device
 from ..data import EmpiricalData, GaussianData, MixtureData
-from ..diffusion import decay, delta_t
+from ..diffusion import OrnsteinUhlenbeck, delta_t
 from ..dynamics import as_tau_array
 from ..errors import InvalidParameterError
 from ..progress import callback, messages
@@ -175,7 +175,7 @@ def make_law(config: SampleConfig, stream):
 def target_samples(law, X, n: int, t: float, rng) -> np.ndarray:
     """n draws of P_t: the law's samples noised to time t (for a data file, its points resampled and noised)."""
     x0 = law.sample(n, rng) if law is not None else X[rng.integers(0, X.shape[0], size=n)]
-    return float(decay(t)) * x0 + math.sqrt(float(delta_t(t))) * rng.standard_normal(x0.shape)
+    return OrnsteinUhlenbeck().forward(x0, t, rng)[0]
 
 
 def build_score(config, law, X, stream, taus=None, progress=None, device=None):

@@ -48,9 +48,11 @@ def point_identity(kind: str, params: dict, seed: int) -> str:
     return hashlib.sha256(canonical_json({"kind": kind, "params": params, "seed": int(seed)}).encode()).hexdigest()
 
 
-def point_key(kind: str, params: dict, seed: int, version: str = __version__) -> str:
+def point_key(kind: str, params: dict, seed: int, version: str | None = None) -> str:
     """sha256 (hex) of the canonical JSON of the point's fully resolved configuration {kind, params, seed} and
-    the package version that computes it: a point of another version is not reused by default."""
+    the package version that computes it (default: this one): a point of another version is not reused by
+    default (docs/sweeps.md, "Versions")."""
+    version = __version__ if version is None else version
     return hashlib.sha256(canonical_json({"kind": kind, "params": params, "seed": int(seed),
                                           "version": str(version)}).encode()).hexdigest()
 
