@@ -445,13 +445,27 @@ class Experiment:
     sweep_overrides: Callable | None = None
     descriptions: dict = dataclasses.field(default_factory=dict)
     description: str = ""
-    command: bool = False  # a generated `rfdm NAME` command (compute, save_result, plot)
+    command: bool = False  # a generated `rfdm NAME` command (compute, save, the --json summary)
+    help: str = ""  # the command's one-line help
+    long_description: str = ""  # the command's --help description
+    saver: Callable | None = None  # ``saver(result, out_dir) -> paths`` when the generic save does not fit
 
     def save(self, result, out_dir) -> dict:
-        """The generic save (rfdm.results.save_result) under this experiment's stem, with its plot."""
+        """Write the result (the experiment's own saver, else the generic rfdm.results.save_result under this
+        experiment's stem, with its plot); returns the paths written."""
+        if self.saver is not None:
+            return self.saver(result, out_dir)
         from .results import save_result
 
         return save_result(result, out_dir, self.stem or self.name, self.plot)
+
+    def json_summary(self, result) -> dict:
+        """The --json object of a result: the experiment's summary, else the result's summary with its
+        provenance (config, version, seed)."""
+        if self.summary is not None:
+            return self.summary(result)
+        header = result.header
+        return dict(result.summary, config=header["config"], version=header["version"], seed=header["seed"])
 
     def sweep_defaults(self) -> dict:
         """The parameters of this experiment's sweep kind with their current defaults."""

@@ -20,19 +20,22 @@ from .common import Parser, check_output_dir, parse_float_list, parse_tau, setup
 __all__ = ["build_parser", "main", "parse_tau", "parse_float_list", "check_output_dir"]
 
 
+def import_experiments() -> None:
+    """Register the built-in experiments (rfdm.experiments); their commands are generated from them."""
+    from .. import experiments  # noqa: F401
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rfdm", description="A solvable model of generative diffusion: random-features "
                     "score networks, exact training dynamics, spectra and memorization.")
     parser.add_argument("--version", action="version", version=f"rfdm {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
-    commands.add_dynamics(sub)
+    import_experiments()
+    commands.add_registered(sub, taken={"spectrum", "sample", "two-regimes", "memorization"})
     commands.add_spectrum(sub)
-    commands.add_outlier(sub)
     sampling.add_commands(sub)
     sweep.add_commands(sub)
-    commands.add_timescales(sub)
     commands.add_figures(sub)
-    commands.add_registered(sub, taken=set(sub.choices) | {"two-regimes", "memorization"})
     return parser
 
 

@@ -14,29 +14,6 @@ from .common import (add_config_options, add_device_option, add_output_options, 
 log = logging.getLogger("rfdm")
 
 
-def add_dynamics(sub):
-    from ..experiments.dynamics import DynamicsConfig
-
-    p = sub.add_parser("dynamics", help="train / test loss and score error of the random-features score "
-                       "against training time tau (closed form or step-by-step).",
-                       description="Closed-form gradient-flow curves of the per-time random-features score "
-                       "on Gaussian data (docs/theory.md §3), or gradient descent / Adam with fresh noise.")
-    add_config_options(p, DynamicsConfig)
-    add_device_option(p)
-    add_output_options(p, "dynamics")
-    p.set_defaults(func=run_dynamics)
-
-
-def run_dynamics(args) -> int:
-    from ..experiments import dynamics as exp
-
-    config = config_from_args(exp.DynamicsConfig, args)
-    check_output_dir(args.out)
-    result = exp.compute(config, quiet=args.quiet)
-    emit(args, exp.json_summary(result), exp.save(result, args.out))
-    return 0
-
-
 def add_spectrum(sub):
     from ..experiments.spectrum import SpectrumConfig
     from ..experiments.timescales import TimescalesConfig
@@ -100,51 +77,6 @@ def _run_numerical_spectrum(args) -> int:
     paths = exp.save_numerical_spectrum(result, args.out)
     summary = {k: result[k] for k in exp.NUMERICAL_SUMMARY_KEYS if k in result}
     emit(args, dict(summary, config=result["header"]["config"]), paths)
-    return 0
-
-
-def add_outlier(sub):
-    from ..experiments.outlier import OutlierConfig
-
-    p = sub.add_parser("outlier", help="BBP outlier of U for two-cluster mixture data: position, threshold, "
-                       "overlap with W m, phase diagram, training timescale.",
-                       description="The outlier of U for data (1/2)N(m, sigma_x^2 I) + (1/2)N(-m, sigma_x^2 I) "
-                       "(docs/theory.md §5): theory (d -> infinity) and, with --empirical, the exact U at dimension d.")
-    add_config_options(p, OutlierConfig)
-    add_device_option(p)
-    add_output_options(p, "outlier")
-    p.set_defaults(func=run_outlier)
-
-
-def run_outlier(args) -> int:
-    from ..experiments import outlier as exp
-
-    config = config_from_args(exp.OutlierConfig, args)
-    check_output_dir(args.out)
-    result = exp.compute(config, quiet=args.quiet)
-    emit(args, exp.json_summary(result), exp.save(result, args.out))
-    return 0
-
-
-def add_timescales(sub):
-    from ..experiments.timescales import TimescalesConfig
-
-    p = sub.add_parser("timescales", help="tau_gen and tau_mem against n (tau_mem grows like n, tau_gen flat).",
-                       description="Timescales from the spectrum of U and from the test-loss curves over a range of n "
-                       "(psi_n d), with the fitted slope of log tau_mem against log n.")
-    add_config_options(p, TimescalesConfig)
-    add_device_option(p)
-    add_output_options(p, "timescales")
-    p.set_defaults(func=run_timescales)
-
-
-def run_timescales(args) -> int:
-    from ..experiments import timescales as exp
-
-    config = config_from_args(exp.TimescalesConfig, args)
-    check_output_dir(args.out)
-    result = exp.compute_scaling(config, quiet=args.quiet)
-    emit(args, exp.scaling_summary(result), exp.save_scaling(result, args.out))
     return 0
 
 
@@ -214,16 +146,18 @@ def run_reproduce(args) -> int:
 
 
 def add_registered(sub, taken) -> None:
-    """One generated command per registered experiment with ``command=True`` (rfdm.protocol.register) whose name
-    is not a built-in command: its options are the config's declared fields, its run is compute, the generic
-    save (npz + json + png) and the --json summary."""
+    """One generated command per registered experiment with ``command=True`` (rfdm.protocol.register) not
+    already taken by a hand-written command: options from the config's declared fields, --device, --out,
+    --json, --quiet; the run is compute, the experiment's save and the --json summary (:func:`run_registered`).
+    `dynamics`, `outlier`, `timescales` and `regimes` are such commands."""
     from ..protocol import EXPERIMENTS
 
     for name, exp in EXPERIMENTS.items():
         if not exp.command or name in taken:
             continue
-        p = sub.add_parser(name, help=exp.description or (exp.config.__doc__ or name).strip().split("\n")[0],
-                           description=(exp.config.__doc__ or "").strip())
+        first_line = (exp.config.__doc__ or name).strip().split("\n")[0]
+        p = sub.add_parser(name, help=exp.help or exp.description or first_line,
+                           description=exp.long_description or (exp.config.__doc__ or "").strip())
         add_config_options(p, exp.config)
         add_device_option(p)
         add_output_options(p, name)
@@ -231,13 +165,14 @@ def add_registered(sub, taken) -> None:
 
 
 def run_registered(args) -> int:
+    import inspect
+
     from ..protocol import get
 
     exp = get(args.experiment)
     config = config_from_args(exp.config, args)
     check_output_dir(args.out)
-    result = exp.compute(config)
-    header = result.header
-    summary = dict(result.summary, config=header["config"], version=header["version"], seed=header["seed"])
-    emit(args, summary, exp.save(result, args.out))
+    quiet = {"quiet": args.quiet} if "quiet" in inspect.signature(exp.compute).parameters else {}
+    result = exp.compute(config, **quiet)
+    emit(args, exp.json_summary(result), exp.save(result, args.out))
     return 0

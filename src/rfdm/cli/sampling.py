@@ -1,5 +1,6 @@
-"""The `rfdm sample` and `rfdm regimes` commands; options generated from SampleConfig, TwoRegimesConfig,
-MemorizationConfig and RegimesConfig (the defaults of the three studies of `sample` shown side by side)."""
+"""The `rfdm sample` command; options generated from SampleConfig, TwoRegimesConfig and MemorizationConfig
+(the defaults of the three studies shown side by side).  (`rfdm regimes` is generated from its registered
+experiment, rfdm.cli.commands.add_registered.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def _variants():
 
 
 def add_commands(sub) -> None:
-    """Register the `sample` and `regimes` subcommands on an argparse subparsers object."""
+    """Register the `sample` subcommand (its three studies) on an argparse subparsers object."""
     p = sub.add_parser("sample", help="sample with the backward process (exact, empirical or random-features "
                        "score) and measure memorization and the distance to the target.",
                        description="Integrate the backward process from N(0, I) at T down to t_min with a score "
@@ -32,18 +33,6 @@ def add_commands(sub) -> None:
     add_device_option(p)
     add_output_options(p, None, default="rfdm_results/sample, rfdm_results/two_regimes or rfdm_results/memorization")
     p.set_defaults(func=run_sample)
-
-    from ..experiments.regimes import RegimesConfig
-
-    p = sub.add_parser("regimes", help="speciation time t_S, clone-agreement probability phi(t) (formula and "
-                       "simulation), collapse time t_C and the simulated collapse onto training points.",
-                       description="Regimes of the backward dynamics on the two-cluster mixture (docs/theory.md §6, "
-                       "[B24]): t_S = (1/2) log(|m|^2 + sigma_x^2), phi(t) against a clone simulation with the exact "
-                       "score, t_C of n training points against a clone simulation with the empirical score.")
-    add_config_options(p, RegimesConfig)
-    add_device_option(p)
-    add_output_options(p, "regimes")
-    p.set_defaults(func=run_regimes)
 
 
 def run_sample(args) -> int:
@@ -80,14 +69,4 @@ def run_sample(args) -> int:
         result = exp.compute(config, quiet=quiet)
         paths, summary = exp.save(result, out), exp.json_summary(result)
     emit(args, summary, paths)
-    return 0
-
-
-def run_regimes(args) -> int:
-    from ..experiments import regimes as exp
-
-    config = config_from_args(exp.RegimesConfig, args)
-    check_output_dir(args.out)
-    result = exp.compute(config, quiet=args.quiet)
-    emit(args, exp.json_summary(result), exp.save(result, args.out))
     return 0

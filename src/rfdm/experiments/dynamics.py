@@ -282,6 +282,11 @@ def _num(x) -> float:
 
 EXPERIMENT = register(
     "dynamics", DynamicsConfig, compute, plot=plot, stem="dynamics", summary=json_summary, sweep=sweep_outputs,
+    command=True, saver=save,
+    help="train / test loss and score error of the random-features score against training time tau (closed "
+    "form or step-by-step).",
+    long_description="Closed-form gradient-flow curves of the per-time random-features score on Gaussian data "
+    "(docs/theory.md §3), or gradient descent / Adam with fresh noise.",
     sweep_params=("d", "p", "n", "t", "activation", "tau", "sigma_spectrum", "rtol"),
     # tau = inf is always appended: the end point of the flow (the minimum-norm interpolator)
     sweep_overrides=lambda params: {"tau": tuple(params["tau"]) + (math.inf,)},

@@ -266,4 +266,9 @@ def plot_training(data: dict, fig) -> None:
 PLOTS = (("outlier_vs_t.png", plot_vs_t), ("phase_diagram.png", plot_phase), ("outlier_training.png", plot_training))
 
 
-EXPERIMENT = register("outlier", OutlierConfig, compute, plot=plot_vs_t, stem="outlier", summary=json_summary)
+EXPERIMENT = register(
+    "outlier", OutlierConfig, compute, plot=plot_vs_t, stem="outlier", summary=json_summary, command=True, saver=save,
+    help="BBP outlier of U for two-cluster mixture data: position, threshold, overlap with W m, phase diagram, "
+    "training timescale.",
+    long_description="The outlier of U for data (1/2)N(m, sigma_x^2 I) + (1/2)N(-m, sigma_x^2 I) (docs/theory.md "
+    "§5): theory (d -> infinity) and, with --empirical, the exact U at dimension d.")

@@ -170,4 +170,10 @@ def plot(result, fig) -> None:
     fig.tight_layout()
 
 
-EXPERIMENT = register("regimes", RegimesConfig, compute, plot=plot, stem="regimes", summary=json_summary)
+EXPERIMENT = register(
+    "regimes", RegimesConfig, compute, plot=plot, stem="regimes", summary=json_summary, command=True, saver=save,
+    help="speciation time t_S, clone-agreement probability phi(t) (formula and simulation), collapse time t_C "
+    "and the simulated collapse onto training points.",
+    long_description="Regimes of the backward dynamics on the two-cluster mixture (docs/theory.md §6, [B24]): "
+    "t_S = (1/2) log(|m|^2 + sigma_x^2), phi(t) against a clone simulation with the exact score, t_C of n "
+    "training points against a clone simulation with the empirical score.")

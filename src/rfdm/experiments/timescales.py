@@ -308,4 +308,9 @@ def _plot_numerical(data, fig) -> None:
     fig.tight_layout()
 
 
-EXPERIMENT = register("timescales", TimescalesConfig, compute_scaling, plot=plot_scaling, stem="timescales", summary=scaling_summary)
+EXPERIMENT = register(
+    "timescales", TimescalesConfig, compute_scaling, plot=plot_scaling, stem="timescales", summary=scaling_summary,
+    command=True, saver=save_scaling,
+    help="tau_gen and tau_mem against n (tau_mem grows like n, tau_gen flat).",
+    long_description="Timescales from the spectrum of U and from the test-loss curves over a range of n (psi_n d), "
+    "with the fitted slope of log tau_mem against log n.")
