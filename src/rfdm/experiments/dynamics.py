@@ -20,7 +20,7 @@ from ..dynamics import (GradientFlow, loss_of_weights, max_stable_learning_rate,
 from ..errors import InvalidParameterError
 from ..features import (PopulationStatistics, RandomFeatures, monte_carlo_statistics,
                         noise_averaged_statistics, population_statistics)
-from ..results import provenance
+from ..results import Result, provenance
 from ..progress import messages
 from ..protocol import POSITIVE, POSITIVE_INT, OneOf, SeedStreams, Tau, param, parse_tau, register
 from .common import (TimeIntegratedFields, activation_field, d_field, seed_field, sigma_spectrum_field,
@@ -175,7 +175,7 @@ def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
     result["timescales"] = timescales
     result["header"] = dict(provenance(config.as_dict(), config.seed), device=bk.describe())
     result["info"] = info
-    return result
+    return Result(result)
 
 
 ARRAY_KEYS = ("tau", "train_loss", "test_loss", "score_error", "generalization_gap", "eigenvalues", "timescales")

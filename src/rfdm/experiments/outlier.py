@@ -24,7 +24,7 @@ from ..progress import messages
 from ..protocol import SeedStreams, register, POSITIVE, Config, FloatList, Tau, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..outlier import Modes, OutlierProblem
-from ..results import provenance
+from ..results import Result, provenance
 from ..spectrum import gep_coefficients
 from .common import activation_field, d_field, psi_field, seed_field
 
@@ -125,7 +125,7 @@ def compute(config: OutlierConfig, quiet: bool = True) -> dict:
     log("training along m at the first t")
     out["training"] = _training(config, features, law, X, config.t[0])
     out["header"] = provenance(asdict(config), config.seed)
-    return out
+    return Result(out)
 
 
 def _training(config, features, law, X, t) -> dict:

@@ -25,7 +25,7 @@ from ..progress import messages
 from ..protocol import SeedStreams, register, POSITIVE, POSITIVE_INT, Config, Integer, param
 from ..regimes import (collapse_time, collapse_time_isotropic, crossing_time, simulate_collapse, simulate_phi,
                        speciation_time)
-from ..results import provenance, read_npz, save_dataset
+from ..results import Result, provenance, read_npz, save_dataset
 from ..sampling import check_times
 from .common import T_field, d_field, grid_field, integrator_field, seed_field, steps_field, t_min_field
 
@@ -110,7 +110,7 @@ def compute(config: RegimesConfig, quiet: bool = True) -> dict:
                     "t_collapse_weights": crossing_time(col["t"], col["weights"])},
         "header": provenance(dict(asdict(config), m_norm_resolved=law.m_norm), config.seed),
     }
-    return result
+    return Result(result)
 
 
 ARRAY_KEYS = ("phi_t", "phi_theory", "phi_simulated", "phi_simulated_stderr", "collapse_t", "collapse_simulated",

@@ -38,7 +38,7 @@ from .common import (T_field, activation_field, d_field, grid_field, integrator_
 from ..features import RandomFeatures
 from ..metrics import (energy_distance, gaussian_kl_of_samples, memorization_fraction, mixture_statistics,
                        sliced_wasserstein, wasserstein_1d)
-from ..results import load_result, provenance, read_npz, render, staged_output, write_json, write_npz
+from ..results import Result, load_result, provenance, read_npz, render, staged_output, write_json, write_npz
 from ..sampling import (SCHEMES, CallableScore, EmpiricalScore, ExactScore,
                         check_times, sample, train_random_features)
 
@@ -265,7 +265,7 @@ def compute(config: SampleConfig, quiet: bool = True, device=None) -> dict:
     if isinstance(law, MixtureData):
         result["m"] = law.m
         result["gamma2_t_min"] = np.array(law.gamma2_t(config.t_min))
-    return result
+    return Result(result)
 
 
 ARRAY_KEYS = ("samples", "training", "ratios", "target", "times", "m", "gamma2_t_min")
@@ -422,7 +422,7 @@ def compute_two_regimes(config: TwoRegimesConfig, quiet: bool = True, device=Non
         summary["closer_to"] = ("mixture" if summary["w2_along_m_to_mixture"] < summary["w2_along_m_to_gaussian"]
                                 else "gaussian")
         out["regimes"][which] = {"label": label, "along_m": s, "summary": summary, "config": cfg.as_dict()}
-    return out
+    return Result(out)
 
 
 def save_two_regimes(result: dict, out_dir) -> dict:
@@ -569,12 +569,12 @@ def compute_memorization(config: MemorizationConfig, quiet: bool = True, device=
         refs[name] = evaluate(run.samples, X, law, target, cfg, stream, device=bk)[0]
     _log("timescales at t_min", quiet)
     times = memorization_timescales(config, X, stream, device=bk)
-    return {"tau": np.array(config.tau), "f_mem": np.array([r["f_mem"] for r in rows]),
+    return Result({"tau": np.array(config.tau), "f_mem": np.array([r["f_mem"] for r in rows]),
             "f_mem_ci": np.array([r["f_mem_ci"] for r in rows]),
             "distance_to_target": np.array([r["distance_to_target"] for r in rows]),
             "mean_sq_norm_per_dim": np.array([r["mean_sq_norm_per_dim"] for r in rows]),
             "references": refs, "timescales": times,
-            "header": dict(provenance(dict(asdict(config), p=cfg.p), config.seed), device=bk.describe())}
+            "header": dict(provenance(dict(asdict(config), p=cfg.p), config.seed), device=bk.describe())})
 
 
 MEM_ARRAYS = ("tau", "f_mem", "f_mem_ci", "distance_to_target", "mean_sq_norm_per_dim")

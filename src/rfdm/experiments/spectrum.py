@@ -17,7 +17,7 @@ from ..data import GaussianData
 from ..progress import messages
 from ..protocol import POSITIVE, POSITIVE_INT, Config, SeedStreams, WholeTimes, param, register
 from ..features import RandomFeatures, noise_averaged_statistics
-from ..results import load_result, provenance, render
+from ..results import Result, load_result, provenance, render
 from ..spectrum import SpectralProblem, gep_coefficients
 from .common import activation_field, seed_field, sigma_spectrum_field, sigma_weights_field, t_field
 
@@ -76,7 +76,7 @@ def compute(config: SpectrumConfig, quiet: bool = True) -> dict:
         out["ks_empirical"] = res.ks_distance(ev)
         out["ks_empirical_continuous"] = res.ks_distance_continuous(ev)
     out["header"] = provenance(asdict(config), config.seed)
-    return out
+    return Result(out)
 
 
 JSON_KEYS = ("atoms", "bulks", "total_mass", "tau_gen", "tau_mem", "grid", "density")

@@ -20,7 +20,7 @@ from ..errors import InvalidParameterError
 from ..progress import messages, progress
 from ..protocol import register, POSITIVE, POSITIVE_INT, FloatList, OneOf, Tau, WholeTimes, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
-from ..results import load_result, provenance, render
+from ..results import Result, load_result, provenance, render
 from ..time_integrated import timescales_from_curves, timescales_from_spectrum
 from .common import TimeIntegratedFields, activation_field, d_field, psi_field, seed_field, t_field
 
@@ -124,7 +124,7 @@ def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
         if key.startswith("tau_mem"):
             slope, err = _slope(np.repeat(n, config.draws), per_draw.ravel())
             out["slope_" + key], out["slope_" + key + "_stderr"] = slope, err
-    return out
+    return Result(out)
 
 
 def _slope(n, tau) -> tuple:
