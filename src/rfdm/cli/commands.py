@@ -65,13 +65,12 @@ def _run_numerical_spectrum(args) -> int:
     from ..experiments.spectrum import SpectrumConfig
     from ..protocol import default_of, specs
 
-    sp = specs(SpectrumConfig)
-    psi_p = args.psi_p if args.psi_p is not None else default_of(sp["psi_p"][0])
-    psi_n = args.psi_n if args.psi_n is not None else default_of(sp["psi_n"][0])
-    act = args.activation if args.activation is not None else default_of(sp["activation"][0])
-    seed = args.seed if args.seed is not None else 0
-    config = config_from_args(exp.TimescalesConfig, args, model="time-integrated", psi_p=psi_p, psi_n=(psi_n,),
-                              activation=act, seed=seed, curves=True)
+    # psi_p, psi_n, activation and seed are the spectrum command's options (their declared defaults)
+    shared = {k: getattr(args, k) if getattr(args, k) is not None else default_of(specs(SpectrumConfig)[k][0])
+              for k in ("psi_p", "psi_n", "activation", "seed")}
+    config = config_from_args(exp.TimescalesConfig, args, model="time-integrated", psi_p=shared["psi_p"],
+                              psi_n=(shared["psi_n"],), activation=shared["activation"], seed=shared["seed"],
+                              curves=True)
     check_output_dir(args.out)
     result = exp.compute_numerical_spectrum(config, quiet=args.quiet)
     paths = exp.save_numerical_spectrum(result, args.out)
