@@ -38,7 +38,7 @@ from .common import (T_field, activation_field, d_field, grid_field, integrator_
 from ..features import RandomFeatures
 from ..metrics import (energy_distance, gaussian_kl_of_samples, memorization_fraction, mixture_statistics,
                        sliced_wasserstein, wasserstein_1d)
-from ..results import Result, load_result, provenance, read_npz, render, staged_output, write_json, write_npz
+from ..results import Result, load_result, provenance, read_npz, save_dataset
 from ..sampling import (SCHEMES, CallableScore, EmpiricalScore, ExactScore,
                         check_times, sample, train_random_features)
 
@@ -274,13 +274,9 @@ ARRAY_KEYS = ("samples", "training", "ratios", "target", "times", "m", "gamma2_t
 def save(result: dict, out_dir) -> dict:
     """Write sample.npz (arrays + header with the summary), sample.json (the --json object + header) and
     sample.png (plotted from the saved file).  Returns the paths."""
-    names = {"data": "sample.npz", "summary": "sample.json", "figure": "sample.png"}
     header = dict(result["header"], info=result["info"], summary=result["summary"])
-    with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {k: result[k] for k in ARRAY_KEYS if k in result}, header)
-        write_json(stage / names["summary"], dict(json_summary(result), header=header))
-        render(plot, load(stage / names["data"]), stage / names["figure"], dpi=110)
-    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+    return save_dataset(out_dir, "sample", {k: result[k] for k in ARRAY_KEYS if k in result}, header,
+                        json_summary(result), plot, load, dpi=110)
 
 
 def load(path) -> dict:
@@ -426,15 +422,11 @@ def compute_two_regimes(config: TwoRegimesConfig, quiet: bool = True, device=Non
 
 
 def save_two_regimes(result: dict, out_dir) -> dict:
-    names = {"data": "two_regimes.npz", "summary": "two_regimes.json", "figure": "two_regimes.png"}
     regs = result["regimes"]
     header = dict(result["header"], regimes={k: {"label": v["label"], "summary": v["summary"], "config": v["config"]}
                                              for k, v in regs.items()})
-    with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {f"along_m_{k}": v["along_m"] for k, v in regs.items()}, header)
-        write_json(stage / names["summary"], dict(two_regimes_summary(result), header=header))
-        render(plot_two_regimes, load_result(stage / names["data"]), stage / names["figure"], dpi=110)
-    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+    return save_dataset(out_dir, "two_regimes", {f"along_m_{k}": v["along_m"] for k, v in regs.items()}, header,
+                        two_regimes_summary(result), plot_two_regimes, load_result, dpi=110)
 
 
 def two_regimes_summary(result: dict) -> dict:
@@ -591,14 +583,10 @@ def memorization_summary(result: dict) -> dict:
 
 
 def save_memorization(result: dict, out_dir) -> dict:
-    names = {"data": "memorization.npz", "summary": "memorization.json", "figure": "memorization.png"}
     summary = memorization_summary(result)
     header = dict(result["header"], summary={k: v for k, v in summary.items() if k not in MEM_ARRAYS})
-    with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {k: result[k] for k in MEM_ARRAYS}, header)
-        write_json(stage / names["summary"], dict(summary, header=header))
-        render(plot_memorization, load_result(stage / names["data"]), stage / names["figure"], dpi=110)
-    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+    return save_dataset(out_dir, "memorization", {k: result[k] for k in MEM_ARRAYS}, header, summary,
+                        plot_memorization, load_result, dpi=110)
 
 
 def plot_memorization(data, fig) -> None:
