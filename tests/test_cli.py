@@ -118,3 +118,47 @@ def test_parse_tau_ranges():
     tau = parse_tau("1e-1:1e3:5,inf,0")
     np.testing.assert_allclose(tau[:5], [0.1, 1, 10, 100, 1000], rtol=1e-12)
     assert tau[5] == math.inf and tau[6] == 0.0
+
+
+@pytest.mark.parametrize("argv", [
+    ["dynamics", "--seed", "-3"],
+    ["spectrum", "--empirical-d", "4", "--psi-p", "4", "--psi-n", "2", "--seed", "-3"],
+    ["outlier", "--seed", "-3"],
+    ["timescales", "--seed", "-3"],
+    ["dynamics", "--model", "time-integrated", "--t-nodes-max", "5"],
+    ["sample", "--T", "400"],
+    ["sample", "--threshold", "1.5"],
+    ["timescales", "--psi-n", "2,,4"],
+    ["dynamics", "--sigma-spectrum", "1,,2"],
+    ["dynamics", "--lr", "0.1"],
+    ["dynamics", "--out", "/proc/x"],
+    ["sample", "--data", "TEXT.npy"],
+    ["sample", "--study", "two-regimes", "--threshold", "0.2"],
+], ids=lambda a: " ".join(a))
+def test_issue_13_bad_inputs_are_one_sentence_exit_2(tmp_path, capsys, argv):
+    """The bad inputs of issue 13 item 1: each is one sentence on stderr, exit 2, no traceback, nothing written."""
+    text = tmp_path / "text.npy"
+    text.write_text("not an array\n")
+    argv = [str(text) if a == "TEXT.npy" else a for a in argv]
+    out_dir = tmp_path / "never"
+    if "--out" not in argv:
+        argv = argv + ["--out", str(out_dir)]
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 2 and err.startswith("rfdm: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and out == ""
+    assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("exc, status", [(OverflowError("math range error"), 3), (FloatingPointError("overflow"), 3),
+                                         (ZeroDivisionError("float division by zero"), 3), (MemoryError(), 3)])
+def test_arithmetic_trouble_and_out_of_memory_exit_3(tmp_path, capsys, monkeypatch, exc, status):
+    def boom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(exp, "compute", boom)
+    monkeypatch.setattr(rfdm.protocol.EXPERIMENTS["dynamics"], "compute", boom)
+    rc = main(["dynamics", *SMALL, "--out", str(tmp_path / "o")])
+    _, err = capsys.readouterr()
+    assert rc == status and err.startswith("rfdm: numerical error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()

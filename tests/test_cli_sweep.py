@@ -219,7 +219,8 @@ def test_kinds_lists_parameters(capsys):
     assert main(["sweep", "kinds", "--json"]) == 0
     kinds = json.loads(capsys.readouterr().out)
     assert {"dynamics", "spectrum"} <= set(kinds)
-    assert kinds["dynamics"]["defaults"]["d"] == 16
+    # one source: the sweep kind's defaults are DynamicsConfig's declared defaults (the `rfdm dynamics` ones)
+    assert kinds["dynamics"]["defaults"]["d"] == 32 and kinds["dynamics"]["defaults"]["psi_p"] == 16
 
 
 def test_device_setting(tmp_path, capsys):

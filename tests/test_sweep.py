@@ -91,7 +91,8 @@ def test_dynamics_point_is_the_library_computation(tmp_path):
     sw.run_sweep(s, workers=1, quiet=True)
     p = s.points[0]
     rec = json.loads(sw.point_paths(s.out, p.name)[0].read_text())
-    ref = dyn_exp.compute(dyn_exp.DynamicsConfig(d=8, p=32, n=16, t=0.1, seed=p.seed,
+    psi_p = sw.KINDS["dynamics"].defaults["psi_p"]  # the declared default of DynamicsConfig (16)
+    ref = dyn_exp.compute(dyn_exp.DynamicsConfig(d=8, p=int(psi_p * 8), n=16, t=0.1, seed=p.seed,
                                                  tau=(1.0, 10.0, math.inf, math.inf)))
     np.testing.assert_array_equal(np.array(rec["vectors"]["test_loss"]["values"], dtype=float), ref["test_loss"][:3])
     np.testing.assert_array_equal(np.array(rec["vectors"]["gap"]["values"], dtype=float),
@@ -302,3 +303,44 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path, monkeypatch):
     finally:
         os.close(fd)
     assert sw.run_sweep(s, workers=1, quiet=True)["computed"] == 4
+
+
+def test_points_of_another_version_are_recomputed_unless_reuse_older(tmp_path, monkeypatch, capsys):
+    """The key holds the package version: points written by an older version are pending (and recomputed) by
+    default, reused with reuse_older / --reuse-older (same numbers: the seed does not depend on the version);
+    points of a newer version are never reused."""
+    import rfdm.sweep.spec as spec
+    import rfdm.sweep.store as store
+    from rfdm.cli import main
+
+    cfg = write_cfg(tmp_path, grid="psi_n = [1.0, 2.0]")
+    for module in (spec, store):
+        monkeypatch.setattr(module, "__version__", "0.0.1")
+    old = sw.load_config(cfg)
+    assert sw.run_sweep(old, workers=1, quiet=True)["computed"] == 2
+    old_values = {p.name: json.loads(sw.point_paths(old.out, p.name)[0].read_text())["scalars"] for p in old.points}
+    monkeypatch.undo()
+    now = sw.load_config(cfg)
+    assert [p.name for p in now.points] == list(old_values)  # same files, other keys
+    assert all(p.key != q.key for p, q in zip(now.points, old.points))
+    assert len(sw.sweep_status(now)["pending"]) == 2
+    now.reuse_older = True
+    assert len(sw.sweep_status(now)["done"]) == 2
+    assert main(["sweep", "status", str(cfg), "--reuse-older", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["done_count"] == 2
+    res = sw.run_sweep(now, workers=1, quiet=True)
+    assert (res["computed"], res["already_done"]) == (0, 2)
+    # without the option the points are recomputed by this version, to the same numbers
+    now.reuse_older = False
+    assert sw.run_sweep(now, workers=1, quiet=True)["computed"] == 2
+    for p in now.points:
+        rec = json.loads(sw.point_paths(now.out, p.name)[0].read_text())
+        assert rec["version"] == __version__ and rec["scalars"] == old_values[p.name]
+    # a newer version's points are never reused
+    for module in (spec, store):
+        monkeypatch.setattr(module, "__version__", "99.0.0")
+    newer = sw.load_config(cfg)
+    sw.run_sweep(newer, workers=1, quiet=True)
+    monkeypatch.undo()
+    now.reuse_older = True
+    assert len(sw.sweep_status(now)["pending"]) == 2

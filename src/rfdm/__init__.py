@@ -1,6 +1,6 @@
 """rfdm: a solvable model of generative diffusion with random-features score networks.
 
-Modules follow THEORY.md: :mod:`rfdm.diffusion` (the OU process), :mod:`rfdm.data` (data laws and their
+Modules follow docs/theory.md: :mod:`rfdm.diffusion` (the OU process), :mod:`rfdm.data` (data laws and their
 scores), :mod:`rfdm.activations` (activations and 1-D Gaussian expectations), :mod:`rfdm.features` (random
 features and their exact statistics), :mod:`rfdm.dynamics` (closed-form training dynamics), and the CLI.
 """

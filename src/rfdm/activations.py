@@ -1,4 +1,4 @@
-"""Activations and one-dimensional Gaussian expectations (THEORY §2, "Exact noise averages").
+"""Activations and one-dimensional Gaussian expectations (docs/theory.md §2).
 
 The noise averages of the random features reduce, by Mehler's formula, to the normalised Hermite
 coefficients of sigma along a one-dimensional Gaussian,

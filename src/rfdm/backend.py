@@ -17,6 +17,7 @@ are imported only when a torch device is asked for.  Bad devices raise InvalidPa
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 
 import numpy as np
@@ -190,8 +191,9 @@ class TorchBackend(Backend):
 
 NUMPY = Backend()
 _TORCH: dict = {}
-#: the backend used for device=None (set by :func:`default_device`)
-_DEFAULT: list = [NUMPY]
+#: the backend used for device=None (set by :func:`default_device`): a context variable, so that threads and
+#: asyncio tasks each see their own default and a nested block restores the outer one
+_DEFAULT: contextvars.ContextVar = contextvars.ContextVar("rfdm_default_device", default=NUMPY)
 
 
 @contextlib.contextmanager
@@ -199,12 +201,11 @@ def default_device(device):
     """Within the block, kernels called with ``device=None`` run on ``device`` (resolved first, so a bad name
     fails before any work): how ``rfdm figure/reproduce/... --device`` reach every kernel of a figure."""
     bk = resolve_device(device)
-    previous = _DEFAULT[0]
-    _DEFAULT[0] = bk
+    token = _DEFAULT.set(bk)
     try:
         yield bk
     finally:
-        _DEFAULT[0] = previous
+        _DEFAULT.reset(token)
 
 
 def _import_torch(requested: str):
@@ -247,7 +248,7 @@ def resolve_device(device=None) -> Backend:
     if isinstance(device, Backend):
         return device
     if device is None:
-        return _DEFAULT[0]
+        return _DEFAULT.get()
     key = str(device).strip().lower()
     if key in ("cpu", "numpy"):
         return NUMPY

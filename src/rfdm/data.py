@@ -1,4 +1,4 @@
-"""Data laws and their exact scores at diffusion time t (THEORY §1).
+"""Data laws and their exact scores at diffusion time t (docs/theory.md §1).
 
 Convention: a data set is an (n, d) array, one point per row.
 """
@@ -141,7 +141,7 @@ class GaussianData:
 
 
 class MixtureData:
-    """Two-cluster mixture P_0 = (1/2) N(m, sigma_x^2 I) + (1/2) N(-m, sigma_x^2 I) (THEORY §5).
+    """Two-cluster mixture P_0 = (1/2) N(m, sigma_x^2 I) + (1/2) N(-m, sigma_x^2 I) (docs/theory.md §5).
 
     Give ``m`` as a vector, or ``m_norm`` (|m| fixed) or ``m_tilde`` (|m| = m_tilde sqrt(d)) with a
     ``direction`` (any non-zero vector, normalised; default e_1).  Points are x = c m + sigma_x z, c = +-1.
@@ -231,7 +231,7 @@ class MixtureData:
 class EmpiricalData:
     """The empirical law (1/n) sum_mu delta(x - a_mu) of a user's array of shape (n, d).
 
-    Its score at time t is the exact minimiser of the empirical denoising loss (THEORY §1):
+    Its score at time t is the exact minimiser of the empirical denoising loss (docs/theory.md §1):
     S^e(x, t) = [sum_mu w_mu e^{-t} a_mu - x] / Delta_t,  w = softmax_mu(-|x - e^{-t} a_mu|^2 / (2 Delta_t)).
     """
 

@@ -1,4 +1,4 @@
-"""The forward Ornstein–Uhlenbeck diffusion and its reverse-time SDE (THEORY §1).
+"""The forward Ornstein–Uhlenbeck diffusion and its reverse-time SDE (docs/theory.md §1).
 
 Forward: dx = -x dt + sqrt(2) dB, so x_t = e^{-t} x_0 + sqrt(Delta_t) xi with Delta_t = 1 - e^{-2t}
 and xi ~ N(0, I_d) ([B24] eq. 1; [B25] eq. 1).  Backward, in tau' = T - t:
@@ -10,6 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InvalidParameterError, check_finite_array, check_positive_float
+
+#: the time grids of the backward process (rfdm.sampling.time_grid) and its integrators
+TIME_GRIDS = ("log-snr", "geometric", "uniform")
+INTEGRATORS = ("exponential", "euler")
+#: the one default of every experiment and command (the documented CLI default): a grid uniform in the
+#: log signal-to-noise ratio log(e^{2t} - 1), integrated by Euler–Maruyama
+DEFAULT_GRID = "log-snr"
+DEFAULT_INTEGRATOR = "euler"
 
 
 def delta_t(t):

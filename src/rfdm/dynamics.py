@@ -1,4 +1,4 @@
-"""Training dynamics of the random-features score at one diffusion time t (THEORY §2; [B25] Sec. 3).
+"""Training dynamics of the random-features score at one diffusion time t (docs/theory.md §3; [B25] Sec. 3).
 
 The per-dimension denoising loss is quadratic in A,
 

@@ -1,4 +1,4 @@
-"""Random features phi = sigma(W x / sqrt(d)) and their statistics (THEORY §2).
+"""Random features phi = sigma(W x / sqrt(d)) and their statistics (docs/theory.md §2).
 
 For a training set {x^nu} at diffusion time t:
 

@@ -1,4 +1,4 @@
-"""Metrics of generated samples (THEORY §5, §6): memorization, mixture statistics, distances between laws.
+"""Metrics of generated samples (docs/theory.md §5, §6): memorization, mixture statistics, distances between laws.
 
 * :func:`nearest_neighbours` — the k nearest reference points of every query, computed over blocks of
   queries x blocks of reference points whose size is set by a memory budget (never an N x n x d array, nor

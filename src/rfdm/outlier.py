@@ -1,4 +1,4 @@
-"""The BBP outlier of U for two-cluster mixture data (THEORY §5; method of [A25]; derived for this project).
+"""The BBP outlier of U for two-cluster mixture data (docs/theory.md §5; method of [A25]; derived for this project).
 
 Equivalent matrix.  With x = c m + sigma_x z (c = +-1) and the Gaussian-equivalence coefficients of the
 cluster variance sigma_x^2 (|m| = O(1), so w.m/sqrt(d) = O(1/sqrt(d)) does not change them),

@@ -1,4 +1,4 @@
-"""Regimes of the backward dynamics with the exact or the empirical score (THEORY §6; [B24]).
+"""Regimes of the backward dynamics with the exact or the empirical score (docs/theory.md §6; [B24]).
 
 Formulas (each in one place):
 
@@ -12,7 +12,7 @@ Formulas (each in one place):
 * collapse time with the empirical score of n points: the trajectory collapses onto its training point
   when the information x_t carries about x_0 exceeds log n.  Per dimension,
   f_0(t) = I(x_0; x_t)/d = [H(P_t) - (d/2) log(2 pi e Delta_t)]/d (:func:`excess_entropy`), and t_C solves
-  f_0(t_C) = alpha = log(n)/d (:func:`collapse_time`).  For Gaussian data this is THEORY's
+  f_0(t_C) = alpha = log(n)/d (:func:`collapse_time`).  For Gaussian data this is docs/theory.md's (§6)
   (1/d) sum_i log(1 + lambda_i/(e^{2 t_C} - 1)) = 2 alpha, and for isotropic data
   t_C = (1/2) log(1 + sigma_x^2/(e^{2 alpha} - 1)) (:func:`collapse_time_isotropic`).  For the mixture,
   f_0(t) = (1/2) log(Gamma_t^2/Delta_t) + (1/d)[log 2 - E_z softplus(-2 mu (mu + Gamma_t z)/Gamma_t^2)]

@@ -97,13 +97,66 @@ def staged_output(out):
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def save_dataset(out_dir, stem: str, arrays: dict, header: dict, summary: dict, plot, load) -> dict:
+def save_dataset(out_dir, stem: str, arrays: dict, header: dict, summary: dict, plot, load, dpi: int = 120) -> dict:
     """The compute-then-plot pattern of an experiment: STEM.npz (arrays + header), STEM.json (summary +
-    header) and STEM.png drawn by ``plot(load(STEM.npz), png)`` from the saved file only, all written in a
+    header) and STEM.png drawn by ``plot(load(STEM.npz), fig)`` from the saved file only, all written in a
     staging folder so that nothing is half-written.  Returns the paths (keys data, summary, figure)."""
     names = {"data": f"{stem}.npz", "summary": f"{stem}.json", "figure": f"{stem}.png"}
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], arrays, header)
         write_json(stage / names["summary"], dict(summary, header=header))
-        plot(load(stage / names["data"]), stage / names["figure"])
+        render(plot, load(stage / names["data"]), stage / names["figure"], dpi=dpi)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
+
+
+def render(plot, data, path, dpi: int = 120) -> None:
+    """Draw ``plot(data, fig)`` on a new matplotlib Figure and save it as ``path`` (PNG): the Agg canvas is used
+    for this figure only; the global backend (a notebook's, say) is never switched."""
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    plot(data, fig)
+    fig.savefig(path, dpi=dpi)
+
+
+def save_result(result, out_dir, stem: str, plot=None) -> dict:
+    """The one save of a protocol result (rfdm.protocol.Result): STEM.npz (its arrays + header with the
+    summary), STEM.json (summary + header) and, with ``plot``, STEM.png drawn by ``plot(load_result(npz),
+    fig)`` from the saved file only; written in a staging folder, so nothing is half-written.  Returns the
+    paths (keys data, summary, figure)."""
+    header = dict(result.header, summary=result.summary)
+    names = {"data": f"{stem}.npz", "summary": f"{stem}.json"}
+    if plot is not None:
+        names["figure"] = f"{stem}.png"
+    with staged_output(out_dir) as stage:
+        write_npz(stage / names["data"], result.arrays, header)
+        write_json(stage / names["summary"], dict(result.summary, header=header))
+        if plot is not None:
+            render(plot, load_result(stage / names["data"]), stage / names["figure"])
+    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+
+
+class Result(dict):
+    """What ``compute(config)`` returns: the arrays, the scalar summary and the provenance ``header`` (config,
+    version, seed, device) of one run.  A dict, so older code reads it by key; :attr:`arrays`,
+    :attr:`summary` and :attr:`header` are the typed views the generic save/load (:func:`save_result`,
+    :func:`load_result`) and plots use.  Build one as ``Result(t=..., loss=..., summary={...},
+    header=provenance(...))``."""
+
+    @property
+    def header(self) -> dict:
+        return self["header"]
+
+    @property
+    def arrays(self) -> dict:
+        return {k: v for k, v in self.items() if isinstance(v, np.ndarray)}
+
+    @property
+    def summary(self) -> dict:
+        return self.get("summary", {k: v for k, v in self.items() if k != "header" and not isinstance(v, np.ndarray)})
+
+
+def load_result(path) -> Result:
+    """A result saved by :func:`save_result` (arrays, summary, header)."""
+    arrays, header = read_npz(path)
+    return Result(arrays, header=header, summary=header.get("summary", {}))

@@ -1,4 +1,4 @@
-"""Sampling: the backward process with a score source (THEORY §1; [B24], [B25]).
+"""Sampling: the backward process with a score source (docs/theory.md §6; [B24], [B25]).
 
 The backward process in tau' = T - t is dx = [x + 2 S(x, t)] dtau' + sqrt(2) dB, started at t = T from
 N(0, I_d) and run down to t = t_min > 0.  :func:`sample` integrates it on a decreasing grid of diffusion
@@ -116,7 +116,7 @@ class ExactScore:
 
 
 class EmpiricalScore:
-    """Score of the empirical law of a training set (THEORY §1), computed by
+    """Score of the empirical law of a training set (docs/theory.md §1), computed by
     :meth:`rfdm.data.EmpiricalData.score` (streaming log-sum-exp, bounded memory)."""
 
     def __init__(self, points, batch_size: int = 1024):
@@ -167,7 +167,7 @@ class RandomFeaturesScore:
 
     At each grid time t_k (ascending) the score S_k(x) = A_k sigma(W x/sqrt(d))/sqrt(p) has the weights
     A_k = A(tau) of the closed-form gradient flow from A(0) = 0 on the exact noise-averaged statistics of the
-    training set at t_k (THEORY §2), every k sharing one W and one training time tau.
+    training set at t_k (docs/theory.md §3), every k sharing one W and one training time tau.
 
     Between grid times (documented scheme):
 

@@ -1,11 +1,11 @@
-"""Spectrum of the Gram matrix U under the Gaussian equivalence (THEORY §3; [B25] Sec. 3, Thm. 3.1).
+"""Spectrum of the Gram matrix U under the Gaussian equivalence (docs/theory.md §4; [B25] Sec. 3, Thm. 3.1).
 
 Coefficients (u, v, w, z independent N(0, 1); c = e^{-t} sigma_x; Gamma_t^2 = c^2 + Delta_t):
   a_t = E[sigma(c u + sqrt(Delta_t) v) u]/c = E sigma'(Gamma_t z),   b_t = sqrt(Delta_t) a_t,
   v_t^2 = E[sigma(c u + sqrt(Delta_t) v) sigma(c u + sqrt(Delta_t) w)] - mu_0^2 - a_t^2 c^2,
   ||sigma||^2 = E[sigma(Gamma_t z)^2],   s_t^2 = ||sigma||^2 - mu_0^2 - a_t^2 c^2 - v_t^2 - b_t^2,
   mu_0 = E sigma(Gamma_t z),   mu_1 = E[sigma'(Gamma_t z)] Gamma_t.
-For odd sigma mu_0 = 0 and these are THEORY's definitions; for a non-centred sigma (relu) the mean adds the
+For odd sigma mu_0 = 0 and these are the definitions of docs/theory.md §4; for a non-centred sigma (relu) the mean adds the
 rank-one term mu_0^2 1 1^T to U, which moves one eigenvalue but not the bulks, and is kept out of v_t^2, s_t^2.
 All are computed from the normalised Hermite coefficients of sigma along N(0, Gamma_t^2) (Mehler):
 E[sigma(h) sigma(h')] = sum_k (c^2/Gamma_t^2)^k a_k^2 for the pair sharing u.
@@ -36,7 +36,7 @@ V2_NODES = 100
 
 @dataclass(frozen=True)
 class GEPCoefficients:
-    """Gaussian-equivalence coefficients at time t for data variance sigma_x^2 (THEORY §3)."""
+    """Gaussian-equivalence coefficients at time t for data variance sigma_x^2 (docs/theory.md §4)."""
 
     t: float
     sigma_x2: float

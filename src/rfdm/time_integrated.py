@@ -1,4 +1,4 @@
-"""Time-integrated random-features score: one network for all diffusion times (THEORY §4; the talk).
+"""Time-integrated random-features score: one network for all diffusion times (docs/theory.md §7; the talk).
 
     S_A(x, t) = alpha_t (A/sqrt(p)) sigma(W x/sqrt(d) + t b) + beta_t x,
     L(A) = (1/n) sum_nu (1/d) E_{t ~ Q} E_xi |sqrt(Delta_t) S_A(x_t^nu, t) + xi|^2.

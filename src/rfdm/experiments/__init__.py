@@ -1,2 +1,5 @@
-"""Experiments: each reproduced figure is a ``compute`` step (writes a self-describing dataset) and a
-``plot`` step (reads only that dataset)."""
+"""Experiments: each is a declared configuration (rfdm.protocol), a ``compute(config)`` step returning a
+self-describing result, a ``save`` step writing it atomically with its figure, and a ``plot`` step that reads
+only the saved result.  Importing this package registers every built-in experiment (rfdm.protocol.EXPERIMENTS)."""
+
+from . import dynamics, figures, outlier, regimes, sampling, spectrum, timescales  # noqa: F401

@@ -9,21 +9,22 @@ plot(): losses against tau on a log axis, with the mode timescales psi_p/(Delta_
 from __future__ import annotations
 
 import math
-import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..activations import get_activation
 from ..backend import resolve_device
 from ..data import GaussianData
-from ..dynamics import (GradientFlow, as_tau_array, loss_of_weights, max_stable_learning_rate,
+from ..dynamics import (GradientFlow, loss_of_weights, max_stable_learning_rate,
                         score_error_of_weights, train_by_descent)
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..errors import InvalidParameterError
 from ..features import (PopulationStatistics, RandomFeatures, monte_carlo_statistics,
                         noise_averaged_statistics, population_statistics)
-from ..results import provenance
-from ..time_integrated import TimeIntegratedOptions
+from ..results import Result, provenance
+from ..progress import messages
+from ..protocol import POSITIVE, POSITIVE_INT, OneOf, SeedStreams, Tau, param, parse_tau, register
+from .common import (TimeIntegratedFields, activation_field, d_field, seed_field, sigma_spectrum_field,
+                     sigma_weights_field, t_field)
 
 METHODS = ("exact", "gd", "adam")
 MODELS = ("per-time", "time-integrated")
@@ -31,49 +32,53 @@ MODELS = ("per-time", "time-integrated")
 MIN_STEPS = 20
 
 
+#: training times when none are given: the closed form reaches tau = inf, step-by-step training does not
+DEFAULT_TAU = {"exact": "1e-1:1e7:161,inf", "gd": "1:1e3:31", "adam": "1:1e3:31"}
+
+
 @dataclass
-class DynamicsConfig(TimeIntegratedOptions):
-    """Resolved configuration of a dynamics run (every field is recorded with the result)."""
+class DynamicsConfig(TimeIntegratedFields):
+    """Resolved configuration of a dynamics run (every field is recorded with the result).  p and n default
+    to psi_p d and psi_n d with psi_p = 16, psi_n = 4."""
 
-    d: int = 32
-    p: int = 512
-    n: int = 128
-    t: float = 0.01
-    activation: str = "tanh"
-    sigma_spectrum: tuple = (1.0,)
-    sigma_weights: tuple | None = None
-    seed: int = 0
-    tau: tuple = field(default_factory=lambda: tuple(np.logspace(-1, 7, 161)) + (math.inf,))
-    method: str = "exact"
-    noise_draws: int | None = None
-    learning_rate: float | None = None
-    rtol: float = 1e-10
-    model: str = "per-time"
+    d: int = d_field(32)
+    p: int | None = param(None, "number of features (instead of --psi-p)", check=POSITIVE_INT, label="p (--p)",
+                          ratio=("--psi-p", 16.0, "d"))
+    n: int | None = param(None, "number of training points (instead of --psi-n)", check=POSITIVE_INT,
+                          label="n (--n)", ratio=("--psi-n", 4.0, "d"))
+    t: float = t_field()
+    activation: str = activation_field()
+    sigma_spectrum: tuple = sigma_spectrum_field("comma list of covariance eigenvalues, equal weights")
+    sigma_weights: tuple | None = sigma_weights_field()
+    seed: int = seed_field()
+    tau: tuple | None = param(None, "training times: numbers, 'inf', START:STOP:NUM log ranges, comma-separated",
+                              check=Tau(), parse="tau", label="tau", optional=True,
+                              show_default="1e-1:1e7:161,inf; 1:1e3:31 for gd/adam")
+    method: str = param("exact", "exact: closed form; gd/adam: step-by-step training with fresh noise",
+                        check=OneOf(METHODS), label="method", sweep=False)
+    noise_draws: int | None = param(None, "finite-m setting: M noise draws per point, fixed (Monte Carlo U, V for "
+                                    "exact; fixed draws for gd/adam); default: exact noise average / fresh noise",
+                                    check=POSITIVE_INT, optional=True, metavar="M", label="--noise-draws",
+                                    sweep=False)
+    learning_rate: float | None = param(None, "learning rate for gd/adam (default: half the stability limit for "
+                                        "gd, reduced so that the first checkpoint takes 20 steps)", check=POSITIVE,
+                                        optional=True, label="learning rate (--lr)", flag="--lr", sweep=False)
+    rtol: float = param(1e-10, "relative truncation tolerance of the Mehler series", check=POSITIVE)
+    model: str = param("per-time", "per-time: one network at time --t; time-integrated: one network for all "
+                       "t ~ Q on [t-min, t-max] (its score error is reported at --t)", check=OneOf(MODELS),
+                       label="model", sweep=False)
 
-    def __post_init__(self):
-        self.d = check_positive_int("d", self.d)
-        self.p = check_positive_int("p", self.p)
-        self.n = check_positive_int("n", self.n)
-        self.t = check_positive_float("t", self.t)
-        get_activation(self.activation)
-        if self.method not in METHODS:
-            raise InvalidParameterError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}.")
-        tau = as_tau_array(self.tau)
-        if self.method != "exact" and not np.all(np.isfinite(tau)):
+    def check(self):
+        if self.tau is None:
+            self.tau = parse_tau(DEFAULT_TAU[self.method])
+        if self.method != "exact" and not all(math.isfinite(x) for x in self.tau):
             raise InvalidParameterError(f"method {self.method!r} trains step by step and cannot reach tau = inf.")
-        self.tau = tuple(float(x) for x in tau)
-        if self.noise_draws is not None:
-            self.noise_draws = check_positive_int("noise draws m", self.noise_draws)
-        if self.learning_rate is not None:
-            self.learning_rate = check_positive_float("learning rate", self.learning_rate)
-        self.rtol = check_positive_float("rtol", self.rtol)
-        if self.model not in MODELS:
-            raise InvalidParameterError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
+        if self.method == "exact" and self.learning_rate is not None:
+            raise InvalidParameterError("--lr (learning rate) is for --method gd or adam; the exact method has none.")
         if self.model == "time-integrated":
             self.check_time_integrated()
             if self.noise_draws is not None:
                 raise InvalidParameterError("finite noise draws are supported for the per-time model only.")
-        self.seed = int(self.seed)
         self.law()  # validates the spectrum
 
     @property
@@ -94,8 +99,7 @@ class DynamicsConfig(TimeIntegratedOptions):
 
 
 def _log(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"[rfdm dynamics] {msg}", file=sys.stderr, flush=True)
+    messages("dynamics", quiet)(msg)
 
 
 def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
@@ -104,9 +108,9 @@ def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
     Monte Carlo), the eigendecomposition and the rotations of the closed form run; the time-integrated
     statistics and step-by-step training stay on NumPy."""
     bk = resolve_device(device)
-    seeds = np.random.SeedSequence(config.seed).spawn(4)
-    rng_w, rng_x, rng_noise = (np.random.default_rng(s) for s in seeds[:3])
-    seeds_b = seeds[3]
+    streams = SeedStreams.ordered(config.seed, ("features", "train", "noise", "time_integrated_b"))
+    rng_w, rng_x, rng_noise = (streams.generator(k) for k in ("features", "train", "noise"))
+    seeds_b = streams["time_integrated_b"]
     law = config.law()
     features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
     X = law.sample(config.n, rng_x)
@@ -171,7 +175,7 @@ def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
     result["timescales"] = timescales
     result["header"] = dict(provenance(config.as_dict(), config.seed), device=bk.describe())
     result["info"] = info
-    return result
+    return Result(result)
 
 
 ARRAY_KEYS = ("tau", "train_loss", "test_loss", "score_error", "generalization_gap", "eigenvalues", "timescales")
@@ -206,18 +210,16 @@ def json_summary(result: dict) -> dict:
             "timescale_max": float(finite.max()) if finite.size else None, "info": result["info"]}
 
 
-def plot(result: dict, path) -> None:
+def plot(result, fig) -> None:
     """Losses against tau (log axis), tau = inf as markers at the right edge; below, the histogram of the
     mode timescales psi_p/(Delta_t lambda_k) with the fastest and slowest marked."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     tau = np.asarray(result["tau"], dtype=float)
     finite = np.isfinite(tau) & (tau > 0)
     ts = result["timescales"][np.isfinite(result["timescales"])]
     cfg = result["header"]["config"]
-    fig, (ax, axh) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig.set_size_inches(7, 6)
+    (ax, axh) = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     styles = {"train_loss": ("train loss", "C0"), "test_loss": ("test loss", "C1"),
               "score_error": ("score error", "C2")}
     for key, (label, color) in styles.items():
@@ -250,5 +252,50 @@ def plot(result: dict, path) -> None:
     hi = max(tau[finite].max() if finite.any() else 1.0, ts.max() if ts.size else 1.0)
     axh.set_xlim(lo / 2, hi * 2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+
+def sweep_outputs(result: dict, config: DynamicsConfig) -> dict:
+    """A sweep point of the per-time model under the closed-form flow: the curves at the point's tau (the last
+    entry of config.tau is the appended tau = inf), their values at tau = inf, and tau_gen, tau_mem read off the
+    spectrum of this training set's U (rfdm.time_integrated.timescales_from_spectrum with kappa = Delta_t)."""
+    from ..diffusion import delta_t
+    from ..time_integrated import timescales_from_spectrum
+
+    k = len(config.tau) - 1
+    curves = {"train_loss": result["train_loss"], "test_loss": result["test_loss"],
+              "gap": result["generalization_gap"], "score_error": result["score_error"]}
+    ts = timescales_from_spectrum(result["eigenvalues"], config.n, config.d, config.psi_p, float(delta_t(config.t)))
+    finite = result["timescales"][np.isfinite(result["timescales"])]
+    scalars = {f"{name}_inf": float(v[k]) for name, v in curves.items()}
+    scalars.update(tau_gen=_num(ts["tau_gen"]), tau_mem=_num(ts["tau_mem"]),
+                   timescale_min=float(finite.min()) if finite.size else math.nan,
+                   timescale_max=float(finite.max()) if finite.size else math.nan)
+    return {"scalars": scalars,
+            "vectors": {name: ("tau", np.asarray(v[:k], dtype=np.float64)) for name, v in curves.items()},
+            "coords": {"tau": np.asarray(result["tau"][:k], dtype=np.float64)},
+            "info": dict(result["info"], library_config=config.as_dict())}
+
+
+def _num(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+EXPERIMENT = register(
+    "dynamics", DynamicsConfig, compute, plot=plot, stem="dynamics", summary=json_summary, sweep=sweep_outputs,
+    command=True, saver=save,
+    help="train / test loss and score error of the random-features score against training time tau (closed "
+    "form or step-by-step).",
+    long_description="Closed-form gradient-flow curves of the per-time random-features score on Gaussian data "
+    "(docs/theory.md §3), or gradient descent / Adam with fresh noise.",
+    sweep_params=("d", "p", "n", "t", "activation", "tau", "sigma_spectrum", "rtol"),
+    # tau = inf is always appended: the end point of the flow (the minimum-norm interpolator)
+    sweep_overrides=lambda params: {"tau": tuple(params["tau"]) + (math.inf,)},
+    description="per-time random-features score on Gaussian data, closed-form gradient flow (rfdm dynamics)",
+    descriptions={"train_loss": "train loss at tau", "test_loss": "test loss at tau",
+                  "gap": "generalization gap (test - train loss) at tau", "score_error": "score error at tau",
+                  "train_loss_inf": "train loss at tau = inf", "test_loss_inf": "test loss at tau = inf",
+                  "gap_inf": "generalization gap at tau = inf", "score_error_inf": "score error at tau = inf",
+                  "tau_gen": "psi_p/(Delta_t lambda_mean) of the top cluster of eigenvalues of this U",
+                  "tau_mem": "psi_p/(Delta_t lambda_left) of the memorization cluster of this U (NaN if n <= d)",
+                  "timescale_min": "fastest mode timescale psi_p/(Delta_t lambda_max)",
+                  "timescale_max": "slowest finite mode timescale"})

@@ -1,9 +1,10 @@
 """Additional figures of the talk built from the experiments: the loss curves for several n with tau_mem
 marked and collapsing in tau/tau_mem ([B25] Fig. 5), the generalization-gap heatmap over (psi_n, psi_p) and the
-theoretical timescales against n.  Each has compute() -> dataset on disk and plot(dataset)."""
+theoretical timescales against n.  Each has a declared config, compute() -> dataset on disk and plot(dataset, fig)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +12,25 @@ import numpy as np
 from ..data import GaussianData
 from ..dynamics import GradientFlow
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
-from ..results import provenance, read_npz, staged_output, write_npz
+from ..results import load_result, provenance, render, staged_output, write_npz
+from ..protocol import POSITIVE, Config, SeedStreams, make_config, FloatList, OneOf, WholeTimes, param
 from ..spectrum import SpectralProblem, gep_coefficients
+from ..time_integrated import TIME_LAWS
+from .common import activation_field, d_field, psi_field, seed_field, t_field
 
 
 def _save(out_dir, stem: str, arrays: dict, header: dict, plot) -> dict:
-    """STEM.npz (arrays + header) and STEM.png drawn by ``plot(npz, png)`` from the saved file, written in a
+    """STEM.npz (arrays + header) and STEM.png drawn by ``plot(load_result(npz), fig)`` from the saved file, written in a
     staging folder (nothing half-written); returns the paths (keys data, figure)."""
     with staged_output(out_dir) as stage:
         write_npz(stage / f"{stem}.npz", arrays, header)
-        plot(stage / f"{stem}.npz", stage / f"{stem}.png")
+        render(plot, load_result(stage / f"{stem}.npz"), stage / f"{stem}.png", dpi=110)
     return {"data": str(Path(out_dir) / f"{stem}.npz"), "figure": str(Path(out_dir) / f"{stem}.png")}
 
 
 def _flow(d, p, n, t, activation, seed):
-    rng_w, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, n, p]).spawn(2))
+    streams = SeedStreams.ordered([seed, n, p], ("features", "train"))
+    rng_w, rng_x = streams.generator("features"), streams.generator("train")
     law = GaussianData(d)
     features = RandomFeatures.sample(d, p, activation, rng_w)
     X = law.sample(n, rng_x)
@@ -33,8 +38,69 @@ def _flow(d, p, n, t, activation, seed):
                         overwrite=True)
 
 
-def compute_loss_curves(out_dir, d=24, psi_p=32.0, psi_ns=(2.0, 4.0, 8.0), t=0.01, activation="tanh", seed=0):
+# -- declared configurations of these figures (rfdm.protocol); compute_*(out_dir, **asdict(config)) ------------
+
+@dataclass
+class LossCurvesConfig(Config):
+    """Loss curves for several n at one (d, psi_p, t)."""
+
+    d: int = d_field(24)
+    psi_p: float = psi_field(32.0, "p")
+    psi_ns: tuple = param(factory=lambda: (2.0, 4.0, 8.0), help="n/d of each curve", label="psi_n",
+                          check=(FloatList(POSITIVE), WholeTimes("d")), parse="floats")
+    t: float = t_field()
+    activation: str = activation_field()
+    seed: int = seed_field()
+
+
+@dataclass
+class GapHeatmapConfig(Config):
+    """The generalization gap at one tau over a grid of (psi_n, psi_p)."""
+
+    d: int = d_field(16)
+    psi_ps: tuple = param(factory=lambda: (4.0, 8.0, 16.0, 32.0), help="p/d values", label="psi_p",
+                          check=(FloatList(POSITIVE), WholeTimes("d")), parse="floats")
+    psi_ns: tuple = param(factory=lambda: (0.5, 1.0, 2.0, 4.0, 8.0), help="n/d values", label="psi_n",
+                          check=(FloatList(POSITIVE), WholeTimes("d")), parse="floats")
+    tau: float = param(1e4, "training time of the gap", check=POSITIVE)
+    t: float = t_field()
+    activation: str = activation_field()
+    seed: int = seed_field()
+
+
+@dataclass
+class TheoryTimescalesConfig(Config):
+    """tau_gen, tau_mem of the spectral theory against psi_n."""
+
+    psi_p: float = param(1024.0, "p/d", check=POSITIVE, label="psi_p")
+    psi_ns: tuple = param(factory=lambda: (2.0, 4.0, 8.0, 16.0, 32.0), help="n/d values", label="psi_n",
+                          check=FloatList(POSITIVE), parse="floats")
+    t: float = t_field()
+    activation: str = activation_field()
+
+
+@dataclass
+class TimeIntegratedComparisonConfig(Config):
+    """The time-integrated model against per-time models on the same data and W."""
+
+    d: int = d_field(16)
+    psi_p: float = psi_field(16.0, "p")
+    psi_n: float = psi_field(2.0, "n")
+    times: tuple = param(factory=lambda: (0.01, 0.1, 1.0), help="times of the score errors", unit="OU time",
+                         check=FloatList(POSITIVE), parse="floats")
+    t_min: float = param(0.01, "smallest diffusion time", check=POSITIVE)
+    t_max: float = param(2.0, "largest diffusion time", check=POSITIVE)
+    time_law: str = param("uniform", "law Q of the diffusion time", check=OneOf(TIME_LAWS), label="time law")
+    activation: str = activation_field()
+    t_rtol: float = param(1e-4, "relative tolerance of the quadrature in t", check=POSITIVE)
+    seed: int = seed_field()
+
+
+def compute_loss_curves(out_dir, config: LossCurvesConfig | None = None, **overrides):
     """Train/test loss against tau for several n; tau_mem from the spectral theory for each psi_n."""
+    c = config if config is not None else make_config(LossCurvesConfig, **overrides)
+    d, psi_p, psi_ns, t, activation, seed = (
+        c.d, c.psi_p, c.psi_ns, c.t, c.activation, c.seed)
     p = int(round(psi_p * d))
     tau = np.logspace(-1, 8, 181)
     arrays, meta = {"tau": tau}, {"psi_n": [], "tau_mem": [], "tau_gen": []}
@@ -53,15 +119,13 @@ def compute_loss_curves(out_dir, d=24, psi_p=32.0, psi_ns=(2.0, 4.0, 8.0), t=0.0
     return dict(_save(out_dir, "loss_curves", arrays, header, plot_loss_curves), meta=meta)
 
 
-def plot_loss_curves(data_path, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_loss_curves(data, fig) -> None:
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     meta, cfg = header["meta"], header["config"]
     tau = arrays["tau"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig.set_size_inches(11, 4.2)
+    axes = fig.subplots(1, 2)
     for k, (psi_n, tm) in enumerate(zip(meta["psi_n"], meta["tau_mem"])):
         n = int(round(psi_n * cfg["d"]))
         for ax, x in ((axes[0], tau), (axes[1], tau / tm)):
@@ -76,13 +140,13 @@ def plot_loss_curves(data_path, path):
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{cfg['activation']}, d={cfg['d']}, psi_p={cfg['psi_p']:g}, t={cfg['t']:g}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-def compute_gap_heatmap(out_dir, d=16, psi_ps=(4.0, 8.0, 16.0, 32.0), psi_ns=(0.5, 1.0, 2.0, 4.0, 8.0),
-                        tau=1e4, t=0.01, activation="tanh", seed=0):
+def compute_gap_heatmap(out_dir, config: GapHeatmapConfig | None = None, **overrides):
     """Generalization gap (test - train) at a fixed tau over a grid of (psi_n, psi_p)."""
+    c = config if config is not None else make_config(GapHeatmapConfig, **overrides)
+    d, psi_ps, psi_ns, tau, t, activation, seed = (
+        c.d, c.psi_ps, c.psi_ns, c.tau, c.t, c.activation, c.seed)
     gap = np.zeros((len(psi_ps), len(psi_ns)))
     for i, psi_p in enumerate(psi_ps):
         for j, psi_n in enumerate(psi_ns):
@@ -92,14 +156,12 @@ def compute_gap_heatmap(out_dir, d=16, psi_ps=(4.0, 8.0, 16.0, 32.0), psi_ns=(0.
     return dict(_save(out_dir, "gap_heatmap", {"gap": gap}, provenance(config, seed), plot_gap_heatmap), gap=gap)
 
 
-def plot_gap_heatmap(data_path, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_gap_heatmap(data, fig) -> None:
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     cfg = header["config"]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig.set_size_inches(6, 4.5)
+    ax = fig.subplots()
     im = ax.imshow(np.log10(np.maximum(arrays["gap"], 1e-6)), origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(cfg["psi_n"])), [f"{x:g}" for x in cfg["psi_n"]])
     ax.set_yticks(range(len(cfg["psi_p"])), [f"{x:g}" for x in cfg["psi_p"]])
@@ -108,13 +170,14 @@ def plot_gap_heatmap(data_path, path):
     fig.colorbar(im, label=r"$\log_{10}$ generalization gap")
     ax.set_title(f"gap at tau={cfg['tau']:g}, t={cfg['t']:g}, d={cfg['d']} (large for p > n)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-def compute_theory_timescales(out_dir, psi_p=1024.0, psi_ns=(2.0, 4.0, 8.0, 16.0, 32.0), t=0.01, activation="tanh"):
+def compute_theory_timescales(out_dir, config: TheoryTimescalesConfig | None = None, **overrides):
     """tau_gen and tau_mem from the spectral theory against psi_n (tau_mem ~ n when psi_p >> psi_n; rho_1
     exists only for n > d, i.e. psi_n > 1)."""
+    c = config if config is not None else make_config(TheoryTimescalesConfig, **overrides)
+    psi_p, psi_ns, t, activation = (
+        c.psi_p, c.psi_ns, c.t, c.activation)
     coeffs = gep_coefficients(activation, t)
     rows = [SpectralProblem(coeffs, psi_p, psi_n).solve(n_points=400).timescales() for psi_n in psi_ns]
     tm = np.array([r["tau_mem"] if r["tau_mem"] is not None else np.nan for r in rows])
@@ -128,14 +191,12 @@ def compute_theory_timescales(out_dir, psi_p=1024.0, psi_ns=(2.0, 4.0, 8.0, 16.0
     return dict(paths, slope_tau_mem=slope, tau_gen=tg.tolist(), tau_mem=tm.tolist())
 
 
-def plot_theory_timescales(data_path, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_theory_timescales(data, fig) -> None:
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     cfg = header["config"]
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig.set_size_inches(6, 4.2)
+    ax = fig.subplots()
     ax.plot(arrays["psi_n"], arrays["tau_mem"], "o-", color="C3", label=rf"$\tau_{{mem}}$ (slope {header['slope_tau_mem']:.2f})")
     ax.plot(arrays["psi_n"], arrays["tau_gen"], "s-", color="C0", label=r"$\tau_{gen}$")
     ax.set_xscale("log")
@@ -145,20 +206,21 @@ def plot_theory_timescales(data_path, path):
     ax.set_title(f"spectral theory, psi_p={cfg['psi_p']:g}, t={cfg['t']:g}, {cfg['activation']}", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-def compute_time_integrated_comparison(out_dir, d=16, psi_p=16.0, psi_n=2.0, times=(0.01, 0.1, 1.0), t_min=0.01,
-                                       t_max=2.0, time_law="uniform", activation="tanh", t_rtol=1e-4, seed=0):
-    """The time-integrated model against per-time models on the same data and the same W (THEORY §4): its
+def compute_time_integrated_comparison(out_dir, config: TimeIntegratedComparisonConfig | None = None, **overrides):
+    """The time-integrated model against per-time models on the same data and the same W (docs/theory.md §7): its
     integrated train/test losses; the score error at each t in ``times`` of the one time-integrated network
     and of the per-time network trained at that t; the spectra of the time-integrated U and of the per-time
     U_t.  Times of training are tau = k eta/d^2 for both (their own losses)."""
+    c = config if config is not None else make_config(TimeIntegratedComparisonConfig, **overrides)
+    d, psi_p, psi_n, times, t_min, t_max, time_law, activation, t_rtol, seed = (
+        c.d, c.psi_p, c.psi_n, c.times, c.t_min, c.t_max, c.time_law, c.activation, c.t_rtol, c.seed)
     from ..time_integrated import TimeIntegratedModel, spectrum_bulks
 
     p, n = int(round(psi_p * d)), int(round(psi_n * d))
-    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, n, p]).spawn(3))
+    streams = SeedStreams.ordered([seed, n, p], ("features", "train", "time_integrated_b"))
+    rng_w, rng_x, rng_b = (streams.generator(k) for k in ("features", "train", "time_integrated_b"))
     law = GaussianData(d)
     features = RandomFeatures.sample(d, p, activation, rng_w)
     X = law.sample(n, rng_x)
@@ -184,16 +246,14 @@ def compute_time_integrated_comparison(out_dir, d=16, psi_p=16.0, psi_n=2.0, tim
     return dict(_save(out_dir, "time_integrated", arrays, header, plot_time_integrated_comparison), meta=meta)
 
 
-def plot_time_integrated_comparison(data_path, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_time_integrated_comparison(data, fig) -> None:
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     cfg = header["config"]
     pos = arrays["tau"] > 0
     tau = arrays["tau"][pos]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    fig.set_size_inches(16, 4.4)
+    axes = fig.subplots(1, 3)
     ax = axes[0]
     ax.plot(tau, arrays["ti_train"][pos], color="C0", label="train loss")
     ax.plot(tau, arrays["ti_test"][pos], color="C1", label="test loss")
@@ -230,5 +290,3 @@ def plot_time_integrated_comparison(data_path, path):
     ax.set_title("the time integral smears the atom and the bulks of the per-time spectra", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

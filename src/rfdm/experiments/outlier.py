@@ -1,4 +1,4 @@
-"""The BBP outlier of U for two-cluster mixture data (the `rfdm outlier` command; THEORY §5).
+"""The BBP outlier of U for two-cluster mixture data (the `rfdm outlier` command; docs/theory.md §5).
 
 compute(): for each diffusion time t, the Gaussian-equivalence coefficients of the cluster variance, the
 bulk's right edge, the outlier's position and squared overlap with W m (d -> infinity theory), the threshold
@@ -13,60 +13,52 @@ speciation time, and the learned score along m against tau.
 from __future__ import annotations
 
 import math
-import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..activations import get_activation
 from ..data import MixtureData
 from ..dynamics import GradientFlow
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..errors import InvalidParameterError
+from ..progress import messages
+from ..protocol import SeedStreams, register, POSITIVE, Config, FloatList, Tau, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..outlier import Modes, OutlierProblem
-from ..results import provenance
+from ..results import Result, provenance
 from ..spectrum import gep_coefficients
+from .common import activation_field, d_field, psi_field, seed_field
 
 
 @dataclass
-class OutlierConfig:
-    d: int = 200
-    psi_p: float = 4.0
-    psi_n: float = 2.0
-    t: tuple = (0.1,)
-    m_norm: float | None = None
-    m_tilde: float | None = None
-    sigma_x: float = 1.0
-    activation: str = "tanh"
-    empirical: bool = False
-    balanced: bool = False
-    seed: int = 0
-    phase_t: tuple = field(default_factory=lambda: tuple(np.geomspace(0.01, 3.0, 30)))
-    training_tau: tuple = field(default_factory=lambda: tuple(np.logspace(-1, 7, 65)))
+class OutlierConfig(Config):
+    """The BBP outlier of U for (1/2) N(m, sigma_x^2 I) + (1/2) N(-m, sigma_x^2 I) data; |m| = m_norm, or
+    m_tilde sqrt(d) (default: m_norm = 2)."""
 
-    def __post_init__(self):
-        self.d = check_positive_int("d", self.d)
-        self.psi_p = check_positive_float("psi_p", self.psi_p)
-        self.psi_n = check_positive_float("psi_n", self.psi_n)
-        self.sigma_x = check_positive_float("sigma_x", self.sigma_x)
-        get_activation(self.activation)
-        ts = tuple(float(x) for x in np.atleast_1d(self.t))
-        for x in ts:
-            check_positive_float("t", x)
-        self.t = ts
-        if (self.m_norm is None) == (self.m_tilde is None):
+    d: int = d_field(200, "data dimension for the exact U and the training figure")
+    psi_p: float = psi_field(4.0, "p")
+    psi_n: float = psi_field(2.0, "n")
+    t: tuple = param(factory=lambda: (0.1,), help="diffusion time(s): numbers or START:STOP:NUM log ranges, "
+                     "comma-separated", unit="OU time", check=FloatList(POSITIVE), parse="tau", label="t")
+    m_norm: float | None = param(None, "|m| (fixed as d grows; default 2 when --m-tilde is not given)",
+                                 check=POSITIVE, optional=True, label="m_norm")
+    m_tilde: float | None = param(None, "|m| = m_tilde sqrt(d)", check=POSITIVE, optional=True, label="m_tilde")
+    sigma_x: float = param(1.0, "standard deviation of each cluster", check=POSITIVE, label="sigma_x")
+    activation: str = activation_field()
+    empirical: bool = param(False, "also compute the exact U at dimension d", sweep=False)
+    balanced: bool = param(False, "exactly n/2 points in each cluster (n must be even)")
+    seed: int = seed_field("seed of W, m's direction and the data")
+    phase_t: tuple = param(factory=lambda: tuple(np.geomspace(0.01, 3.0, 30)), help="times of the phase diagram",
+                           check=FloatList(POSITIVE), cli=False)
+    training_tau: tuple = param(factory=lambda: tuple(np.logspace(-1, 7, 65)), help="training times of the "
+                                "learned score along m", check=Tau(), cli=False)
+
+    def check(self):
+        if self.m_norm is not None and self.m_tilde is not None:
             raise InvalidParameterError("give exactly one of --m-norm and --m-tilde.")
-        if self.m_norm is not None:
-            self.m_norm = check_positive_float("m_norm", self.m_norm)
-        else:
-            self.m_tilde = check_positive_float("m_tilde", self.m_tilde)
-        for name, psi in (("psi_p", self.psi_p), ("psi_n", self.psi_n)):
-            v = psi * self.d
-            if abs(v - round(v)) > 1e-9:
-                raise InvalidParameterError(f"{name} * d = {v:g} must be a whole number.")
+        if self.m_norm is None and self.m_tilde is None:
+            self.m_norm = 2.0
         if self.balanced and self.n % 2:
             raise InvalidParameterError(f"balanced clusters need an even number of points, got n = {self.n}.")
-        self.seed = int(self.seed)
 
     @property
     def p(self) -> int:
@@ -92,8 +84,9 @@ def _theory(config: OutlierConfig, t: float, m_norm: float) -> dict:
 
 
 def compute(config: OutlierConfig, quiet: bool = True) -> dict:
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm outlier] {m}", file=sys.stderr, flush=True))
-    rng_w, rng_m, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
+    log = messages("outlier", quiet)
+    streams = SeedStreams.ordered(config.seed, ("features", "direction", "train"))
+    rng_w, rng_m, rng_x = (streams.generator(k) for k in ("features", "direction", "train"))
     law = MixtureData(config.d, m_norm=config.norm, direction=rng_m.standard_normal(config.d), sigma_x=config.sigma_x)
     features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
     X = law.sample(config.n, rng_x, balanced=config.balanced)
@@ -132,7 +125,7 @@ def compute(config: OutlierConfig, quiet: bool = True) -> dict:
     log("training along m at the first t")
     out["training"] = _training(config, features, law, X, config.t[0])
     out["header"] = provenance(asdict(config), config.seed)
-    return out
+    return Result(out)
 
 
 def _training(config, features, law, X, t) -> dict:
@@ -172,7 +165,7 @@ def json_summary(result: dict) -> dict:
 def save(result: dict, out_dir) -> dict:
     from pathlib import Path
 
-    from ..results import staged_output, to_jsonable, write_json
+    from ..results import render, staged_output, to_jsonable, write_json
 
     names = {"data": "outlier.json", "figure_t": "outlier_vs_t.png", "figure_phase": "phase_diagram.png",
              "figure_training": "outlier_training.png"}
@@ -180,7 +173,9 @@ def save(result: dict, out_dir) -> dict:
                            "training": result["training"], "header": result["header"]})
     with staged_output(out_dir) as stage:
         write_json(stage / names["data"], payload)
-        plot(load(stage / names["data"]), stage)
+        data = load(stage / names["data"])
+        for name, draw in PLOTS:
+            render(draw, data, stage / name)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
@@ -195,20 +190,18 @@ def load(path) -> dict:
     return data
 
 
-def plot(data: dict, folder) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from pathlib import Path
+def _title(cfg) -> str:
+    return f"{cfg['activation']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, sigma_x={cfg['sigma_x']:g}"
 
+
+def plot_vs_t(data: dict, fig) -> None:
+    """The outlier against t for several |m| (theory lines, exact-U points) with the bulk's right edge."""
     num = data["_num"]
     cfg = data["header"]["config"]
-    folder = Path(folder)
     phase = data["phase"]
     ts = np.array(phase["t"], dtype=float)
-    title = f"{cfg['activation']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n']:g}, sigma_x={cfg['sigma_x']:g}"
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig.set_size_inches(7, 4.5)
+    ax = fig.subplots()
     ax.plot(ts, [num(x) for x in phase["bulk_right_edge"]], "k--", label="bulk right edge")
     for k, (m, vals) in enumerate(phase["outlier"].items()):
         ax.plot(ts, [num(x) for x in vals], color=f"C{k}", label=f"outlier, |m| = {float(m):.3g}")
@@ -221,13 +214,19 @@ def plot(data: dict, folder) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("diffusion time t")
     ax.set_ylabel("eigenvalue of U")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_title(cfg), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "outlier_vs_t.png", dpi=120)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+
+def plot_phase(data: dict, fig) -> None:
+    """The phase diagram over (t, |m|): where the outlier exists, and the speciation time."""
+    num = data["_num"]
+    cfg = data["header"]["config"]
+    phase = data["phase"]
+    ts = np.array(phase["t"], dtype=float)
+    fig.set_size_inches(6.5, 4.5)
+    ax = fig.subplots()
     thr = np.array([num(x) for x in phase["threshold_m_norm"]], dtype=float)
     mmax = float(np.nanmax(thr[np.isfinite(thr)])) * 2 if np.any(np.isfinite(thr)) else 5.0
     ax.fill_between(ts, np.where(np.isfinite(thr), thr, mmax), mmax, color="C0", alpha=0.2, label="outlier exists")
@@ -239,14 +238,17 @@ def plot(data: dict, folder) -> None:
     ax.set_ylim(0, mmax)
     ax.set_xlabel("diffusion time t")
     ax.set_ylabel("|m|")
-    ax.set_title("phase diagram of the outlier; " + title, fontsize=9)
+    ax.set_title("phase diagram of the outlier; " + _title(cfg), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "phase_diagram.png", dpi=120)
-    plt.close(fig)
 
+
+def plot_training(data: dict, fig) -> None:
+    """The learned score's component along m against training time tau, with tau_out marked."""
+    cfg = data["header"]["config"]
     tr = data["training"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig.set_size_inches(6.5, 4.2)
+    ax = fig.subplots()
     ax.plot(tr["tau"], tr["score_along_m"], "C0", label=r"learned score along $\hat m$ (+ cluster)")
     ax.axhline(tr["exact_score_along_m"], color="k", ls=":", label="exact score")
     if tr["tau_outlier"] is not None:
@@ -258,5 +260,15 @@ def plot(data: dict, folder) -> None:
     ax.set_title(f"t = {tr['t']:g}, d = {cfg['d']}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "outlier_training.png", dpi=120)
-    plt.close(fig)
+
+
+#: the three figures of a result: (file name, plot)
+PLOTS = (("outlier_vs_t.png", plot_vs_t), ("phase_diagram.png", plot_phase), ("outlier_training.png", plot_training))
+
+
+EXPERIMENT = register(
+    "outlier", OutlierConfig, compute, plot=plot_vs_t, stem="outlier", summary=json_summary, command=True, saver=save,
+    help="BBP outlier of U for two-cluster mixture data: position, threshold, overlap with W m, phase diagram, "
+    "training timescale.",
+    long_description="The outlier of U for data (1/2)N(m, sigma_x^2 I) + (1/2)N(-m, sigma_x^2 I) (docs/theory.md "
+    "§5): theory (d -> infinity) and, with --empirical, the exact U at dimension d.")

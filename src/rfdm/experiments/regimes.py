@@ -1,4 +1,4 @@
-"""Regimes of the backward dynamics on the two-cluster mixture (the `rfdm regimes` command; THEORY §6; [B24]).
+"""Regimes of the backward dynamics on the two-cluster mixture (the `rfdm regimes` command; docs/theory.md §6; [B24]).
 
 compute(): the speciation time t_S, the clone-agreement probability phi(t) from its formula and by simulation
 with the exact score (clones branched at t, continued with independent noise, end modes compared), the
@@ -15,75 +15,57 @@ collapse simulation.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..data import MixtureData
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..errors import InvalidParameterError
+from ..progress import messages
+from ..protocol import SeedStreams, register, POSITIVE, POSITIVE_INT, Config, Integer, param
 from ..regimes import (collapse_time, collapse_time_isotropic, crossing_time, simulate_collapse, simulate_phi,
                        speciation_time)
-from ..results import provenance, read_npz, save_dataset
-from ..sampling import GRIDS, INTEGRATORS, check_times
+from ..results import Result, provenance, read_npz, save_dataset
+from ..sampling import check_times
+from .common import T_field, d_field, grid_field, integrator_field, seed_field, steps_field, t_min_field
 
 
 def _log(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"[rfdm regimes] {msg}", file=sys.stderr, flush=True)
+    messages("regimes", quiet)(msg)
 
 
 @dataclass
-class RegimesConfig:
+class RegimesConfig(Config):
     """Resolved configuration (recorded with the result).  Branching times: ``n_times`` geometric between
     ``t_lo`` and ``t_hi`` (clipped to (t_min, T)), plus t_S for phi and t_C for the collapse."""
 
-    d: int = 32
-    m_norm: float | None = None
-    m_tilde: float | None = None
-    sigma_x: float = 1.0
-    n_train: int = 256
-    n_pairs: int = 1000
-    n_trajectories: int = 400
-    steps: int = 200
-    T: float = 8.0
-    t_min: float = 0.01
-    grid: str = "log-snr"
-    integrator: str = "euler"
-    n_times: int = 12
-    t_lo: float = 0.05
-    t_hi: float = 4.0
-    seed: int = 0
+    d: int = d_field(32)
+    m_norm: float | None = param(None, "|m| (fixed as d grows)", check=POSITIVE, optional=True, label="m_norm")
+    m_tilde: float | None = param(None, "|m| = m_tilde sqrt(d) (default 1 when --m-norm is not given)",
+                                  check=POSITIVE, optional=True, label="m_tilde")
+    sigma_x: float = param(1.0, "standard deviation of each cluster", check=POSITIVE, label="sigma_x")
+    n_train: int = param(256, "training points of the empirical score", check=Integer(2), label="n_train")
+    n_pairs: int = param(1000, "clone pairs for phi", check=POSITIVE_INT, label="number of clone pairs")
+    n_trajectories: int = param(400, "clone pairs for the collapse", check=POSITIVE_INT,
+                                label="number of trajectories")
+    steps: int = steps_field()
+    T: float = T_field(8.0)
+    t_min: float = t_min_field()
+    grid: str = grid_field()
+    integrator: str = integrator_field()
+    n_times: int = param(12, "number of branching times", check=POSITIVE_INT, cli=False)
+    t_lo: float = param(0.05, "smallest branching time", check=POSITIVE, cli=False)
+    t_hi: float = param(4.0, "largest branching time", check=POSITIVE, cli=False)
+    seed: int = seed_field()
 
-    def __post_init__(self):
-        self.d = check_positive_int("d", self.d)
+    def check(self):
         if self.m_norm is not None and self.m_tilde is not None:
             raise InvalidParameterError("give either --m-norm or --m-tilde, not both.")
         if self.m_norm is None and self.m_tilde is None:
             self.m_tilde = 1.0
-        if self.m_norm is not None:
-            self.m_norm = check_positive_float("m_norm", self.m_norm)
-        else:
-            self.m_tilde = check_positive_float("m_tilde", self.m_tilde)
-        self.sigma_x = check_positive_float("sigma_x", self.sigma_x)
-        self.n_train = check_positive_int("n_train", self.n_train)
-        if self.n_train < 2:
-            raise InvalidParameterError(f"the collapse needs n_train >= 2 training points, got {self.n_train}.")
-        self.n_pairs = check_positive_int("number of clone pairs", self.n_pairs)
-        self.n_trajectories = check_positive_int("number of trajectories", self.n_trajectories)
         self.T, self.t_min, self.steps = check_times(self.T, self.t_min, self.steps)
-        if self.grid not in GRIDS:
-            raise InvalidParameterError(f"unknown time grid {self.grid!r}: choose one of {', '.join(GRIDS)}.")
-        if self.integrator not in INTEGRATORS:
-            raise InvalidParameterError(f"unknown integrator {self.integrator!r}: choose one of {', '.join(INTEGRATORS)}.")
-        self.n_times = check_positive_int("number of branching times", self.n_times)
-        self.t_lo = check_positive_float("t_lo", self.t_lo)
-        self.t_hi = check_positive_float("t_hi", self.t_hi)
         if self.t_lo >= self.t_hi:
             raise InvalidParameterError("the branching times need t_lo < t_hi.")
-        self.seed = int(self.seed)
-        if self.seed < 0:
-            raise InvalidParameterError(f"seed must be >= 0, got {self.seed}.")
 
     @property
     def norm(self) -> float:
@@ -98,7 +80,8 @@ class RegimesConfig:
 
 
 def compute(config: RegimesConfig, quiet: bool = True) -> dict:
-    rng_m, rng_x, ss_phi, ss_col = np.random.SeedSequence(config.seed).spawn(4)
+    streams = SeedStreams.ordered(config.seed, ("direction", "train", "phi", "collapse"))
+    rng_m, rng_x, ss_phi, ss_col = (streams[k] for k in ("direction", "train", "phi", "collapse"))
     law = MixtureData(config.d, m_norm=config.norm, direction=np.random.default_rng(rng_m).standard_normal(config.d),
                       sigma_x=config.sigma_x)
     X = law.sample(config.n_train, np.random.default_rng(rng_x))
@@ -127,7 +110,7 @@ def compute(config: RegimesConfig, quiet: bool = True) -> dict:
                     "t_collapse_weights": crossing_time(col["t"], col["weights"])},
         "header": provenance(dict(asdict(config), m_norm_resolved=law.m_norm), config.seed),
     }
-    return result
+    return Result(result)
 
 
 ARRAY_KEYS = ("phi_t", "phi_theory", "phi_simulated", "phi_simulated_stderr", "collapse_t", "collapse_simulated",
@@ -146,7 +129,7 @@ def json_summary(result: dict) -> dict:
 def save(result: dict, out_dir) -> dict:
     header = dict(result["header"], scalars=result["scalars"])
     return save_dataset(out_dir, "regimes", {k: result[k] for k in ARRAY_KEYS}, header, json_summary(result),
-                        plot, load)
+                        plot, load, dpi=110)
 
 
 def load(path) -> dict:
@@ -154,13 +137,11 @@ def load(path) -> dict:
     return dict(arrays, header=header, scalars=header["scalars"])
 
 
-def plot(result: dict, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(result, fig) -> None:
 
     s, cfg = result["scalars"], result["header"]["config"]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig.set_size_inches(11, 4.2)
+    (a1, a2) = fig.subplots(1, 2)
     t = result["phi_t"]
     fine = np.geomspace(t.min(), t.max(), 300)
     from ..regimes import clone_agreement
@@ -187,5 +168,12 @@ def plot(result: dict, path) -> None:
     a2.set_title(f"collapse: n={cfg['n_train']} (alpha = log n / d = {s['alpha']:.3g})", fontsize=9)
     a2.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+
+EXPERIMENT = register(
+    "regimes", RegimesConfig, compute, plot=plot, stem="regimes", summary=json_summary, command=True, saver=save,
+    help="speciation time t_S, clone-agreement probability phi(t) (formula and simulation), collapse time t_C "
+    "and the simulated collapse onto training points.",
+    long_description="Regimes of the backward dynamics on the two-cluster mixture (docs/theory.md §6, [B24]): "
+    "t_S = (1/2) log(|m|^2 + sigma_x^2), phi(t) against a clone simulation with the exact score, t_C of n "
+    "training points against a clone simulation with the empirical score.")

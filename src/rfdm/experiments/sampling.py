@@ -1,4 +1,4 @@
-"""Sampling experiments (the `rfdm sample` command; THEORY §1, §5, §6; the talk's two regimes).
+"""Sampling experiments (the `rfdm sample` command; docs/theory.md §1, §5, §6; the talk's two regimes).
 
 * :class:`SampleConfig` / :func:`compute` / :func:`save` / :func:`plot` — one sampling run: a data law
   (Gaussian, two-cluster mixture, or an (n, d) .npy file), a training set, a score source (exact, empirical,
@@ -19,7 +19,6 @@ m), the training set, W (and b), the sampler, the target samples, the bootstrap 
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,113 +27,83 @@ import numpy as np
 from ..activations import get_activation
 from ..backend import resolve_device
 from ..data import EmpiricalData, GaussianData, MixtureData
-from ..diffusion import decay, delta_t
+from ..diffusion import OrnsteinUhlenbeck, delta_t
 from ..dynamics import as_tau_array
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..errors import InvalidParameterError
+from ..progress import callback, messages
+from ..protocol import SeedStreams, register, POSITIVE, POSITIVE_INT, RATIO, Config, Integer, OneOf, Tau, param
+from ..time_integrated import BETAS, TIME_LAWS
+from .common import (T_field, activation_field, d_field, grid_field, integrator_field, seed_field,
+                     sigma_spectrum_field, sigma_weights_field, steps_field, t_min_field)
 from ..features import RandomFeatures
 from ..metrics import (energy_distance, gaussian_kl_of_samples, memorization_fraction, mixture_statistics,
                        sliced_wasserstein, wasserstein_1d)
-from ..results import provenance, read_npz, staged_output, write_json, write_npz
-from ..sampling import (GRIDS, INTEGRATORS, SCHEMES, CallableScore, EmpiricalScore, ExactScore,
+from ..results import Result, load_result, provenance, read_npz, save_dataset
+from ..sampling import (SCHEMES, CallableScore, EmpiricalScore, ExactScore,
                         check_times, sample, train_random_features)
 
 SCORES = ("exact", "empirical", "rf", "rf-time-integrated")
 STREAMS = ("law", "train", "features", "sampler", "target", "bootstrap", "projections")
 
 
-def _streams(seed: int) -> dict:
-    return dict(zip(STREAMS, np.random.SeedSequence(int(seed)).spawn(len(STREAMS))))
+def _streams(seed: int) -> SeedStreams:
+    return SeedStreams.ordered(int(seed), STREAMS)
 
 
-class Progress:
-    """A progress bar on stderr: ``[rfdm sample] label  37%`` rewritten in place (silent when quiet)."""
-
-    def __init__(self, label: str, quiet: bool, prefix: str = "rfdm sample"):
-        self.label, self.quiet, self.prefix, self.last = label, quiet, prefix, -1
-
-    def __call__(self, done, total):
-        if self.quiet:
-            return
-        pct = int(100 * done / max(total, 1))
-        if pct != self.last:
-            self.last = pct
-            bar = "#" * (pct // 5) + "." * (20 - pct // 5)
-            end = "\n" if done >= total else ""
-            print(f"\r[{self.prefix}] {self.label} [{bar}] {pct:3d}%", end=end, file=sys.stderr, flush=True)
+def Progress(label: str, quiet: bool):
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr (silent when quiet)."""
+    return callback(label, quiet)
 
 
-def _log(msg: str, quiet: bool, prefix: str = "rfdm sample") -> None:
-    if not quiet:
-        print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
+def _log(msg: str, quiet: bool) -> None:
+    messages("sample", quiet)(msg)
 
 
 @dataclass
-class SampleConfig:
+class SampleConfig(Config):
     """Resolved configuration of one sampling run (every field is recorded with the result)."""
 
-    score: str = "rf"
-    data: str = "gaussian"
-    d: int = 16
-    sigma_spectrum: tuple = (1.0,)
-    sigma_weights: tuple | None = None
-    m_norm: float | None = None
-    m_tilde: float | None = None
-    sigma_x: float = 1.0
-    n_train: int | None = 64
-    n_samples: int = 500
-    steps: int = 200
-    T: float = 4.0
-    t_min: float = 0.01
-    grid: str = "log-snr"
-    integrator: str = "euler"
-    tau: float = math.inf
-    psi_p: float = 16.0
-    activation: str = "tanh"
-    rf_times: int = 12
-    rf_scheme: str = "interpolate"
-    ti_beta: str = "none"
-    ti_time_law: str = "uniform"
-    rtol: float = 1e-8
-    threshold: float = 1.0 / 3.0
-    n_target: int | None = None
-    seed: int = 0
+    score: str = param("rf", "score source", check=OneOf(SCORES), label="score")
+    data: str = param("gaussian", "gaussian, mixture, or FILE.npy (an (n, d) array)", label="data")
+    d: int = d_field(16, "data dimension (set by FILE.npy)")
+    sigma_spectrum: tuple = sigma_spectrum_field("Gaussian data: comma list of covariance eigenvalues")
+    sigma_weights: tuple | None = sigma_weights_field("Gaussian data: comma list of their weights (sum 1)")
+    m_norm: float | None = param(None, "mixture: |m| (fixed as d grows)", check=POSITIVE, optional=True,
+                                 label="m_norm")
+    m_tilde: float | None = param(None, "mixture: |m| = m_tilde sqrt(d) (default 1 when --m-norm is not given)",
+                                  check=POSITIVE, optional=True, label="m_tilde")
+    sigma_x: float = param(1.0, "mixture: standard deviation of each cluster", check=POSITIVE, label="sigma_x")
+    n_train: int | None = param(64, "training points (a FILE.npy: all rows by default)", optional=True,
+                                check=Integer(2), label="n_train")
+    n_samples: int = param(500, "generated samples", check=Integer(2), label="n_samples")
+    steps: int = steps_field()
+    T: float = T_field(4.0)
+    t_min: float = t_min_field()
+    grid: str = grid_field()
+    integrator: str = integrator_field()
+    tau: float = param(math.inf, "rf: training time tau (a number or inf)", check=Tau(single=True), label="tau",
+                       parse="tau1")
+    psi_p: float = param(16.0, "rf: p/d", check=POSITIVE, label="psi_p")
+    activation: str = activation_field("rf: activation of the features")
+    rf_times: int = param(12, "rf: number of diffusion times the scores are trained at (geometric from t_min to T)",
+                          check=POSITIVE_INT, label="number of rf training times")
+    rf_scheme: str = param("interpolate", "rf: interpolate or nearest between training times",
+                           check=OneOf(SCHEMES), label="scheme")
+    ti_beta: str = param("none", "rf-time-integrated: skip term, none or gaussian-skip", check=OneOf(BETAS),
+                         label="ti_beta")
+    ti_time_law: str = param("uniform", "rf-time-integrated: law Q of the training times on [t-min, T]",
+                             check=OneOf(TIME_LAWS), label="time law", flag="--ti-t-law")
+    rtol: float = param(1e-8, "relative truncation tolerance of the Mehler series", check=POSITIVE, cli=False)
+    threshold: float = param(1.0 / 3.0, "memorization threshold on the nearest/second-nearest distance ratio",
+                             check=RATIO, label="threshold", show_default="1/3")
+    n_target: int | None = param(None, "fresh target samples (default n_samples)", check=POSITIVE_INT,
+                                 optional=True, cli=False)
+    seed: int = seed_field()
 
-    def __post_init__(self):
-        if self.score not in SCORES:
-            raise InvalidParameterError(f"unknown score {self.score!r}: choose one of {', '.join(SCORES)}.")
-        if self.grid not in GRIDS:
-            raise InvalidParameterError(f"unknown time grid {self.grid!r}: choose one of {', '.join(GRIDS)}.")
-        if self.integrator not in INTEGRATORS:
-            raise InvalidParameterError(f"unknown integrator {self.integrator!r}: choose one of {', '.join(INTEGRATORS)}.")
-        if self.rf_scheme not in SCHEMES:
-            raise InvalidParameterError(f"unknown scheme {self.rf_scheme!r}: choose one of {', '.join(SCHEMES)}.")
+    def check(self):
         self.T, self.t_min, self.steps = check_times(self.T, self.t_min, self.steps)
-        self.n_samples = check_positive_int("n_samples", self.n_samples)
-        if self.n_samples < 2:
-            raise InvalidParameterError(f"the distances to the target need n_samples >= 2, got {self.n_samples}.")
-        if self.n_train is not None:
-            self.n_train = check_positive_int("n_train", self.n_train)
-            if self.n_train < 2:
-                raise InvalidParameterError(f"the memorization fraction needs n_train >= 2, got {self.n_train}.")
-        tau = as_tau_array(self.tau)
-        if tau.size != 1:
-            raise InvalidParameterError("a sampling run takes one training time tau.")
-        self.tau = float(tau[0])
-        self.psi_p = check_positive_float("psi_p", self.psi_p)
-        get_activation(self.activation)
-        self.rf_times = check_positive_int("number of rf training times", self.rf_times)
-        self.rtol = check_positive_float("rtol", self.rtol)
-        self.threshold = check_positive_float("threshold", self.threshold)
-        self.sigma_x = check_positive_float("sigma_x", self.sigma_x)
-        if self.n_target is not None:
-            self.n_target = check_positive_int("n_target", self.n_target)
-        self.seed = int(self.seed)
-        if self.seed < 0:
-            raise InvalidParameterError(f"seed must be >= 0, got {self.seed}.")
-        if self.data in ("gaussian", "mixture"):
-            self.d = check_positive_int("d", self.d)
-            if self.n_train is None:
-                self.n_train = 64
+        if self.data in ("gaussian", "mixture") and self.n_train is None:
+            self.n_train = 64
         if self.data == "mixture":
             if self.m_norm is not None and self.m_tilde is not None:
                 raise InvalidParameterError("give either --m-norm or --m-tilde, not both.")
@@ -147,6 +116,7 @@ class SampleConfig:
                 raise InvalidParameterError(f"--data must be gaussian, mixture or a .npy file, got {self.data!r}.")
             if self.score == "exact":
                 raise InvalidParameterError("the exact score needs --data gaussian or mixture, not a data file.")
+            _check_npy(self.data)
         if self.data == "gaussian":
             self.gaussian_law()  # validates the spectrum
 
@@ -161,6 +131,21 @@ class SampleConfig:
         out = asdict(self)
         out["p"] = self.p
         return out
+
+
+def _check_npy(path) -> None:
+    """A data file that exists must start with the .npy magic string (a text file named .npy is refused in
+    one sentence; a missing file is reported by the loader)."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InvalidParameterError(f"cannot read data file {path}: {exc.strerror or exc}.") from None
+    if magic != b"\x93NUMPY":
+        raise InvalidParameterError(f"data file {path} is not a NumPy .npy file (save an (n, d) float array "
+                                    "with numpy.save).")
 
 
 def make_law(config: SampleConfig, stream):
@@ -190,7 +175,7 @@ def make_law(config: SampleConfig, stream):
 def target_samples(law, X, n: int, t: float, rng) -> np.ndarray:
     """n draws of P_t: the law's samples noised to time t (for a data file, its points resampled and noised)."""
     x0 = law.sample(n, rng) if law is not None else X[rng.integers(0, X.shape[0], size=n)]
-    return float(decay(t)) * x0 + math.sqrt(float(delta_t(t))) * rng.standard_normal(x0.shape)
+    return OrnsteinUhlenbeck().forward(x0, t, rng)[0]
 
 
 def build_score(config, law, X, stream, taus=None, progress=None, device=None):
@@ -280,7 +265,7 @@ def compute(config: SampleConfig, quiet: bool = True, device=None) -> dict:
     if isinstance(law, MixtureData):
         result["m"] = law.m
         result["gamma2_t_min"] = np.array(law.gamma2_t(config.t_min))
-    return result
+    return Result(result)
 
 
 ARRAY_KEYS = ("samples", "training", "ratios", "target", "times", "m", "gamma2_t_min")
@@ -289,13 +274,9 @@ ARRAY_KEYS = ("samples", "training", "ratios", "target", "times", "m", "gamma2_t
 def save(result: dict, out_dir) -> dict:
     """Write sample.npz (arrays + header with the summary), sample.json (the --json object + header) and
     sample.png (plotted from the saved file).  Returns the paths."""
-    names = {"data": "sample.npz", "summary": "sample.json", "figure": "sample.png"}
     header = dict(result["header"], info=result["info"], summary=result["summary"])
-    with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {k: result[k] for k in ARRAY_KEYS if k in result}, header)
-        write_json(stage / names["summary"], dict(json_summary(result), header=header))
-        plot(load(stage / names["data"]), stage / names["figure"])
-    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+    return save_dataset(out_dir, "sample", {k: result[k] for k in ARRAY_KEYS if k in result}, header,
+                        json_summary(result), plot, load, dpi=110)
 
 
 def load(path) -> dict:
@@ -309,18 +290,16 @@ def json_summary(result: dict) -> dict:
                 info=result["info"])
 
 
-def plot(result: dict, path) -> None:
+def plot(result, fig) -> None:
     """Left: histogram of d_1/d_2 with the threshold.  Middle: samples and training points projected on the
     two leading principal axes of the training set (on m and the leading axis across it for the mixture).
     Right (mixture): histogram of the coordinate along m against the target density."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     cfg, s = result["header"]["config"], result["summary"]
     X, Y = result["training"], result["samples"]
     mixture = "m" in result
-    fig, axes = plt.subplots(1, 3 if mixture else 2, figsize=(14 if mixture else 10, 4.2))
+    fig.set_size_inches(14 if mixture else 10, 4.2)
+    axes = fig.subplots(1, 3 if mixture else 2)
     ax = axes[0]
     ratios = result["ratios"][np.isfinite(result["ratios"])]
     ax.hist(ratios, bins=np.linspace(0, 1, 41), color="C0")
@@ -370,41 +349,38 @@ def plot(result: dict, path) -> None:
         ax.set_title(f"mode fractions {s['mode_fractions'][0]:.3f} / {s['mode_fractions'][1]:.3f}", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- the talk's two regimes -----------------------------------------------------------------------------
 
 @dataclass
-class TwoRegimesConfig:
+class TwoRegimesConfig(Config):
     """Random-features scores on the mixture with |m| = m_norm (O(1)) and with |m| = m_tilde sqrt(d).
 
     Defaults: d = 32, p = 16 d = 512, n = 1024 > p (tau = inf is then the end of training without
     memorization), tanh, 10 training times, T = 4 (see docs/theory.md §6 for why not larger with tanh)."""
 
-    d: int = 32
-    psi_p: float = 16.0
-    n_train: int = 1024
-    m_norm: float = 2.0
-    m_tilde: float = 2.0
-    sigma_x: float = 1.0
-    activation: str = "tanh"
-    tau: float = math.inf
-    rf_times: int = 10
-    n_samples: int = 2000
-    steps: int = 200
-    T: float = 4.0
-    t_min: float = 0.01
-    grid: str = "log-snr"
-    integrator: str = "euler"
-    rtol: float = 1e-6
-    seed: int = 0
+    d: int = d_field(32)
+    psi_p: float = param(16.0, "rf: p/d", check=POSITIVE, label="psi_p")
+    n_train: int = param(1024, "training points", check=Integer(2), label="n_train")
+    m_norm: float = param(2.0, "|m| of the first regime (O(1))", check=POSITIVE, label="m_norm")
+    m_tilde: float = param(2.0, "|m| = m_tilde sqrt(d) of the second regime", check=POSITIVE, label="m_tilde")
+    sigma_x: float = param(1.0, "standard deviation of each cluster", check=POSITIVE, label="sigma_x")
+    activation: str = activation_field()
+    tau: float = param(math.inf, "training time tau (a number or inf)", check=Tau(single=True), label="tau",
+                       parse="tau1")
+    rf_times: int = param(10, "number of diffusion times the scores are trained at", check=POSITIVE_INT,
+                          label="number of rf training times")
+    n_samples: int = param(2000, "generated samples per regime", check=Integer(2), label="n_samples")
+    steps: int = steps_field()
+    T: float = T_field(4.0)
+    t_min: float = t_min_field()
+    grid: str = grid_field()
+    integrator: str = integrator_field()
+    rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=POSITIVE, cli=False)
+    seed: int = seed_field()
 
-    def __post_init__(self):
-        self.d = check_positive_int("d", self.d)
-        self.m_norm = check_positive_float("m_norm", self.m_norm)
-        self.m_tilde = check_positive_float("m_tilde", self.m_tilde)
+    def check(self):
         self.run_config("norm")  # validates the rest
 
     def run_config(self, which: str) -> SampleConfig:
@@ -442,19 +418,15 @@ def compute_two_regimes(config: TwoRegimesConfig, quiet: bool = True, device=Non
         summary["closer_to"] = ("mixture" if summary["w2_along_m_to_mixture"] < summary["w2_along_m_to_gaussian"]
                                 else "gaussian")
         out["regimes"][which] = {"label": label, "along_m": s, "summary": summary, "config": cfg.as_dict()}
-    return out
+    return Result(out)
 
 
 def save_two_regimes(result: dict, out_dir) -> dict:
-    names = {"data": "two_regimes.npz", "summary": "two_regimes.json", "figure": "two_regimes.png"}
     regs = result["regimes"]
     header = dict(result["header"], regimes={k: {"label": v["label"], "summary": v["summary"], "config": v["config"]}
                                              for k, v in regs.items()})
-    with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {f"along_m_{k}": v["along_m"] for k, v in regs.items()}, header)
-        write_json(stage / names["summary"], dict(two_regimes_summary(result), header=header))
-        plot_two_regimes(stage / names["data"], stage / names["figure"])
-    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+    return save_dataset(out_dir, "two_regimes", {f"along_m_{k}": v["along_m"] for k, v in regs.items()}, header,
+                        two_regimes_summary(result), plot_two_regimes, load_result, dpi=110)
 
 
 def two_regimes_summary(result: dict) -> dict:
@@ -463,15 +435,13 @@ def two_regimes_summary(result: dict) -> dict:
             "config": h["config"], "version": h["version"], "seed": h["seed"]}
 
 
-def plot_two_regimes(data_path, path) -> None:
+def plot_two_regimes(data, fig) -> None:
     """For each regime, the histogram of the samples' coordinate along m (in units of |m|) against the target
     mixture and the Gaussian with the same covariance."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    arrays, header = read_npz(data_path)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    arrays, header = data.arrays, data.header
+    fig.set_size_inches(11, 4.2)
+    axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("norm", "tilde")):
         info = header["regimes"][key]
         s = info["summary"]
@@ -497,37 +467,36 @@ def plot_two_regimes(data_path, path) -> None:
     fig.suptitle(f"random-features scores on the two-cluster mixture (d={cfg['d']}, p={int(round(cfg['psi_p'] * cfg['d']))}, "
                  f"n={cfg['n_train']}, {cfg['activation']}, tau={cfg['tau']})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- memorization along training -------------------------------------------------------------------------
 
 @dataclass
-class MemorizationConfig:
+class MemorizationConfig(Config):
     """f_mem of samples from random-features scores stopped at tau, for p >> n (defaults: Gaussian data
     N(0, I), d = 8, p = 128 d = 1024, n = 16, tanh, 12 training times)."""
 
-    d: int = 8
-    psi_p: float = 128.0
-    n_train: int = 16
-    sigma_spectrum: tuple = (1.0,)
-    activation: str = "tanh"
-    tau: tuple = field(default_factory=lambda: tuple(np.logspace(0, 8, 13)) + (math.inf,))
-    rf_times: int = 12
-    n_samples: int = 500
-    steps: int = 200
-    T: float = 4.0
-    t_min: float = 0.01
-    grid: str = "log-snr"
-    integrator: str = "euler"
-    threshold: float = 1.0 / 3.0
-    rtol: float = 1e-6
-    seed: int = 0
+    d: int = d_field(8)
+    psi_p: float = param(128.0, "rf: p/d", check=POSITIVE, label="psi_p")
+    n_train: int = param(16, "training points", check=Integer(2), label="n_train")
+    sigma_spectrum: tuple = sigma_spectrum_field()
+    activation: str = activation_field()
+    tau: tuple = param(factory=lambda: tuple(np.logspace(0, 8, 13)) + (math.inf,), help="training times tau",
+                       check=Tau(sort=True), label="tau", parse="tau", show_default="1:1e8:13,inf")
+    rf_times: int = param(12, "number of diffusion times the scores are trained at", check=POSITIVE_INT,
+                          label="number of rf training times")
+    n_samples: int = param(500, "generated samples per tau", check=Integer(2), label="n_samples")
+    steps: int = steps_field()
+    T: float = T_field(4.0)
+    t_min: float = t_min_field()
+    grid: str = grid_field()
+    integrator: str = integrator_field()
+    threshold: float = param(1.0 / 3.0, "memorization threshold on the nearest/second-nearest distance ratio",
+                             check=RATIO, label="threshold", show_default="1/3")
+    rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=POSITIVE, cli=False)
+    seed: int = seed_field()
 
-    def __post_init__(self):
-        tau = as_tau_array(self.tau)
-        self.tau = tuple(float(x) for x in np.sort(tau))
+    def check(self):
         self.run_config("rf")
 
     def run_config(self, score: str) -> SampleConfig:
@@ -592,12 +561,12 @@ def compute_memorization(config: MemorizationConfig, quiet: bool = True, device=
         refs[name] = evaluate(run.samples, X, law, target, cfg, stream, device=bk)[0]
     _log("timescales at t_min", quiet)
     times = memorization_timescales(config, X, stream, device=bk)
-    return {"tau": np.array(config.tau), "f_mem": np.array([r["f_mem"] for r in rows]),
+    return Result({"tau": np.array(config.tau), "f_mem": np.array([r["f_mem"] for r in rows]),
             "f_mem_ci": np.array([r["f_mem_ci"] for r in rows]),
             "distance_to_target": np.array([r["distance_to_target"] for r in rows]),
             "mean_sq_norm_per_dim": np.array([r["mean_sq_norm_per_dim"] for r in rows]),
             "references": refs, "timescales": times,
-            "header": dict(provenance(dict(asdict(config), p=cfg.p), config.seed), device=bk.describe())}
+            "header": dict(provenance(dict(asdict(config), p=cfg.p), config.seed), device=bk.describe())})
 
 
 MEM_ARRAYS = ("tau", "f_mem", "f_mem_ci", "distance_to_target", "mean_sq_norm_per_dim")
@@ -614,28 +583,22 @@ def memorization_summary(result: dict) -> dict:
 
 
 def save_memorization(result: dict, out_dir) -> dict:
-    names = {"data": "memorization.npz", "summary": "memorization.json", "figure": "memorization.png"}
     summary = memorization_summary(result)
     header = dict(result["header"], summary={k: v for k, v in summary.items() if k not in MEM_ARRAYS})
-    with staged_output(out_dir) as stage:
-        write_npz(stage / names["data"], {k: result[k] for k in MEM_ARRAYS}, header)
-        write_json(stage / names["summary"], dict(summary, header=header))
-        plot_memorization(stage / names["data"], stage / names["figure"])
-    return {k: str(Path(out_dir) / v) for k, v in names.items()}
+    return save_dataset(out_dir, "memorization", {k: result[k] for k in MEM_ARRAYS}, header, summary,
+                        plot_memorization, load_result, dpi=110)
 
 
-def plot_memorization(data_path, path) -> None:
+def plot_memorization(data, fig) -> None:
     """f_mem against tau with its bootstrap band; the empirical and exact scores' f_mem as horizontal
     lines; tau_gen and tau_mem at t_min (theory: dashed, this training set: dotted).  tau = inf at the right."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     s, cfg = header["summary"], header["config"]
     tau, f, ci = arrays["tau"], arrays["f_mem"], arrays["f_mem_ci"]
     fin = np.isfinite(tau)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig.set_size_inches(7.5, 4.5)
+    ax = fig.subplots()
     x = tau.copy()
     if (~fin).any():
         x[~fin] = tau[fin].max() * 10 if fin.any() else 1.0
@@ -660,5 +623,10 @@ def plot_memorization(data_path, path) -> None:
                  f"timescales at t_min", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+
+EXPERIMENT = register("sample", SampleConfig, compute, plot=plot, stem="sample", summary=json_summary)
+TWO_REGIMES = register("two-regimes", TwoRegimesConfig, compute_two_regimes, stem="two_regimes",
+                       summary=two_regimes_summary)
+MEMORIZATION = register("memorization", MemorizationConfig, compute_memorization, stem="memorization",
+                        summary=memorization_summary)

@@ -9,54 +9,39 @@ apart are both visible, the atom as a vertical line, and the empirical histogram
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..activations import get_activation
 from ..data import GaussianData
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..progress import messages
+from ..protocol import POSITIVE, POSITIVE_INT, Config, SeedStreams, WholeTimes, param, register
 from ..features import RandomFeatures, noise_averaged_statistics
-from ..results import provenance
+from ..results import Result, load_result, provenance, render
 from ..spectrum import SpectralProblem, gep_coefficients
+from .common import activation_field, seed_field, sigma_spectrum_field, sigma_weights_field, t_field
 
 
 @dataclass
-class SpectrumConfig:
-    psi_p: float = 64.0
-    psi_n: float = 8.0
-    t: float = 0.01
-    activation: str = "tanh"
-    sigma_spectrum: tuple = (1.0,)
-    sigma_weights: tuple | None = None
-    empirical_d: int | None = None
-    seed: int = 0
-    n_points: int = 2000
+class SpectrumConfig(Config):
+    """The spectrum of the Gaussian-equivalent U at (psi_p, psi_n, t); optionally the exact U at dimension D."""
 
-    def __post_init__(self):
-        self.psi_p = check_positive_float("psi_p", self.psi_p)
-        self.psi_n = check_positive_float("psi_n", self.psi_n)
-        self.t = check_positive_float("t", self.t)
-        get_activation(self.activation)
-        lam = np.atleast_1d(np.asarray(self.sigma_spectrum, dtype=float))
-        if lam.size == 0 or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
-            raise InvalidParameterError("covariance eigenvalues must be finite and > 0.")
-        w = np.full(lam.size, 1.0 / lam.size) if self.sigma_weights is None else np.asarray(self.sigma_weights, float)
-        if w.shape != lam.shape:
-            raise InvalidParameterError(f"{w.size} weights given for {lam.size} covariance eigenvalues.")
-        if not np.all(np.isfinite(w)) or np.any(w < 0) or abs(w.sum() - 1.0) > 1e-9:
-            raise InvalidParameterError(f"covariance weights must be >= 0 and sum to 1, got sum {w.sum():g}.")
-        self.sigma_spectrum = tuple(float(x) for x in lam)
-        self.sigma_weights = tuple(float(x) for x in w)
-        self.n_points = check_positive_int("n_points", self.n_points)
-        if self.empirical_d is not None:
-            self.empirical_d = check_positive_int("empirical d", self.empirical_d)
-            for name, psi in (("psi_p", self.psi_p), ("psi_n", self.psi_n)):
-                v = psi * self.empirical_d
-                if abs(v - round(v)) > 1e-9:
-                    raise InvalidParameterError(f"{name} * D = {v:g} must be a whole number for --empirical-d.")
-        self.seed = int(self.seed)
+    psi_p: float = param(64.0, "p/d", label="psi_p", check=(POSITIVE, WholeTimes("empirical_d")))
+    psi_n: float = param(8.0, "n/d", label="psi_n", check=(POSITIVE, WholeTimes("empirical_d")))
+    t: float = t_field()
+    activation: str = activation_field()
+    sigma_spectrum: tuple = sigma_spectrum_field("comma list of covariance eigenvalues")
+    sigma_weights: tuple | None = sigma_weights_field("comma list of their weights (sum 1; default equal)")
+    empirical_d: int | None = param(None, "also compute the exact noise-averaged U at dimension D, overlay it and "
+                                    "report KS", check=POSITIVE_INT, optional=True, metavar="D", label="empirical d",
+                                    sweep=False)
+    seed: int = seed_field("seed of W and X for --empirical-d")
+    n_points: int = param(2000, "density points in all", check=POSITIVE_INT, flag="--points")
+
+    def check(self):
+        if self.sigma_weights is None:
+            n = len(self.sigma_spectrum)
+            self.sigma_weights = tuple(1.0 / n for _ in range(n))
 
     @property
     def sigma_x2(self) -> float:
@@ -65,7 +50,7 @@ class SpectrumConfig:
 
 
 def compute(config: SpectrumConfig, quiet: bool = True) -> dict:
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm spectrum] {m}", file=sys.stderr, flush=True))
+    log = messages("spectrum", quiet)
     coeffs = gep_coefficients(config.activation, config.t, config.sigma_x2)
     problem = SpectralProblem(coeffs, config.psi_p, config.psi_n, np.array(config.sigma_spectrum),
                               np.array(config.sigma_weights))
@@ -80,7 +65,8 @@ def compute(config: SpectrumConfig, quiet: bool = True) -> dict:
         D = config.empirical_d
         p, n = int(round(config.psi_p * D)), int(round(config.psi_n * D))
         log(f"exact noise-averaged U at d={D}, p={p}, n={n} and its eigenvalues")
-        rng_w, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
+        streams = SeedStreams.ordered(config.seed, ("features", "train"))
+        rng_w, rng_x = streams.generator("features"), streams.generator("train")
         law = GaussianData(D, eigenvalues=config.sigma_spectrum, weights=config.sigma_weights)
         features = RandomFeatures.sample(D, p, config.activation, rng_w)
         X = law.sample(n, rng_x)
@@ -90,7 +76,7 @@ def compute(config: SpectrumConfig, quiet: bool = True) -> dict:
         out["ks_empirical"] = res.ks_distance(ev)
         out["ks_empirical_continuous"] = res.ks_distance_continuous(ev)
     out["header"] = provenance(asdict(config), config.seed)
-    return out
+    return Result(out)
 
 
 JSON_KEYS = ("atoms", "bulks", "total_mass", "tau_gen", "tau_mem", "grid", "density")
@@ -125,7 +111,7 @@ def save(result: dict, out_dir) -> dict:
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], arrays, to_jsonable(header))
         write_json(stage / names["summary"], summary)
-        plot(load(stage / names["data"]), stage / names["figure"])
+        render(plot, load(stage / names["data"]), stage / names["figure"])
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
@@ -136,13 +122,11 @@ def load(path) -> dict:
     return dict(arrays, header=header, **header["summary"])
 
 
-def plot(data: dict, path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(data, fig) -> None:
 
     cfg = data["header"]["config"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig.set_size_inches(7.5, 4.5)
+    ax = fig.subplots()
     grid, dens = np.asarray(data["grid"]), np.asarray(data["density"])
     for b in data["bulks"]:
         sel = (grid >= b["left"]) & (grid <= b["right"])
@@ -168,5 +152,49 @@ def plot(data: dict, path) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+
+def sweep_outputs(res: dict, config: SpectrumConfig) -> dict:
+    """A sweep point: tau_gen, tau_mem (and their leading orders), the atom, the population and memorization
+    bulks, and the edges and masses of every bulk.  A solve whose run-time checks fail raises NumericalError
+    (the point is recorded as failed)."""
+    import math
+
+    from ..errors import NumericalError
+
+    if not res["checks"]["converged"]:
+        raise NumericalError(f"a run-time check of the spectral solver failed (max residual "
+                             f"{res['checks'].get('max_residual', math.nan):.3g}).")
+    ts, bulks, atoms = res["timescales"], res["bulks"], res["atoms"]
+    biggest = max(atoms, key=lambda a: a["weight"]) if atoms else None
+    num = lambda x: math.nan if x is None else float(x)  # noqa: E731
+
+    def bulk(index, field):
+        return math.nan if index is None else float(bulks[index][field])
+
+    mem, pop = ts["memorization_bulk"], ts["population_bulk"]
+    scalars = {"tau_gen": num(ts["tau_gen"]), "tau_mem": num(ts["tau_mem"]),
+               "tau_gen_leading_order": num(ts["tau_gen_leading_order"]),
+               "tau_mem_leading_order": num(ts["tau_mem_leading_order"]),
+               "atom_weight": float(sum(a["weight"] for a in atoms)),
+               "atom_position": math.nan if biggest is None else float(biggest["position"]),
+               "n_bulks": float(len(bulks)), "total_mass": float(res["total_mass"]),
+               "population_bulk_left": bulk(pop, "left"), "population_bulk_right": bulk(pop, "right"),
+               "population_bulk_mass": bulk(pop, "mass"),
+               "memorization_bulk_left": bulk(mem, "left"), "memorization_bulk_right": bulk(mem, "right"),
+               "memorization_bulk_mass": bulk(mem, "mass")}
+    vectors = {f"bulk_{f}": ("bulk", np.array([b[f] for b in bulks], dtype=np.float64))
+               for f in ("left", "right", "mass", "mean")}
+    return {"scalars": scalars, "vectors": vectors, "coords": {},
+            "info": {"checks": res["checks"], "coefficients": res["coefficients"]}}
+
+
+EXPERIMENT = register(
+    "spectrum", SpectrumConfig, compute, plot=plot, stem="spectrum", summary=json_summary, sweep=sweep_outputs,
+    description="spectrum of U from the self-consistent equations (rfdm spectrum)",
+    descriptions={"tau_gen": "psi_p/(Delta_t lambda_mean) of the population bulk",
+                  "tau_mem": "psi_p/(Delta_t lambda_left) of the memorization bulk",
+                  "atom_weight": "total weight of the atoms", "atom_position": "position of the heaviest atom",
+                  "n_bulks": "number of bulks", "bulk_left": "left edge of each bulk",
+                  "bulk_right": "right edge of each bulk", "bulk_mass": "mass of each bulk",
+                  "bulk_mean": "mean eigenvalue of each bulk"})

@@ -1,4 +1,4 @@
-"""Numerical spectra of U and the scaling of the training timescales with n (THEORY §3–§4).
+"""Numerical spectra of U and the scaling of the training timescales with n (docs/theory.md §4, §7).
 
 `rfdm spectrum --model time-integrated`: the time integral breaks the Gaussian equivalence, so the spectrum of
 the time-integrated U is computed numerically (exact noise average, quadrature in t) at dimension d, its
@@ -10,50 +10,44 @@ spectrum and from the test-loss curves, with the fitted slope of log tau_mem aga
 from __future__ import annotations
 
 import math
-import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..activations import get_activation
 from ..data import GaussianData
 from ..dynamics import GradientFlow
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..errors import InvalidParameterError
+from ..progress import messages, progress
+from ..protocol import register, POSITIVE, POSITIVE_INT, FloatList, OneOf, Tau, WholeTimes, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
-from ..results import provenance
-from ..time_integrated import TimeIntegratedOptions, timescales_from_curves, timescales_from_spectrum
+from ..results import Result, load_result, provenance, render
+from ..time_integrated import timescales_from_curves, timescales_from_spectrum
+from .common import TimeIntegratedFields, activation_field, d_field, psi_field, seed_field, t_field
 
 MODELS = ("per-time", "time-integrated")
 
 
 @dataclass
-class TimescalesConfig(TimeIntegratedOptions):
-    model: str = "time-integrated"
-    d: int = 24
-    psi_p: float = 16.0
-    psi_n: tuple = (1.0, 2.0, 4.0)
-    t: float = 0.01
-    activation: str = "tanh"
-    seed: int = 0
-    draws: int = 1
-    curves: bool = True
-    tau: tuple = field(default_factory=lambda: tuple(np.logspace(-2, 8, 121)))
+class TimescalesConfig(TimeIntegratedFields):
+    """tau_gen and tau_mem against n = psi_n d (per-time or time-integrated model)."""
 
-    def __post_init__(self):
-        if self.model not in MODELS:
-            raise InvalidParameterError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}.")
-        self.d = check_positive_int("d", self.d)
-        self.psi_p = check_positive_float("psi_p", self.psi_p)
-        self.psi_n = tuple(check_positive_float("psi_n", x) for x in np.atleast_1d(self.psi_n))
-        self.t = check_positive_float("t", self.t)
+    model: str = param("per-time", "per-time: one network at time --t; time-integrated: one network for all "
+                       "t ~ Q on [t-min, t-max]", check=OneOf(MODELS), label="model")
+    d: int = d_field(24)
+    psi_p: float = psi_field(16.0, "p")
+    psi_n: tuple = param(factory=lambda: (1.0, 2.0, 4.0), help="comma list of n/d", label="psi_n",
+                         check=(FloatList(POSITIVE), WholeTimes("d")), parse="floats")
+    t: float = t_field(help="per-time model: diffusion time")
+    activation: str = activation_field()
+    seed: int = seed_field()
+    draws: int = param(1, "independent draws of (W, X, b) per n", check=POSITIVE_INT, label="number of draws")
+    curves: bool = param(True, "with the test-loss curves (without: skip them; the memorization modes are then "
+                         "found by gaps in the spectrum)")
+    tau: tuple = param(factory=lambda: tuple(np.logspace(-2, 8, 121)), help="training times of the loss curves",
+                       check=Tau(), cli=False)
+
+    def check(self):
         self.check_time_integrated()
-        get_activation(self.activation)
-        for name, psi in [("psi_p", self.psi_p)] + [("psi_n", x) for x in self.psi_n]:
-            v = psi * self.d
-            if abs(v - round(v)) > 1e-9 or round(v) < 1:
-                raise InvalidParameterError(f"{name} * d = {v:g} must be a positive whole number.")
-        self.seed = int(self.seed)
-        self.draws = check_positive_int("number of draws", self.draws)
 
 
 def _statistics(config, features, X, law, rng_b, with_population):
@@ -112,9 +106,13 @@ TIMESCALE_KEYS = ("tau_gen", "tau_mem", "tau_gen_curves", "tau_mem_curves")
 def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
     """Timescales at each n = psi_n d for ``config.draws`` independent draws; per n the geometric mean over the
     draws, and the least-squares slope of log tau_mem against log n over all draws (with its standard error)."""
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm timescales] {m}", file=sys.stderr, flush=True))
-    rows = [spectrum_point(config, int(round(psi * config.d)), log, k)
-            for psi in config.psi_n for k in range(config.draws)]
+    log = messages("timescales", quiet)
+    todo = [(psi, k) for psi in config.psi_n for k in range(config.draws)]
+    with progress(total=len(todo), desc="timescales (n, draw)", disable_quiet=quiet) as bar:
+        rows = []
+        for psi, k in todo:
+            rows.append(spectrum_point(config, int(round(psi * config.d)), log, k))
+            bar.update(1)
     n = np.array([int(round(psi * config.d)) for psi in config.psi_n], dtype=float)
     out = {"rows": rows, "n": n, "header": provenance(asdict(config), config.seed)}
     for key in TIMESCALE_KEYS:
@@ -126,7 +124,7 @@ def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
         if key.startswith("tau_mem"):
             slope, err = _slope(np.repeat(n, config.draws), per_draw.ravel())
             out["slope_" + key], out["slope_" + key + "_stderr"] = slope, err
-    return out
+    return Result(out)
 
 
 def _slope(n, tau) -> tuple:
@@ -173,7 +171,7 @@ def save_scaling(result: dict, out_dir) -> dict:
     names = {"summary": "timescales.json", "figure": "timescales.png"}
     with staged_output(out_dir) as stage:
         write_json(stage / names["summary"], dict(scaling_summary(result), header=result["header"]))
-        plot_scaling(load_json(stage / names["summary"]), stage / names["figure"])
+        render(plot_scaling, load_json(stage / names["summary"]), stage / names["figure"], dpi=110)
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
@@ -182,19 +180,18 @@ def load_json(path) -> dict:
     return json.loads(open(path).read())
 
 
-def plot_scaling(data: dict, path) -> None:
+def plot_scaling(data, fig) -> None:
     """Left: tau_mem and tau_gen against n on log axes (every draw faint, the geometric means joined, the fitted
     lines of log tau_mem against log n).  Right, with curves: each n's generalization gap over tau divided by
     its final value, and against tau/tau_mem (the collapse)."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     num = lambda xs: np.array([np.nan if x in (None, "inf", "nan") else x for x in xs], dtype=float)  # noqa: E731
     n = np.array(data["n"], dtype=float)
     draws = data["draws"]
     curves = "tau_mem_curves" in data
-    fig, axes = plt.subplots(1, 3 if curves else 1, figsize=(15 if curves else 6.5, 4.5), squeeze=False)
+    fig.set_size_inches(15 if curves else 6.5, 4.5)
+    axes = fig.subplots(1, 3 if curves else 1, squeeze=False)
     ax = axes[0, 0]
     series = [("tau_mem", "C3", "o-", r"$\tau_{mem}$ (spectrum: slowest memorization mode)"),
               ("tau_gen", "C0", "s-", r"$\tau_{gen}$ (spectrum: population cluster)")]
@@ -231,9 +228,9 @@ def plot_scaling(data: dict, path) -> None:
             gap = num(first["generalization_gap"])
             g = gap / gap[-1]
             tm = data["tau_mem_curves"][j]
-            axes[0, 1].plot(tau[fin], g[fin], color=plt.cm.viridis(j / max(1, len(n) - 1)), label=f"n={nv}")
+            axes[0, 1].plot(tau[fin], g[fin], color=matplotlib.colormaps["viridis"](j / max(1, len(n) - 1)), label=f"n={nv}")
             if tm:
-                axes[0, 2].plot(tau[fin] / tm, g[fin], color=plt.cm.viridis(j / max(1, len(n) - 1)), label=f"n={nv}")
+                axes[0, 2].plot(tau[fin] / tm, g[fin], color=matplotlib.colormaps["viridis"](j / max(1, len(n) - 1)), label=f"n={nv}")
         for a, xl in [(axes[0, 1], r"$\tau$"), (axes[0, 2], r"$\tau/\tau_{mem}$")]:
             a.set_xscale("log")
             a.set_xlabel(xl)
@@ -243,8 +240,6 @@ def plot_scaling(data: dict, path) -> None:
         axes[0, 1].set_title("gap builds up later for larger n", fontsize=8)
         axes[0, 2].set_title(r"collapse in $\tau/\tau_{mem}$ (first draw per n)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- numerical spectrum of the time-integrated U ---------------------------------------------------------
@@ -252,7 +247,7 @@ def plot_scaling(data: dict, path) -> None:
 def compute_numerical_spectrum(config: TimescalesConfig, quiet: bool = True) -> dict:
     """Eigenvalues of the time-integrated U at n = psi_n[0] d, its clusters, tau_gen and tau_mem (with
     config.curves, the memorization modes found by their eigenvectors and marked)."""
-    log = (lambda m: None) if quiet else (lambda m: print(f"[rfdm spectrum] {m}", file=sys.stderr, flush=True))
+    log = messages("spectrum", quiet)
     n = int(round(config.psi_n[0] * config.d))
     row = spectrum_point(config, n, log)
     out = {"eigenvalues": row["eigenvalues"], "eigenvalues_summary": eigenvalues_summary(row["eigenvalues"]),
@@ -279,22 +274,21 @@ def save_numerical_spectrum(result: dict, out_dir) -> dict:
     with staged_output(out_dir) as stage:
         write_npz(stage / names["data"], arrays, dict(result["header"], summary=summary))
         write_json(stage / names["summary"], summary)
-        _plot_numerical(stage / names["data"], stage / names["figure"])
+        render(_plot_numerical, load_result(stage / names["data"]), stage / names["figure"])
     return {k: str(Path(out_dir) / v) for k, v in names.items()}
 
 
-def _plot_numerical(data_path, path) -> None:
+def _plot_numerical(data, fig) -> None:
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from ..results import read_npz
 
-    arrays, header = read_npz(data_path)
+    arrays, header = data.arrays, data.header
     ev = arrays["eigenvalues"]
     ev = ev[ev > 0]
     s = header["summary"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig.set_size_inches(7, 4.2)
+    ax = fig.subplots()
     bins = np.geomspace(ev.min() * 0.95, ev.max() * 1.05, 100)
     ax.hist(ev, bins=bins, color="C1", label="all eigenvalues")
     if "memorization_mask" in arrays:
@@ -312,5 +306,11 @@ def _plot_numerical(data_path, path) -> None:
     ax.set_title(f"time-integrated, d={cfg['d']}, psi_p={cfg['psi_p']:g}, psi_n={cfg['psi_n'][0]:g}: "
                  f"tau_gen={s['tau_gen']:.3g}, tau_mem={(s['tau_mem'] or float('nan')):.3g}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+
+EXPERIMENT = register(
+    "timescales", TimescalesConfig, compute_scaling, plot=plot_scaling, stem="timescales", summary=scaling_summary,
+    command=True, saver=save_scaling,
+    help="tau_gen and tau_mem against n (tau_mem grows like n, tau_gen flat).",
+    long_description="Timescales from the spectrum of U and from the test-loss curves over a range of n (psi_n d), "
+    "with the fitted slope of log tau_mem against log n.")

@@ -12,19 +12,19 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import InvalidParameterError, NumericalError, RfdmError
+from ..errors import InvalidParameterError, NumericalError, RfdmError
+from .common import Parser, check_output_dir
 
 
 def add_commands(sub) -> None:
     """Register the `sweep` command and its actions on an argparse subparsers object."""
-    from .cli import _Parser
-    from .sweep import EXECUTORS
+    from ..sweep import EXECUTORS
 
     p = sub.add_parser("sweep", help="resumable parameter sweeps from a TOML config: run, status, collect.",
                        description="Resumable parameter sweeps (docs/sweeps.md): every combination of the [grid] "
                        "values of a CONFIG.toml is one point, stored atomically under its config hash; a killed "
                        "run resumes where it stopped.")
-    actions = p.add_subparsers(dest="sweep_command", parser_class=_Parser, metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="sweep_command", parser_class=Parser, metavar="ACTION", required=True)
 
     r = actions.add_parser("run", help="compute every point not done yet (failed points are retried).",
                            description="Compute the points of CONFIG.toml that are not done yet; safe to kill "
@@ -64,6 +64,8 @@ def add_commands(sub) -> None:
 
 def _add_common(p, quiet: bool) -> None:
     p.add_argument("--out", default=None, help="output folder (default [sweep] out, relative to the config's folder)")
+    p.add_argument("--reuse-older", action="store_true", help="accept stored points written by an older rfdm "
+                   "version (default: such points are pending and recomputed; see docs/sweeps.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     if quiet:
         p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
@@ -72,17 +74,19 @@ def _add_common(p, quiet: bool) -> None:
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InvalidParameterError(f"the output folder {out} exists and is not a folder.")
+    check_output_dir(out, "the output folder")
 
 
 def _run(args) -> int:
-    from . import sweep as sw
-    from .results import to_jsonable
+    from .. import sweep as sw
+    from ..results import to_jsonable
 
     if args.workers is not None and args.workers < 1:
         raise InvalidParameterError(f"--workers must be a positive integer, got {args.workers}.")
     if Path(args.config).is_dir():
         raise InvalidParameterError(f"{args.config} is a folder; `rfdm sweep run` takes the sweep's CONFIG.toml.")
     sweep = sw.load_config(args.config, out=args.out)
+    sweep.reuse_older = args.reuse_older
     _check_out(sweep.out)
     summary = sw.run_sweep(sweep, executor=args.executor, workers=args.workers, quiet=args.quiet,
                            wait=not args.no_wait, device=args.device)
@@ -100,9 +104,10 @@ def _run(args) -> int:
 
 
 def _status(args) -> int:
-    from . import sweep as sw
+    from .. import sweep as sw
 
     sweep = sw.open_sweep(args.target, out=args.out)
+    sweep.reuse_older = args.reuse_older
     st = sw.sweep_status(sweep)
     if args.json:
         print(json.dumps(dict(st, kind=sweep.kind, done_count=len(st["done"]), pending_count=len(st["pending"]),
@@ -118,10 +123,11 @@ def _status(args) -> int:
 
 
 def _collect(args) -> int:
-    from . import sweep as sw
+    from .. import sweep as sw
 
     sw._import_xarray()  # before anything else: a missing extra is one sentence, exit 2
     sweep = sw.open_sweep(args.target, out=args.out)
+    sweep.reuse_older = args.reuse_older
     if not sweep.out.is_dir():
         raise InvalidParameterError(f"{sweep.out} does not exist; run `rfdm sweep run` first.")
     warn = None if args.quiet else (lambda m: print(f"rfdm: warning: {m}", file=sys.stderr))
@@ -137,8 +143,8 @@ def _collect(args) -> int:
 
 
 def _kinds(args) -> int:
-    from .results import to_jsonable
-    from .sweep import KINDS
+    from ..results import to_jsonable
+    from ..sweep import KINDS
 
     if args.json:
         print(json.dumps(to_jsonable({name: {"description": k.description, "defaults": k.defaults}
