@@ -69,6 +69,12 @@ def T_field(default: float, **kw):
                  check=Real(0.0, T_MAX, lo_open=True), **kw)
 
 
+def denoise_field(**kw):
+    return param(True, "end the backward process with the final denoising step x0 = e^t (x + Delta_t S(x, t)) at "
+                 "t_min (Tweedie, as score_sde and EDM do); metrics then compare with the same step applied to exact "
+                 "draws of P_t_min (docs/theory.md §6)", label="denoise", **kw)
+
+
 def t_min_field(default: float = 0.01, help: str = "last diffusion time t_min > 0", **kw):
     return param(default, help, unit="OU time", check=POSITIVE, **kw)
 

@@ -26,14 +26,14 @@ from ..protocol import POSITIVE, POSITIVE_INT, OneOf, SeedStreams, Tau, param, p
 from .common import (TimeIntegratedFields, activation_field, d_field, seed_field, sigma_spectrum_field,
                      sigma_weights_field, t_field)
 
-METHODS = ("exact", "gd", "adam")
+METHODS = ("exact", "gd", "adam", "asymptotic")
 MODELS = ("per-time", "time-integrated")
 #: the default learning rate of gd/adam gives the first positive checkpoint at least this many steps
 MIN_STEPS = 20
 
 
 #: training times when none are given: the closed form reaches tau = inf, step-by-step training does not
-DEFAULT_TAU = {"exact": "1e-1:1e7:161,inf", "gd": "1:1e3:31", "adam": "1:1e3:31"}
+DEFAULT_TAU = {"exact": "1e-1:1e7:161,inf", "gd": "1:1e3:31", "adam": "1:1e3:31", "asymptotic": "1e-1:1e7:161,inf"}
 
 
 @dataclass
@@ -54,7 +54,9 @@ class DynamicsConfig(TimeIntegratedFields):
     tau: tuple | None = param(None, "training times: numbers, 'inf', START:STOP:NUM log ranges, comma-separated",
                               check=Tau(), parse="tau", label="tau", optional=True,
                               show_default="1e-1:1e7:161,inf; 1:1e3:31 for gd/adam")
-    method: str = param("exact", "exact: closed form; gd/adam: step-by-step training with fresh noise",
+    method: str = param("exact", "exact: closed form at finite d; gd/adam: step-by-step training with fresh noise; "
+                        "asymptotic: the limit d -> inf at psi_p, psi_n by contour quadrature (docs/theory.md §8; "
+                        "d then only sets the resolution of --psi-p/--psi-n)",
                         check=OneOf(METHODS), label="method", sweep=False)
     noise_draws: int | None = param(None, "finite-m setting: M noise draws per point, fixed (Monte Carlo U, V for "
                                     "exact; fixed draws for gd/adam); default: exact noise average / fresh noise",
@@ -71,10 +73,14 @@ class DynamicsConfig(TimeIntegratedFields):
     def check(self):
         if self.tau is None:
             self.tau = parse_tau(DEFAULT_TAU[self.method])
-        if self.method != "exact" and not all(math.isfinite(x) for x in self.tau):
+        if self.method in ("gd", "adam") and not all(math.isfinite(x) for x in self.tau):
             raise InvalidParameterError(f"method {self.method!r} trains step by step and cannot reach tau = inf.")
-        if self.method == "exact" and self.learning_rate is not None:
-            raise InvalidParameterError("--lr (learning rate) is for --method gd or adam; the exact method has none.")
+        if self.method in ("exact", "asymptotic") and self.learning_rate is not None:
+            raise InvalidParameterError(f"--lr (learning rate) is for --method gd or adam; the {self.method} method "
+                                        "has none.")
+        if self.method == "asymptotic" and (self.model != "per-time" or self.noise_draws is not None):
+            raise InvalidParameterError("--method asymptotic is the d -> inf limit of the per-time model with the "
+                                        "exact noise average (no --model time-integrated, no --noise-draws).")
         if self.model == "time-integrated":
             self.check_time_integrated()
             if self.noise_draws is not None:
@@ -108,6 +114,8 @@ def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
     Monte Carlo), the eigendecomposition and the rotations of the closed form run; the time-integrated
     statistics and step-by-step training stay on NumPy."""
     bk = resolve_device(device)
+    if config.method == "asymptotic":
+        return _compute_asymptotic(config, quiet, bk)
     streams = SeedStreams.ordered(config.seed, ("features", "train", "noise", "time_integrated_b"))
     rng_w, rng_x, rng_noise = (streams.generator(k) for k in ("features", "train", "noise"))
     seeds_b = streams["time_integrated_b"]
@@ -143,6 +151,8 @@ def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
         flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
         flow.add_quadratic_form("score_error", score_pop.U, score_pop.Y, 1.0, score_pop.score_norm / config.d)
         curves = flow.curves(tau)
+        if model is None:
+            curves["gap_by_piece"] = _gap_by_piece(flow, tau, config.n)
         eigenvalues, timescales = flow.eigenvalues, flow.timescales
     else:
         flow = GradientFlow(stats, device=bk)  # its spectrum gives the stability limit and the mode timescales
@@ -170,9 +180,46 @@ def compute(config: DynamicsConfig, quiet: bool = True, device=None) -> dict:
                   "score_error": np.array([score_error_of_weights(A, score_pop) for A in weights])}
         curves["generalization_gap"] = curves["test_loss"] - curves["train_loss"]
         eigenvalues, timescales = flow.eigenvalues, flow.timescales
+    by_piece = curves.pop("gap_by_piece", None)
     result = {k: np.asarray(v) for k, v in curves.items()}
+    if by_piece is not None:
+        result["gap_by_piece"] = by_piece
     result["eigenvalues"] = eigenvalues
     result["timescales"] = timescales
+    result["header"] = dict(provenance(config.as_dict(), config.seed), device=bk.describe())
+    result["info"] = info
+    return Result(result)
+
+
+def _gap_by_piece(flow, tau, n: int) -> dict:
+    """The generalization gap at every tau split over the spectral pieces of U (atom, the cluster of d
+    eigenvalues above s_t^2, rho_1, rho_2; :meth:`rfdm.dynamics.GradientFlow.gap_by_piece`): per piece its
+    contribution and its share of the gap, the number of modes and their eigenvalue range."""
+    split = flow.gap_by_piece(tau, n=n)
+    return {name: {"contribution": np.asarray(split["pieces"][name]), "fraction": np.asarray(split["fractions"][name]),
+                   "modes": int(split["counts"][name]),
+                   "eigenvalue_range": [float(x) for x in split["eigenvalue_range"][name]]}
+            for name in split["pieces"]}
+
+
+def _compute_asymptotic(config: DynamicsConfig, quiet: bool, bk) -> dict:
+    """The curves in the limit d -> inf at the config's psi_p, psi_n (rfdm.asymptotics.AsymptoticCurves); the
+    contour's node-doubling accuracy and convergence flag go to ``info`` (a warning when not converged)."""
+    from ..asymptotics import AsymptoticCurves
+
+    _log(f"d -> inf curves at psi_p={config.psi_p:g}, psi_n={config.psi_n:g}, t={config.t:g}", quiet)
+    model = AsymptoticCurves(config.activation, config.t, config.psi_p, config.psi_n,
+                             sigma_eigenvalues=config.sigma_spectrum, sigma_weights=config.sigma_weights)
+    curves = model.curves(np.asarray(config.tau))
+    info = {"accuracy": curves["accuracy"], "converged": curves["converged"], "contour": curves["contour"],
+            "asymptotic": curves["config"], "device": "numpy"}
+    if not curves["converged"]:
+        messages("dynamics", False)(f"warning: the contour quadrature reached only {max(curves['accuracy'].values()):.2g} "
+                                    "under node doubling (target 1e-8); the result is marked converged = false.")
+    result = {k: np.asarray(curves[k], dtype=float) for k in ("tau", "train_loss", "test_loss", "score_error",
+                                                               "generalization_gap")}
+    result["eigenvalues"] = np.empty(0)
+    result["timescales"] = np.empty(0)
     result["header"] = dict(provenance(config.as_dict(), config.seed), device=bk.describe())
     result["info"] = info
     return Result(result)
@@ -187,8 +234,10 @@ def save(result: dict, out_dir) -> dict:
     from ..results import save_dataset
 
     header = dict(result["header"], info=result["info"])
-    return save_dataset(out_dir, "dynamics", {k: result[k] for k in ARRAY_KEYS}, header, json_summary(result),
-                        plot, load)
+    arrays = {k: result[k] for k in ARRAY_KEYS}
+    for name, piece in result.get("gap_by_piece", {}).items():
+        arrays[f"gap_piece_{name}"] = piece["contribution"]
+    return save_dataset(out_dir, "dynamics", arrays, header, json_summary(result), plot, load)
 
 
 def load(path) -> dict:
@@ -196,7 +245,11 @@ def load(path) -> dict:
     from ..results import read_npz
 
     arrays, header = read_npz(path)
-    return dict(arrays, header=header, info=header.get("info", {}))
+    pieces = {k[len("gap_piece_"):]: {"contribution": arrays.pop(k)} for k in list(arrays) if k.startswith("gap_piece_")}
+    out = dict(arrays, header=header, info=header.get("info", {}))
+    if pieces:
+        out["gap_by_piece"] = pieces
+    return out
 
 
 def json_summary(result: dict) -> dict:
@@ -207,7 +260,8 @@ def json_summary(result: dict) -> dict:
             "score_error": result["score_error"], "generalization_gap": result["generalization_gap"],
             "config": header["config"], "version": header["version"], "seed": header["seed"],
             "timescale_min": float(finite.min()) if finite.size else None,
-            "timescale_max": float(finite.max()) if finite.size else None, "info": result["info"]}
+            "timescale_max": float(finite.max()) if finite.size else None, "info": result["info"],
+            **({"gap_by_piece": result["gap_by_piece"]} if "gap_by_piece" in result else {})}
 
 
 def plot(result, fig) -> None:
@@ -218,8 +272,13 @@ def plot(result, fig) -> None:
     finite = np.isfinite(tau) & (tau > 0)
     ts = result["timescales"][np.isfinite(result["timescales"])]
     cfg = result["header"]["config"]
-    fig.set_size_inches(7, 6)
-    (ax, axh) = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    pieces = result.get("gap_by_piece")
+    fig.set_size_inches(7, 8.5 if pieces else 6)
+    if pieces:
+        (ax, axg, axh) = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]})
+        _plot_gap_by_piece(axg, tau, finite, pieces)
+    else:
+        (ax, axh) = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     styles = {"train_loss": ("train loss", "C0"), "test_loss": ("test loss", "C1"),
               "score_error": ("score error", "C2")}
     for key, (label, color) in styles.items():
@@ -252,6 +311,21 @@ def plot(result, fig) -> None:
     hi = max(tau[finite].max() if finite.any() else 1.0, ts.max() if ts.size else 1.0)
     axh.set_xlim(lo / 2, hi * 2)
     fig.tight_layout()
+
+
+def _plot_gap_by_piece(ax, tau, finite, pieces) -> None:
+    """The generalization gap's contribution of each spectral piece of U against tau (docs/theory.md §3)."""
+    lowest = 0.0
+    labels = {"atom": "atom at $s_t^2$", "cluster": "cluster of d modes", "rho_1": r"$\rho_1$", "rho_2": r"$\rho_2$"}
+    for k, (name, piece) in enumerate(pieces.items()):
+        y = np.asarray(piece["contribution"], dtype=float)
+        ax.plot(tau[finite], y[finite], color=f"C{k + 3}", label=labels.get(name, name))
+        lowest = min(lowest, float(np.min(y[finite], initial=0.0)))
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-6)
+    ax.set_ylim(bottom=lowest)
+    ax.set_ylabel("gap by piece")
+    ax.legend(fontsize=7)
 
 
 def sweep_outputs(result: dict, config: DynamicsConfig) -> dict:

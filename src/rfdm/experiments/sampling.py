@@ -34,13 +34,13 @@ from ..progress import callback, messages
 from ..protocol import SeedStreams, register, POSITIVE, POSITIVE_INT, RATIO, Config, Integer, OneOf, Tau, param
 from ..time_integrated import BETAS, TIME_LAWS
 from .common import (T_field, activation_field, d_field, grid_field, integrator_field, seed_field,
-                     sigma_spectrum_field, sigma_weights_field, steps_field, t_min_field)
+                     sigma_spectrum_field, sigma_weights_field, steps_field, t_min_field, denoise_field)
 from ..features import RandomFeatures
 from ..metrics import (energy_distance, gaussian_kl_of_samples, memorization_fraction, mixture_statistics,
                        sliced_wasserstein, wasserstein_1d)
 from ..results import Result, load_result, provenance, read_npz, save_dataset
 from ..sampling import (SCHEMES, CallableScore, EmpiricalScore, ExactScore,
-                        check_times, sample, train_random_features)
+                        check_times, sample, train_random_features, tweedie_denoise)
 
 SCORES = ("exact", "empirical", "rf", "rf-time-integrated")
 STREAMS = ("law", "train", "features", "sampler", "target", "bootstrap", "projections")
@@ -81,6 +81,7 @@ class SampleConfig(Config):
     t_min: float = t_min_field()
     grid: str = grid_field()
     integrator: str = integrator_field()
+    denoise: bool = denoise_field()
     tau: float = param(math.inf, "rf: training time tau (a number or inf)", check=Tau(single=True), label="tau",
                        parse="tau1")
     psi_p: float = param(16.0, "rf: p/d", check=POSITIVE, label="psi_p")
@@ -172,10 +173,25 @@ def make_law(config: SampleConfig, stream):
     return None, X
 
 
-def target_samples(law, X, n: int, t: float, rng) -> np.ndarray:
-    """n draws of P_t: the law's samples noised to time t (for a data file, its points resampled and noised)."""
+def target_samples(law, X, n: int, t: float, rng, denoise: bool = False) -> np.ndarray:
+    """n draws of P_t: the law's samples noised to time t (for a data file, its points resampled and noised).
+    ``denoise``: the law a perfect sampler ends in after the final denoising step, i.e. those draws mapped by
+    Tweedie's formula with the exact score of the law (for a data file: the empirical law's score)."""
     x0 = law.sample(n, rng) if law is not None else X[rng.integers(0, X.shape[0], size=n)]
-    return OrnsteinUhlenbeck().forward(x0, t, rng)[0]
+    xt = OrnsteinUhlenbeck().forward(x0, t, rng)[0]
+    if not denoise:
+        return xt
+    return tweedie_denoise(ExactScore(law) if law is not None else EmpiricalScore(X), xt, t)
+
+
+def reference_covariance(law, t: float, denoise: bool) -> np.ndarray:
+    """Covariance of the exact target of the sampler for Gaussian data N(0, Sigma): Sigma_t at t_min, or, after
+    the denoising step x0 = e^t (I - Delta_t Sigma_t^{-1}) x, e^{-2t} Sigma Sigma_t^{-1} Sigma."""
+    cov_t = law.covariance_t(t)
+    if not denoise:
+        return cov_t
+    cov = law.covariance()
+    return math.exp(-2.0 * t) * cov @ np.linalg.solve(cov_t, cov)
 
 
 def build_score(config, law, X, stream, taus=None, progress=None, device=None):
@@ -231,7 +247,7 @@ def evaluate(samples, X, law, target, config, stream, device=None) -> dict:
     out["distance_to_target"] = energy_distance(samples, target) if finite else math.inf
     out["sliced_wasserstein"] = sliced_wasserstein(samples, target, seed=stream["projections"]) if finite else math.inf
     if isinstance(law, GaussianData) and samples.shape[0] > law.d and finite:
-        out.update(gaussian_kl_of_samples(samples, law.covariance_t(config.t_min)))
+        out.update(gaussian_kl_of_samples(samples, reference_covariance(law, config.t_min, config.denoise)))
     else:
         out.update({"gaussian_kl": None, "kl_null": None})
     out["mean_sq_norm_per_dim"] = float(np.mean(samples ** 2))
@@ -251,10 +267,11 @@ def compute(config: SampleConfig, quiet: bool = True, device=None) -> dict:
     score = build_score(config, law, X, stream, progress=Progress("training", quiet) if config.score.startswith("rf") else None,
                         device=bk)
     run = sample(score, config.n_samples, T=config.T, t_min=config.t_min, steps=config.steps, grid=config.grid,
-                 integrator=config.integrator, seed=stream["sampler"], progress=Progress("sampling", quiet), device=bk)
+                 integrator=config.integrator, seed=stream["sampler"], progress=Progress("sampling", quiet), device=bk,
+                 denoise=config.denoise)
     _log("metrics", quiet)
     target = target_samples(law, X, config.n_target or config.n_samples, config.t_min,
-                            np.random.default_rng(stream["target"]))
+                            np.random.default_rng(stream["target"]), denoise=config.denoise)
     summary, ratios = evaluate(run.samples, X, law, target, config, stream, device=bk)
     info = dict(run.info)
     if getattr(score, "info", None):
@@ -377,6 +394,7 @@ class TwoRegimesConfig(Config):
     t_min: float = t_min_field()
     grid: str = grid_field()
     integrator: str = integrator_field()
+    denoise: bool = denoise_field()
     rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=POSITIVE, cli=False)
     seed: int = seed_field()
 
@@ -387,7 +405,8 @@ class TwoRegimesConfig(Config):
         kw = {"m_norm": self.m_norm} if which == "norm" else {"m_tilde": self.m_tilde}
         return SampleConfig(score="rf", data="mixture", d=self.d, sigma_x=self.sigma_x, n_train=self.n_train,
                             n_samples=self.n_samples, steps=self.steps, T=self.T, t_min=self.t_min, grid=self.grid,
-                            integrator=self.integrator, tau=self.tau, psi_p=self.psi_p, activation=self.activation,
+                            integrator=self.integrator, denoise=self.denoise, tau=self.tau, psi_p=self.psi_p,
+                            activation=self.activation,
                             rf_times=self.rf_times, rtol=self.rtol, seed=self.seed, **kw)
 
 
@@ -491,6 +510,7 @@ class MemorizationConfig(Config):
     t_min: float = t_min_field()
     grid: str = grid_field()
     integrator: str = integrator_field()
+    denoise: bool = denoise_field()
     threshold: float = param(1.0 / 3.0, "memorization threshold on the nearest/second-nearest distance ratio",
                              check=RATIO, label="threshold", show_default="1/3")
     rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=POSITIVE, cli=False)
@@ -502,7 +522,8 @@ class MemorizationConfig(Config):
     def run_config(self, score: str) -> SampleConfig:
         return SampleConfig(score=score, data="gaussian", d=self.d, sigma_spectrum=self.sigma_spectrum,
                             n_train=self.n_train, n_samples=self.n_samples, steps=self.steps, T=self.T,
-                            t_min=self.t_min, grid=self.grid, integrator=self.integrator, tau=self.tau[-1],
+                            t_min=self.t_min, grid=self.grid, integrator=self.integrator, denoise=self.denoise,
+                            tau=self.tau[-1],
                             psi_p=self.psi_p, activation=self.activation, rf_times=self.rf_times,
                             threshold=self.threshold, rtol=self.rtol, seed=self.seed)
 
@@ -544,9 +565,10 @@ def compute_memorization(config: MemorizationConfig, quiet: bool = True, device=
     _log(f"training the random-features scores (d={cfg.d}, p={cfg.p}, n={cfg.n_train}, {cfg.rf_times} times, "
          f"{len(config.tau)} values of tau)", quiet)
     scores = build_score(cfg, law, X, stream, taus=config.tau, progress=Progress("training", quiet), device=bk)
-    target = target_samples(law, X, cfg.n_samples, cfg.t_min, np.random.default_rng(stream["target"]))
+    target = target_samples(law, X, cfg.n_samples, cfg.t_min, np.random.default_rng(stream["target"]),
+                            denoise=cfg.denoise)
     kw = dict(T=cfg.T, t_min=cfg.t_min, steps=cfg.steps, grid=cfg.grid, integrator=cfg.integrator,
-              seed=stream["sampler"], device=bk)
+              seed=stream["sampler"], device=bk, denoise=cfg.denoise)
     rows = []
     bar = Progress("sampling", quiet)
     for j, sc in enumerate(scores):
