@@ -35,7 +35,9 @@ class TrainNetConfig:
     width: hidden width of the MLP, base channel width W of the U-Net.
     depth: residual blocks of the MLP (U-Net: blocks per resolution).
     steps: optimizer steps; lr: learning rate; optimizer: "adam" or "sgd" (plain gradient descent).
-    batch: minibatch size (None or >= n_train: full batch; one fresh (t, xi) per point and step).
+    batch: minibatch size (None or >= n_train: full batch).
+    noise_draws: fresh (t, xi) draws per point and step (default 1; m > 1 averages the gradient over m
+        noisings of each point, lowering the gradient noise that slows memorization down).
     eval_every: None -> evaluate at log-spaced steps (``evals_per_decade`` per decade, plus 0 and ``steps``);
         an integer k -> at every k-th step (plus 0 and ``steps``).
     n_samples: generated samples per evaluation (f_mem, quality, energy distance).
@@ -59,6 +61,7 @@ class TrainNetConfig:
     lr: float = 1e-3
     optimizer: str = "adam"
     batch: int | None = None
+    noise_draws: int = 1
     eval_every: int | None = None
     evals_per_decade: int = 6
     n_samples: int = 256
@@ -97,7 +100,7 @@ class TrainNetConfig:
         if self.t_law not in TIME_LAWS:
             raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {self.t_law!r}.")
         for name in ("n_train", "width", "depth", "steps", "evals_per_decade", "n_samples", "n_test", "dim",
-                     "upsample", "eval_noise", "sample_steps"):
+                     "upsample", "eval_noise", "sample_steps", "noise_draws"):
             s(self, name, check_positive_int(name, getattr(self, name)))
         if self.n_train < 2:
             raise InvalidParameterError(f"n_train must be at least 2 (f_mem needs two nearest neighbours), got "

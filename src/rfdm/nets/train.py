@@ -1,6 +1,6 @@
 """Training a score network by DSM and measuring it along training: :func:`train_net`.
 
-One step: draw a minibatch (all points when full batch), t ~ Q per point (u ~ U(0, 1) from the run's torch
+One step: draw a minibatch (all points when full batch; each repeated ``noise_draws`` times), t ~ Q per point (u ~ U(0, 1) from the run's torch
 generator mapped by :func:`rfdm.time_integrated.time_law_quantile`), xi ~ N(0, I); the loss is the mean over
 the batch of (1/d)|N(x_t, t) + xi|^2 (:class:`rfdm.nets.models.ScoreNetwork`); one Adam or SGD update.
 
@@ -170,6 +170,8 @@ class _Run:
         else:
             idx = torch.randperm(n, generator=self.gen, device=self.device)[:c.batch]
             x0 = self.x_train[idx]
+        if c.noise_draws > 1:
+            x0 = x0.repeat(c.noise_draws, *([1] * (x0.dim() - 1)))
         B = x0.shape[0]
         u = torch.rand(B, generator=self.gen, device=self.device)
         t = time_law_quantile(u, c.t_min, c.t_max, c.t_law)
