@@ -86,7 +86,8 @@ def bench_speed(args):
     torch.set_num_threads(args.threads)
     dev = torch.device(check_device(args.device))
     rows, records, warnings = [], [], []
-    nets = [("mlp", int(w)) for w in args.mlp_widths.split(",")] + [("unet", int(w)) for w in args.unet_widths.split(",")]
+    nets = ([("mlp", int(w)) for w in args.mlp_widths.split(",")]
+            + [("unet", int(w)) for w in args.unet_widths.split(",")])
     for arch, width in nets:
         cfg = TrainNetConfig(n_train=args.n, arch=arch, width=width)
         data = load_dataset(cfg)

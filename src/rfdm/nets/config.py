@@ -136,10 +136,8 @@ class TrainNetConfig:
         return cls(**values)
 
     def key(self) -> str:
-        """Hash of the options that determine the numbers (the device excluded: a checkpoint written on one
-        device resumes on another, up to rounding)."""
+        """Hash of the options (device included: a checkpoint holds that device's generator state)."""
         d = self.to_dict()
-        d.pop("device")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

@@ -1,7 +1,8 @@
 """Training a score network by DSM and measuring it along training: :func:`train_net`.
 
-One step: draw a minibatch (all points when full batch; each repeated ``noise_draws`` times), t ~ Q per point (u ~ U(0, 1) from the run's torch
-generator mapped by :func:`rfdm.time_integrated.time_law_quantile`), xi ~ N(0, I); the loss is the mean over
+One step: draw a minibatch (all points when full batch; each repeated ``noise_draws`` times), t ~ Q per
+point (u ~ U(0, 1) from the run's torch generator mapped by :func:`rfdm.time_integrated.time_law_quantile`),
+xi ~ N(0, I); the loss is the mean over
 the batch of (1/d)|N(x_t, t) + xi|^2 (:class:`rfdm.nets.models.ScoreNetwork`); one Adam or SGD update.
 
 At the evaluation steps (:func:`rfdm.nets.config.evaluation_steps`) the run records, in float64:
@@ -27,8 +28,8 @@ the theory's dA/dtau = -grad L; for Adam or minibatches it is a nominal time (``
 Checkpoints (``out`` given): after each evaluation (or every ``checkpoint_every`` steps) the step, the model
 and optimizer states, the torch generator state and the measurements so far are written to
 ``out/checkpoint.pt`` atomically (a temporary file, fsync, os.replace); a run started again with the same
-configuration and ``out`` resumes from it and gives the same numbers as an uninterrupted run (the evaluation
-draws are re-derived from the seed).  The result is written to ``out/result.json`` (atomically).
+configuration and ``out`` resumes from it (on the same device) and gives the same numbers as an uninterrupted
+run (the evaluation draws are re-derived from the seed).  The result is written to ``out/result.json`` (atomically).
 """
 
 from __future__ import annotations
