@@ -265,3 +265,14 @@ def test_monitor_example_runs():
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "memorization started" in p.stdout
+
+
+@pytest.mark.parametrize("data", ["mixture", "file"])
+def test_vector_data_quality_falls_back_to_energy_distance(data, tmp_path):
+    if data == "file":
+        f = tmp_path / "x.npy"
+        np.save(f, np.random.default_rng(0).standard_normal((60, 5)))
+        data = str(f)
+    r = train_net(TrainNetConfig(**{**TINY, "data": data, "n_test": 30}))
+    assert r["quality_metric"] == "energy-distance" and r["quality"] == r["energy_distance"]
+    assert r["tau_exact"] is False and r["tau"] == [s * TINY["lr"] for s in r["step"]]
