@@ -12,8 +12,8 @@ Both are timed over --steps steps after --warmup steps (fastest of --repeats).  
 step (same parameters, same draws) of each way against a float64 batched reference (a float64 copy of the
 network): relative Frobenius error over all parameters.  The table gives steps/s of each way and the speed-up.
 
-Scaling (--scaling).  train_net on the digits with the residual MLP for every n in --scaling-n (default 5
-values spanning 8x, 16 to 128), n x m = --points-per-step noised points per step (m = noise draws per point),
+Scaling (--scaling).  train_net on the digits with the residual MLP (width(s) --scaling-width) for every n in
+--scaling-n (default 5 values spanning 8x, 16 to 128), n x m = --points-per-step noised points per step (m = noise draws per point),
 --scaling-steps full-batch Adam steps, f_mem measured at --evals-per-decade log-spaced steps; tau_mem = the
 first measured step with f_mem > 2 % (bracketed by the previous measured step).  Fitted: the least-squares
 slope of log tau_mem against log n (tau_mem at the geometric middle of its bracket), its standard error, and
@@ -56,7 +56,7 @@ def parse_args(argv=None):
     ap.add_argument("--scaling-n", default="16,24,32,64,128")
     ap.add_argument("--points-per-step", type=int, default=256, help="n x noise draws per step (scaling)")
     ap.add_argument("--scaling-steps", type=int, default=4000)
-    ap.add_argument("--scaling-width", type=int, default=128)
+    ap.add_argument("--scaling-width", default="128", help="MLP width(s), comma-separated: one n sweep per width")
     ap.add_argument("--scaling-lr", type=float, default=6e-3)
     ap.add_argument("--evals-per-decade", type=int, default=8)
     ap.add_argument("--n-samples", type=int, default=200)
@@ -184,39 +184,45 @@ def bench_scaling(args):
 
     torch.set_num_threads(args.threads)
     ns = [int(v) for v in args.scaling_n.split(",")]
-    runs, rows = [], []
-    for n in ns:
-        m = max(1, round(args.points_per_step / n))
-        cfg = TrainNetConfig(n_train=n, noise_draws=m, width=args.scaling_width, lr=args.scaling_lr,
-                             steps=args.scaling_steps, evals_per_decade=args.evals_per_decade,
-                             n_samples=args.n_samples, sample_steps=50, eval_noise=2, n_test=256, seed=args.seed,
-                             device=args.device)
-        t0 = time.perf_counter()
-        r = train_net(cfg)
-        wall = time.perf_counter() - t0
-        tm, br = r["tau_mem"], r["tau_mem_interval"]
-        mid = None if br is None else math.sqrt(max(br[0], 1) * br[1])
-        rows.append([n, m, tm, "-" if br is None else f"[{br[0]}, {br[1]}]", mid, r["f_mem"][-1], r["tau_gen"], wall])
-        print(f"n = {n}: f_mem {np.round(r['f_mem'], 3).tolist()} at steps {r['step']}", flush=True)
-        runs.append({"n": n, "noise_draws": m, "wall_s": wall, "tau_mem_mid": mid, **{k: r[k] for k in (
-            "step", "f_mem", "f_mem_ci", "train_loss", "test_loss", "quality", "energy_distance", "tau_mem",
-            "tau_mem_interval", "tau_gen", "tau_gen_interval", "config")}})
+    widths = [int(v) for v in str(args.scaling_width).split(",")]
+    runs, rows, fits = [], [], {}
+    for width in widths:
+        for n in ns:
+            m = max(1, round(args.points_per_step / n))
+            cfg = TrainNetConfig(n_train=n, noise_draws=m, width=width, lr=args.scaling_lr,
+                                 steps=args.scaling_steps, evals_per_decade=args.evals_per_decade,
+                                 n_samples=args.n_samples, sample_steps=50, eval_noise=2, n_test=256,
+                                 seed=args.seed, device=args.device)
+            t0 = time.perf_counter()
+            r = train_net(cfg)
+            wall = time.perf_counter() - t0
+            tm, br = r["tau_mem"], r["tau_mem_interval"]
+            mid = None if br is None else math.sqrt(max(br[0], 1) * br[1])
+            rows.append([width, n, m, tm, "-" if br is None else f"[{br[0]}, {br[1]}]", mid, r["f_mem"][-1],
+                         r["tau_gen"], wall])
+            print(f"W = {width}, n = {n}: f_mem {np.round(r['f_mem'], 3).tolist()} at steps {r['step']}", flush=True)
+            runs.append({"width": width, "n": n, "noise_draws": m, "wall_s": wall, "tau_mem_mid": mid,
+                         **{k: r[k] for k in ("step", "f_mem", "f_mem_ci", "train_loss", "test_loss", "quality",
+                                              "energy_distance", "tau_mem", "tau_mem_interval", "tau_gen",
+                                              "tau_gen_interval", "config")}})
     print_table("tau_mem (first step with f_mem > 2 %) against n, digits, residual MLP",
-                ["n", "m", "tau_mem", "bracket", "geo. middle", "f_mem end", "tau_gen", "seconds"], rows)
-    ok = [r for r in runs if r["tau_mem_interval"] is not None]
-    fit = None
-    if len(ok) >= 3:
+                ["width", "n", "m", "tau_mem", "bracket", "geo. middle", "f_mem end", "tau_gen", "seconds"], rows)
+    for width in widths:
+        ok = [r for r in runs if r["width"] == width and r["tau_mem_interval"] is not None]
+        if len(ok) < 3:
+            continue
         nn = [r["n"] for r in ok]
         slope, se = fit_slope(nn, [r["tau_mem_mid"] for r in ok])
         lo, _ = fit_slope(nn, [max(r["tau_mem_interval"][0], 1) for r in ok])
         hi, _ = fit_slope(nn, [r["tau_mem_interval"][1] for r in ok])
-        fit = {"slope": slope, "stderr": se, "slope_lower_ends": lo, "slope_upper_ends": hi, "n_used": nn}
-        print(f"\nslope of log tau_mem against log n: {slope:.2f} +- {se:.2f} (lower bracket ends {lo:.2f}, upper "
-              f"ends {hi:.2f}) over n = {nn}")
-    missing = [r["n"] for r in runs if r["tau_mem_interval"] is None]
+        fits[str(width)] = {"slope": slope, "stderr": se, "slope_lower_ends": lo, "slope_upper_ends": hi,
+                            "n_used": nn}
+        print(f"\nW = {width}: slope of log tau_mem against log n: {slope:.2f} +- {se:.2f} (lower bracket ends "
+              f"{lo:.2f}, upper ends {hi:.2f}) over n = {nn}")
+    missing = [(r["width"], r["n"]) for r in runs if r["tau_mem_interval"] is None]
     if missing:
-        print(f"no memorization (f_mem <= 2 %) within {args.scaling_steps} steps for n = {missing}")
-    return {"runs": runs, "fit": fit, "not_memorized": missing, "points_per_step": args.points_per_step}
+        print(f"no memorization (f_mem <= 2 %) within {args.scaling_steps} steps for (W, n) = {missing}")
+    return {"runs": runs, "fit": fits, "not_memorized": missing, "points_per_step": args.points_per_step}
 
 
 def main(argv=None):

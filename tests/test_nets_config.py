@@ -170,3 +170,22 @@ def test_time_law_quantile(law):
     assert stats.kstest(t, cdf).pvalue > 1e-3
     with pytest.raises(InvalidParameterError):
         time_law_quantile(u, t_min, t_max, "cosine")
+
+
+def test_digits_fid_separates_digits_from_noise(tmp_path):
+    """The digits FID of two disjoint halves of the digits is far below that of Gaussian noise of the same
+    per-pixel variance against the digits (the classifier's features tell digits from noise); the classifier
+    is trained once and then loaded from the cache with the same weights."""
+    from rfdm.nets.data import load_array
+    from rfdm.nets.metrics import DigitsFeatures
+
+    feats = DigitsFeatures(directory=tmp_path)
+    assert not feats.cached and feats.accuracy > 0.95
+    again = DigitsFeatures(directory=tmp_path)
+    assert again.cached and np.array_equal(again.W1, feats.W1)
+    x, _ = load_array("digits")
+    x = x.reshape(len(x), -1)
+    perm = np.random.default_rng(0).permutation(len(x))
+    a, b = x[perm[:800]], x[perm[800:1600]]
+    noise = np.random.default_rng(1).standard_normal(a.shape)
+    assert feats.fid(a, b) < 0.05 * feats.fid(noise, b)
