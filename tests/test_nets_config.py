@@ -145,8 +145,10 @@ def test_tau_readoffs():
     steps = [0, 10, 100, 1000, 10000]
     assert tau_mem(steps, [0, 0, 0.01, 0.3, 0.9], 0.02) == (1000, [100, 1000])
     assert tau_mem(steps, [0, 0, 0, 0, 0.02], 0.02) == (None, None)   # strictly above the level
-    # quality 10 -> best 1: bound 1 + 0.1 * 9 = 1.9, first reached at step 100
-    assert tau_gen(steps, [10, 5, 1.8, 1.0, 1.5], 0.1) == (100, [10, 100])
+    # log scale: first 1000 -> best 1: bound log 1 + 0.2 log 1000, i.e. q <= 1000^0.2 = 3.98, first at step 100
+    assert tau_gen(steps, [1000, 50, 3.9, 1.0, 1.5], 0.2) == (100, [10, 100], "log")
+    # a value <= 0 (energy distance): linear, bound -1 + 0.1 * 11 = 0.1, first reached at step 1000
+    assert tau_gen(steps, [10, 5, 1.8, 0.05, -1.0], 0.1) == (1000, [100, 1000], "linear")
 
 
 def test_evaluation_steps():

@@ -135,12 +135,16 @@ def tau_mem(steps, f_mem, level: float = 0.02):
 
 
 def tau_gen(steps, quality, margin: float = 0.1):
-    """tau_gen: first measured step whose quality (lower is better) is within ``margin`` of its best, i.e.
-    quality <= best + margin (quality[0] - best), bracketed by the previous measured step."""
+    """tau_gen: first measured step whose quality (lower is better) is within ``margin`` of its best, measured
+    on a log scale when every value is > 0 (a Fréchet distance falls by decades from its value at step 0):
+    log q <= log q_best + margin (log q_0 - log q_best); otherwise (an unbiased energy distance can be <= 0)
+    linearly: q <= q_best + margin (q_0 - q_best).  Returns (step, [previous measured step, step], scale)."""
     q = np.asarray(quality, dtype=np.float64)
     if q.size == 0 or not np.all(np.isfinite(q)):
-        return None, None
-    best = float(q.min())
-    bound = best + margin * max(float(q[0]) - best, 0.0)
-    k = int(np.nonzero(q <= bound)[0][0])
-    return int(steps[k]), [int(steps[max(k - 1, 0)]), int(steps[k])]
+        return None, None, None
+    scale = "log" if np.all(q > 0) else "linear"
+    v = np.log(q) if scale == "log" else q
+    best = float(v.min())
+    bound = best + margin * max(float(v[0]) - best, 0.0)
+    k = int(np.nonzero(v <= bound)[0][0])
+    return int(steps[k]), [int(steps[max(k - 1, 0)]), int(steps[k])], scale

@@ -20,7 +20,7 @@ At the evaluation steps (:func:`rfdm.nets.config.evaluation_steps`) the run reco
   on other data the energy distance to the held-out points (``quality_metric`` says which);
 * ``energy_distance`` to the held-out points (always).
 
-Read-offs: tau_gen (quality within ``gen_margin`` of its best, rfdm.nets.metrics.tau_gen) and tau_mem (first
+Read-offs: tau_gen (quality within ``gen_margin`` of its best on a log scale, rfdm.nets.metrics.tau_gen) and tau_mem (first
 step with f_mem > ``mem_level``), each with the bracketing evaluation steps.  ``tau`` = step x lr, the
 gradient-flow time of the loss for full-batch gradient descent (optimizer sgd, batch >= n_train): the units of
 the theory's dA/dtau = -grad L; for Adam or minibatches it is a nominal time (``tau_exact`` says which).
@@ -227,7 +227,7 @@ class _Run:
     def result(self) -> dict:
         c, h = self.config, self.history
         steps = h["step"]
-        tg, tg_int = tau_gen(steps, h["quality"], c.gen_margin)
+        tg, tg_int, tg_scale = tau_gen(steps, h["quality"], c.gen_margin)
         tm, tm_int = tau_mem(steps, h["f_mem"], c.mem_level)
         exact = c.optimizer == "sgd" and c.full_batch
         scale = lambda s: None if s is None else s * c.lr  # noqa: E731
@@ -245,7 +245,9 @@ class _Run:
             "tau_units": ("tau = step x lr: gradient-flow time of the DSM loss (full-batch gradient descent)" if exact
                           else "tau = step x lr: nominal (Adam or minibatches are not gradient flow)"),
             "definitions": {
-                "tau_gen": f"first evaluated step with quality <= best + {c.gen_margin:g} (first - best)",
+                "tau_gen": (f"first evaluated step with log quality <= log best + {c.gen_margin:g} (log first - log "
+                            "best)" if tg_scale == "log" else
+                            f"first evaluated step with quality <= best + {c.gen_margin:g} (first - best)"),
                 "tau_mem": f"first evaluated step with f_mem > {c.mem_level:g}",
                 "interval": "[previous evaluated step, that step]",
                 "f_mem": f"d_1/d_2 < {c.threshold:.4g} after the final denoising step; Clopper-Pearson "
