@@ -276,3 +276,42 @@ def test_vector_data_quality_falls_back_to_energy_distance(data, tmp_path):
     r = train_net(TrainNetConfig(**{**TINY, "data": data, "n_test": 30}))
     assert r["quality_metric"] == "energy-distance" and r["quality"] == r["energy_distance"]
     assert r["tau_exact"] is False and r["tau"] == [s * TINY["lr"] for s in r["step"]]
+
+
+def test_device_sampler_path_matches_host_path():
+    """The on-device score (NetworkScore.to_backend, what a CUDA run uses) gives the host path's samples: run
+    here on torch's CPU backend ("torch-cpu"), so the same code is exercised without a GPU."""
+    pytest.importorskip("array_api_compat")
+    from rfdm.nets import NetworkScore
+
+    torch.manual_seed(0)
+    model = build_network("mlp", (5,), 16)
+    torch.nn.init.normal_(model.net.out.weight, std=0.1)
+    host = sample(NetworkScore(model), 30, T=3.0, t_min=0.01, steps=20, grid="log-snr", integrator="euler", seed=2)
+    dev = sample(NetworkScore(model), 30, T=3.0, t_min=0.01, steps=20, grid="log-snr", integrator="euler", seed=2,
+                 device="torch-cpu")
+    assert np.allclose(dev.samples, host.samples, rtol=1e-12, atol=1e-12)
+
+
+def test_upsampled_digits_unet_and_classifier(tmp_path):
+    from rfdm.nets import load_dataset
+    from rfdm.nets.metrics import DigitsFeatures
+
+    ds = load_dataset(TrainNetConfig(arch="unet", upsample=2, n_train=8, n_test=8))
+    assert ds.shape == (1, 16, 16) and ds.train.shape == (8, 1, 16, 16)
+    feats = DigitsFeatures(upsample=2, directory=tmp_path)
+    assert feats.d == 256 and feats.features(ds.train).shape == (8, 64)
+    net = build_network("unet", ds.shape, 4)
+    assert net(torch.as_tensor(ds.train, dtype=torch.float32), torch.full((8,), 0.1)).shape == (8, 1, 16, 16)
+
+
+def test_monitor_with_user_loss():
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    m = MemorizationMonitor(X, lambda model: X + 1e-9, held_out=X + 1.0, every=1,
+                            loss_fn=lambda model, pts: float(np.mean(pts ** 2)))
+    rec = m.update(1, object())
+    assert rec["loss_gap"] == pytest.approx(np.mean((X + 1) ** 2) - np.mean(X ** 2))
+    with pytest.raises(InvalidParameterError):
+        MemorizationMonitor(X, "not callable")
+    with pytest.raises(InvalidParameterError):
+        MemorizationMonitor(X, lambda m: X, every=0)
