@@ -130,6 +130,11 @@ def test_digits_mlp_memorizes_and_larger_n_later():
                 "config"):
         assert key in small
     assert small["quality_metric"] == "digits-fid"
+    # tau_mem: the first evaluated step with f_mem > 2 %, bracketed by the one before; the confident one is later
+    k = next(i for i, f in enumerate(small["f_mem"]) if f > 0.02)
+    assert small["tau_mem"] == small["step"][k]
+    assert small["tau_mem_interval"] == [small["step"][k - 1], small["step"][k]]
+    assert small["tau_mem_confident"] >= small["tau_mem"]
     json.dumps(small)
 
 

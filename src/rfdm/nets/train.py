@@ -20,8 +20,9 @@ At the evaluation steps (:func:`rfdm.nets.config.evaluation_steps`) the run reco
   on other data the energy distance to the held-out points (``quality_metric`` says which);
 * ``energy_distance`` to the held-out points (always).
 
-Read-offs: tau_gen (quality within ``gen_margin`` of its best on a log scale, rfdm.nets.metrics.tau_gen) and tau_mem (first
-step with f_mem > ``mem_level``), each with the bracketing evaluation steps.  ``tau`` = step x lr, the
+Read-offs: tau_gen (quality within ``gen_margin`` of its best on a log scale, rfdm.nets.metrics.tau_gen) and
+tau_mem (first step with f_mem > ``mem_level``; ``tau_mem_confident``: first step whose lower Clopper–Pearson
+bound is above it), each with the bracketing evaluation steps.  ``tau`` = step x lr, the
 gradient-flow time of the loss for full-batch gradient descent (optimizer sgd, batch >= n_train): the units of
 the theory's dA/dtau = -grad L; for Adam or minibatches it is a nominal time (``tau_exact`` says which).
 
@@ -229,6 +230,7 @@ class _Run:
         steps = h["step"]
         tg, tg_int, tg_scale = tau_gen(steps, h["quality"], c.gen_margin)
         tm, tm_int = tau_mem(steps, h["f_mem"], c.mem_level)
+        tm_conf, tm_conf_int = tau_mem(steps, [ci[0] for ci in h["f_mem_ci"]], c.mem_level)
         exact = c.optimizer == "sgd" and c.full_batch
         scale = lambda s: None if s is None else s * c.lr  # noqa: E731
         out = {
@@ -238,6 +240,7 @@ class _Run:
             "f_mem": h["f_mem"], "f_mem_ci": h["f_mem_ci"], "n_memorized": h["n_memorized"],
             "quality": h["quality"], "quality_metric": self.quality_metric, "energy_distance": h["energy_distance"],
             "tau_gen": tg, "tau_gen_interval": tg_int, "tau_mem": tm, "tau_mem_interval": tm_int,
+            "tau_mem_confident": tm_conf, "tau_mem_confident_interval": tm_conf_int,
             "tau_gen_tau": scale(tg), "tau_mem_tau": scale(tm),
             "tau_gen_tau_interval": None if tg_int is None else [scale(s) for s in tg_int],
             "tau_mem_tau_interval": None if tm_int is None else [scale(s) for s in tm_int],
@@ -249,6 +252,8 @@ class _Run:
                             "best)" if tg_scale == "log" else
                             f"first evaluated step with quality <= best + {c.gen_margin:g} (first - best)"),
                 "tau_mem": f"first evaluated step with f_mem > {c.mem_level:g}",
+                "tau_mem_confident": f"first evaluated step whose lower Clopper-Pearson bound of f_mem is > "
+                                     f"{c.mem_level:g}",
                 "interval": "[previous evaluated step, that step]",
                 "f_mem": f"d_1/d_2 < {c.threshold:.4g} after the final denoising step; Clopper-Pearson "
                          f"{c.confidence:g} interval",
