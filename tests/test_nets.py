@@ -320,3 +320,29 @@ def test_monitor_with_user_loss():
         MemorizationMonitor(X, "not callable")
     with pytest.raises(InvalidParameterError):
         MemorizationMonitor(X, lambda m: X, every=0)
+
+
+def test_full_batch_gradient_descent_has_theory_time():
+    """optimizer sgd with the full batch: tau = step x lr is the gradient-flow time (tau_exact); one SGD step
+    changes the parameters by exactly -lr times the gradient of the batch loss (checked on a copy)."""
+    r = train_net(TrainNetConfig(**{**TINY, "optimizer": "sgd", "batch": None}))
+    assert r["tau_exact"] is True and r["tau"] == [s * TINY["lr"] for s in r["step"]]
+    from rfdm.nets.train import _Run
+
+    run = _Run(TrainNetConfig(**{**TINY, "optimizer": "sgd", "batch": None, "noise_draws": 1}))
+    before = [p.detach().clone() for p in run.model.parameters()]
+    state = run.gen.get_state()
+    run.update()
+    after = [p.detach().clone() for p in run.model.parameters()]
+    # recompute the same step's gradient by hand from the same draws
+    run.gen.set_state(state)
+    for p, b in zip(run.model.parameters(), before):
+        p.data.copy_(b)
+    u = torch.rand(run.x_train.shape[0], generator=run.gen)
+    from rfdm.time_integrated import time_law_quantile
+    t = time_law_quantile(u, 0.01, 3.0, "log-uniform")
+    xi = torch.randn(run.x_train.shape, generator=run.gen)
+    run.model.zero_grad()
+    run.model.dsm_losses(run.x_train, t, xi).mean().backward()
+    for p, b, a in zip(run.model.parameters(), before, after):
+        assert torch.allclose(a, b - TINY["lr"] * p.grad, rtol=0, atol=1e-7)
