@@ -22,3 +22,13 @@ __all__ = [
     "NumericalError", "RfdmError", "PopulationStatistics", "RandomFeatures", "TrainingStatistics",
     "monte_carlo_statistics", "noise_averaged_statistics", "population_statistics",
 ]
+
+
+def __getattr__(name):
+    """``rfdm.MemorizationMonitor`` (rfdm.nets, needs torch) is imported on first use, so `import rfdm` works
+    without torch."""
+    if name == "MemorizationMonitor":
+        from .nets.monitor import MemorizationMonitor
+
+        return MemorizationMonitor
+    raise AttributeError(f"module 'rfdm' has no attribute {name!r}")

@@ -61,6 +61,20 @@ def check_time_window(t_min, t_max) -> tuple[float, float]:
     return t_min, t_max
 
 
+def time_law_quantile(u, t_min: float, t_max: float, time_law: str = "uniform"):
+    """The quantile function of the time law Q on [t_min, t_max]: t = Q^{-1}(u) for u in [0, 1], so that
+    t ~ Q when u ~ U(0, 1) (any source of uniforms, e.g. a torch generator).  uniform: t = t_min + u (t_max -
+    t_min); log-uniform (density 1/(t log(t_max/t_min))): t = t_min (t_max/t_min)^u.  Works on NumPy arrays
+    and on torch tensors alike (only arithmetic and ``exp`` of a scalar)."""
+    t_min, t_max = check_time_window(t_min, t_max)
+    if time_law not in TIME_LAWS:
+        raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {time_law!r}.")
+    if time_law == "log-uniform":
+        log_ratio = math.log(t_max / t_min)
+        return t_min * (u * log_ratio).exp() if hasattr(u, "exp") else t_min * np.exp(u * log_ratio)
+    return t_min + u * (t_max - t_min)
+
+
 def clenshaw_curtis(level_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes (cos(k pi/N), k = 0..N) and weights on [-1, 1] of the (N+1)-point Clenshaw–Curtis rule."""
     N = level_nodes - 1
