@@ -48,7 +48,7 @@ def test_import_and_config_without_torch():
     ({"t_law": "beta"}, "time law"),
     ({"t_min": 2.0, "t_max": 1.0}, "t_min must be < t_max"),
     ({"lr": -1}, "lr must be > 0"),
-    ({"n_train": 1}, "at least 2"),
+    ({"n_train": 1}, "n_train >= 2"),
     ({"device": "tpu"}, "unknown device"),
 ])
 def test_bad_options_one_sentence(kwargs, words):

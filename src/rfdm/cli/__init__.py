@@ -14,7 +14,7 @@ import sys
 
 from .. import __version__
 from ..errors import InvalidParameterError, NumericalError, RfdmError
-from . import commands, sampling, sweep
+from . import commands, nets, sampling, sweep
 from .common import Parser, check_output_dir, parse_float_list, parse_tau, setup_logging
 
 __all__ = ["build_parser", "main", "parse_tau", "parse_float_list", "check_output_dir"]
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_registered(sub, taken={"spectrum", "sample", "two-regimes", "memorization"})
     commands.add_spectrum(sub)
     sampling.add_commands(sub)
+    nets.add_commands(sub)
     sweep.add_commands(sub)
     commands.add_figures(sub)
     return parser

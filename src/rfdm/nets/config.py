@@ -15,7 +15,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from ..errors import InvalidParameterError, check_positive_float, check_positive_int
+from ..errors import InvalidParameterError
+from ..protocol import POSITIVE, POSITIVE_INT, RATIO, SEED, Config, Integer, OneOf, Real, param
 from ..time_integrated import TIME_LAWS, check_time_window
 
 ARCHS = ("mlp", "unet")
@@ -25,7 +26,7 @@ DEVICES = "cpu, cuda or cuda:N"
 
 
 @dataclass(frozen=True)
-class TrainNetConfig:
+class TrainNetConfig(Config):
     """One training run of a score network by denoising score matching (DSM) on the OU process.
 
     data: "digits" (scikit-learn's 8x8 digits), "gaussian" (N(0, I_dim)), "mixture" (two clusters +-m,
@@ -53,37 +54,61 @@ class TrainNetConfig:
         (linear in quality if some value is <= 0).
     """
 
-    data: str = "digits"
-    n_train: int = 64
-    arch: str = "mlp"
-    width: int = 128
-    depth: int = 2
-    steps: int = 2500
-    lr: float = 6e-3
-    optimizer: str = "adam"
-    batch: int | None = None
-    noise_draws: int = 4
-    eval_every: int | None = None
-    evals_per_decade: int = 6
-    n_samples: int = 256
-    seed: int = 0
-    device: str = "cpu"
-    t_law: str = "log-uniform"
-    t_min: float = 0.01
-    t_max: float = 3.0
-    n_test: int = 512
-    dim: int = 16
-    m_norm: float = 4.0
-    upsample: int = 1
-    eval_noise: int = 4
-    sample_steps: int = 100
-    threshold: float = 1.0 / 3.0
-    mem_level: float = 0.02
-    gen_margin: float = 0.1
-    checkpoint_every: int | None = None
-    confidence: float = 0.95
+    data: str = param("digits", "digits (scikit-learn's 8x8 digits), gaussian, mixture, or FILE.npy ((n, d) vectors "
+                      "or (n, H, W[, C]) images)", label="data")
+    n_train: int = param(64, "training points (the rest, up to --n-test, is held out)", check=Integer(2),
+                         label="n_train")
+    arch: str = param("mlp", "mlp (residual MLP on vectors) or unet (images only)", check=OneOf(ARCHS),
+                      label="architecture")
+    width: int = param(128, "hidden width of the MLP / base channel width W of the U-Net", check=POSITIVE_INT,
+                       label="width")
+    depth: int = param(2, "residual blocks of the MLP (U-Net: blocks per resolution)", check=POSITIVE_INT,
+                       label="depth")
+    steps: int = param(2500, "optimizer steps", check=POSITIVE_INT, label="steps")
+    lr: float = param(6e-3, "learning rate", check=POSITIVE, label="lr")
+    optimizer: str = param("adam", "adam or sgd (plain gradient descent)", check=OneOf(OPTIMIZERS),
+                           label="optimizer")
+    batch: int | None = param(None, "minibatch size (default: full batch)", check=POSITIVE_INT, optional=True,
+                              label="batch")
+    noise_draws: int = param(4, "fresh (t, xi) draws per point and step (1: plain DSM)", check=POSITIVE_INT,
+                             label="noise_draws")
+    eval_every: int | None = param(None, "evaluate every k steps (default: log-spaced, --evals-per-decade)",
+                                   check=POSITIVE_INT, optional=True, label="eval_every")
+    evals_per_decade: int = param(6, "log-spaced evaluations per decade of steps", check=POSITIVE_INT,
+                                  label="evals_per_decade")
+    n_samples: int = param(256, "generated samples per evaluation (f_mem, quality, energy distance)",
+                           check=POSITIVE_INT, label="n_samples")
+    seed: int = param(0, "seed of every random draw (split, data, initialisation, noise, sampler)", check=SEED,
+                      label="seed")
+    device: str = param("cpu", "cpu, cuda or cuda:N (one code path; the network is float32, metrics float64)",
+                        label="device")
+    t_law: str = param("log-uniform", "law Q of the diffusion time in the loss, on [t_min, t_max]",
+                       check=OneOf(TIME_LAWS), label="time law")
+    t_min: float = param(0.01, "smallest diffusion time (the sampler's last time)", unit="OU time", check=POSITIVE,
+                         label="t_min")
+    t_max: float = param(3.0, "largest diffusion time (the sampler's start T)", unit="OU time", check=POSITIVE,
+                         label="t_max")
+    n_test: int = param(512, "held-out points at most", check=POSITIVE_INT, label="n_test")
+    dim: int = param(16, "dimension of the gaussian / mixture data", check=POSITIVE_INT, label="dim")
+    m_norm: float = param(4.0, "mixture: |m|", check=Real(0.0), label="m_norm")
+    upsample: int = param(1, "digits: integer upsampling factor of the 8x8 images", check=POSITIVE_INT,
+                          label="upsample")
+    eval_noise: int = param(4, "fixed noise draws (t, xi) per point for the train/held-out loss",
+                            check=POSITIVE_INT, label="eval_noise")
+    sample_steps: int = param(100, "steps of the reverse SDE", check=POSITIVE_INT, label="sample_steps")
+    threshold: float = param(1.0 / 3.0, "f_mem counts samples with nearest/second-nearest training distance "
+                             "below this", check=RATIO, label="threshold", show_default="1/3")
+    mem_level: float = param(0.02, "tau_mem: first evaluated step with f_mem above this level",
+                             check=Real(0.0, 1.0, lo_open=True, hi_open=True), label="mem_level")
+    gen_margin: float = param(0.1, "tau_gen: first evaluated step whose log quality is within this share of the "
+                              "way from the first to the best", check=Real(0.0, 1.0, lo_open=True, hi_open=True),
+                              label="gen_margin")
+    checkpoint_every: int | None = param(None, "checkpoint every k steps (default: at each evaluation)",
+                                         check=POSITIVE_INT, optional=True, label="checkpoint_every")
+    confidence: float = param(0.95, "level of the Clopper-Pearson interval of f_mem",
+                              check=Real(0.0, 1.0, lo_open=True, hi_open=True), label="confidence")
 
-    def __post_init__(self):
+    def check(self):
         s = object.__setattr__
         if not isinstance(self.data, (str, os.PathLike)):
             raise InvalidParameterError(f"data must be digits, gaussian, mixture or a .npy file, got {self.data!r}.")
@@ -94,34 +119,9 @@ class TrainNetConfig:
             if not os.path.isfile(data):
                 raise InvalidParameterError(f"the dataset file {data} does not exist.")
         s(self, "data", data)
-        if self.arch not in ARCHS:
-            raise InvalidParameterError(f"unknown architecture {self.arch!r}; choose mlp or unet.")
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidParameterError(f"unknown optimizer {self.optimizer!r}; choose adam or sgd.")
-        if self.t_law not in TIME_LAWS:
-            raise InvalidParameterError(f"the time law must be one of {', '.join(TIME_LAWS)}, got {self.t_law!r}.")
-        for name in ("n_train", "width", "depth", "steps", "evals_per_decade", "n_samples", "n_test", "dim",
-                     "upsample", "eval_noise", "sample_steps", "noise_draws"):
-            s(self, name, check_positive_int(name, getattr(self, name)))
-        if self.n_train < 2:
-            raise InvalidParameterError(f"n_train must be at least 2 (f_mem needs two nearest neighbours), got "
-                                        f"{self.n_train}.")
-        for name in ("batch", "eval_every", "checkpoint_every"):
-            if getattr(self, name) is not None:
-                s(self, name, check_positive_int(name, getattr(self, name)))
-        s(self, "lr", check_positive_float("lr", self.lr))
         t_min, t_max = check_time_window(self.t_min, self.t_max)
         s(self, "t_min", t_min)
         s(self, "t_max", t_max)
-        s(self, "m_norm", check_positive_float("m_norm", self.m_norm, allow_zero=True))
-        s(self, "threshold", check_positive_float("threshold", self.threshold))
-        for name in ("mem_level", "gen_margin", "confidence"):
-            v = check_positive_float(name, getattr(self, name))
-            if v >= 1:
-                raise InvalidParameterError(f"{name} must be in (0, 1), got {v:g}.")
-            s(self, name, v)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InvalidParameterError(f"seed must be a non-negative integer, got {self.seed!r}.")
         s(self, "device", check_device(self.device))
 
     # -- helpers ------------------------------------------------------------------------------------------
