@@ -82,7 +82,9 @@ def test_figure_claim_worst_and_report_entry():
     fig.add(Check("ρ₂ left edge", 10.0, "[B25] Fig. 4 caption", 9.84, READ))
     assert fig.verdict == AGREES
     fig.add(Check("KS", None, "", 0.02))
-    assert fig.verdict == NO_PUBLISHED
+    assert fig.verdict == AGREES  # an informational row does not lower the verdict
+    only_info = FigureClaim("x", "c", {}, {}, [Check("KS", None, "", 0.02)])
+    assert only_info.verdict == NO_PUBLISHED
     fig.add(Check("ρ₂ right edge", 45.0, "[B25] Fig. 4 caption", 60.0, READ, difference_reason="why"))
     assert fig.verdict == DIFFERS
     # an internal disagreement does not change the verdict but appears in the reason

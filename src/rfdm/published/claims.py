@@ -21,7 +21,8 @@ are never left side by side silently.
 A :class:`FigureClaim` groups the checks of one published figure with its published and measured
 settings.  Its overall verdict is the worst verdict among its checks against the papers, in the order
 agrees < no published number < differs < not converged (a figure whose solver did not converge cannot be
-said to agree or differ); internal checks are reported beside them and never change that verdict, but a
+said to agree or differ); checks without a published number are shown but only decide the verdict
+("no published number") when the figure has no other; internal checks are reported beside them and never change that verdict, but a
 differing internal check is always named in the figure's reason.
 """
 
@@ -244,7 +245,10 @@ class FigureClaim:
 
     @property
     def verdict(self) -> str:
-        return worst(c.verdict for c in self.published_checks)
+        """Worst verdict among the checks that compare with a published number; "no published number" only
+        when no check has one (informational rows never lower a figure's verdict)."""
+        compared = [c.verdict for c in self.published_checks if c.verdict != NO_PUBLISHED]
+        return worst(compared) if compared else NO_PUBLISHED
 
     @property
     def reason(self) -> str:
