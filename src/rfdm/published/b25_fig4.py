@@ -43,22 +43,24 @@ MASS_RTOL = 1e-4
 def identify_pieces(bulks, psi_p: float, psi_n: float) -> dict | None:
     """Group the bulks (sorted, each with a mass) into the d-cluster, ρ₁ and ρ₂ by cumulative mass: the
     d-cluster ends where the cumulative mass reaches 1/ψ_p, ρ₁ where it reaches ψ_n/ψ_p, ρ₂ holds the rest
-    (mass 1/ψ_p).  Returns {"d_cluster", "rho1", "rho2": [indices]} or None when the masses do not split
-    that way (bulks merged, or ψ_n <= 1)."""
+    (mass 1/ψ_p).  When the d-cluster has merged with ρ₁ (no cumulative mass 1/ψ_p; e.g. ψ_n = 32, t = 0.1)
+    ρ₁ is the merged bulk and ``merged`` is True.  Returns {"d_cluster", "rho1", "rho2": [indices],
+    "merged": bool} or None when the masses do not split that way (ψ_n <= 1, or ρ₁ merged with ρ₂)."""
     if psi_n <= 1 or not bulks:
         return None
     cum = np.cumsum([b["mass"] for b in bulks])
-    targets = (1.0 / psi_p, psi_n / psi_p, (psi_n + 1) / psi_p)
-    ends = []
-    for target in targets:
+
+    def end(target):
         k = np.nonzero(np.abs(cum - target) <= MASS_RTOL * target)[0]
-        if k.size != 1:
-            return None
-        ends.append(int(k[0]))
-    a, b, c = ends
-    if not (a < b < c == len(bulks) - 1):
+        return int(k[0]) if k.size == 1 else None
+
+    a, b, c = end(1.0 / psi_p), end(psi_n / psi_p), end((psi_n + 1) / psi_p)
+    if b is None or c is None or c != len(bulks) - 1 or not b < c:
         return None
-    return {"d_cluster": list(range(0, a + 1)), "rho1": list(range(a + 1, b + 1)), "rho2": list(range(b + 1, c + 1))}
+    if a is None or not a < b:
+        return {"d_cluster": [], "rho1": list(range(0, b + 1)), "rho2": list(range(b + 1, c + 1)), "merged": True}
+    return {"d_cluster": list(range(0, a + 1)), "rho1": list(range(a + 1, b + 1)), "rho2": list(range(b + 1, c + 1)),
+            "merged": False}
 
 
 def _span(bulks, idx):
@@ -158,8 +160,8 @@ def plot(result: dict, fig) -> None:
         grid, dens = np.asarray(pan["grid"]), np.asarray(pan["density"])
         names = {}
         if pan["pieces"]:
-            for piece, idx in pan["pieces"].items():
-                for k in idx:
+            for piece in ("d_cluster", "rho1", "rho2"):
+                for k in pan["pieces"][piece]:
                     names[k] = piece
         for k, b in enumerate(pan["bulks"]):
             sel = (grid >= b["left"]) & (grid <= b["right"])
