@@ -155,9 +155,9 @@ def test_spectral_rho1_against_exact_U():
     d = 32, theory 0.148): the loss-curve reading of τ_mem is therefore the one the figure tests for scaling."""
     from rfdm.published._rf import spectral_timescales
     d, psi_n, t = 12, 4.0, 0.1
-    spec = spectral_timescales(64.0, psi_n, t)
+    spec = spectral_timescales(64.0, psi_n, t, n_points=200)
     assert spec["tau_mem"] == pytest.approx(64.0 / (delta_t(t) * spec["lambda_min"]))
-    res = SpectralProblem(gep_coefficients("tanh", t), 64.0, psi_n).solve(n_points=300)
+    res = SpectralProblem(gep_coefficients("tanh", t), 64.0, psi_n).solve(n_points=200)
     pieces = b25_fig4.identify_pieces(res.bulks, 64.0, psi_n)
     r1 = res.bulks[pieces["rho1"][0]]
     assert r1["left"] == pytest.approx(spec["lambda_min"])
@@ -276,3 +276,25 @@ def test_quick_presets_run_and_plot(fid):
     fig = Figure()
     mod.plot(res, fig)
     assert fig.axes
+
+
+def test_frozen_modes_identities():
+    """FrozenModes: with no mode frozen the curves are unchanged; with every mode frozen A(τ) = A(0) = 0, so the
+    train loss is its constant 1 and the test loss the population constant at every τ; the slow-mode mask holds
+    p − n modes, the smallest eigenvalues of U."""
+    from rfdm.published._rf import FrozenModes, slow_mode_mask
+    flow = build_flow(4, 8.0, 2.0, 0.1, seed=0)
+    tau = np.array([0.1, 10.0, 1e3, np.inf])
+    ref = flow.curves(tau)
+    with FrozenModes(flow, np.zeros(flow.p, bool)):
+        same = flow.curves(tau)
+    for k in ref:
+        np.testing.assert_array_equal(same[k], ref[k])
+    with FrozenModes(flow, np.ones(flow.p, bool)):
+        none = flow.curves(tau)
+    np.testing.assert_allclose(none["train_loss"], 1.0, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(none["test_loss"], none["test_loss"][0], rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(flow.curves(tau)["train_loss"], ref["train_loss"])  # restored
+    mask = slow_mode_mask(flow, 8)
+    assert mask.sum() == flow.p - 8
+    assert flow.eigenvalues[mask].max() <= flow.eigenvalues[~mask].min()

@@ -42,5 +42,32 @@ def check_preset(preset: str) -> str:
     return preset
 
 
-__all__ = ["Check", "FigureClaim", "Tolerance", "internal_disagreement", "FIGURES", "PRESETS", "figure_module",
+def run(figure_id: str, preset: str = "quick", seed: int = 0, out_dir=None) -> dict:
+    """Compute one figure and return its report entry (:meth:`FigureClaim.to_report_entry`) with the wall and
+    CPU seconds of the computation (``runtime_s``, ``cpu_s``); with ``out_dir``, also write
+    ``<out_dir>/<figure_id>.json`` (the entry) and ``<out_dir>/<figure_id>.png`` (the plot), each complete or
+    absent (:mod:`rfdm.results`)."""
+    import time
+    from pathlib import Path
+
+    from ..results import staged_output, write_json
+
+    check_preset(preset)
+    mod = figure_module(figure_id)
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = mod.compute(preset, seed)
+    entry = result["claim"].to_report_entry()
+    entry.update(runtime_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu, preset=preset, seed=int(seed))
+    if out_dir is not None:
+        from matplotlib.figure import Figure
+
+        with staged_output(out_dir) as stage:
+            write_json(Path(stage) / f"{figure_id}.json", entry)
+            fig = Figure(figsize=(13, 4.8))
+            mod.plot(result, fig)
+            fig.savefig(Path(stage) / f"{figure_id}.png", dpi=110)
+    return entry
+
+
+__all__ = ["run", "Check", "FigureClaim", "Tolerance", "internal_disagreement", "FIGURES", "PRESETS", "figure_module",
            "check_preset"]

@@ -36,6 +36,44 @@ def build_flow(d: int, psi_p: float, psi_n: float, t: float, seed: int, sigma_x:
                         overwrite=True)
 
 
+def slow_mode_mask(flow: GradientFlow, n: int) -> np.ndarray | None:
+    """The modes of the atom at s_t² and of the d-eigenvalue cluster just above it: the p − n smallest
+    eigenvalues of U (Thm. 3.1 counts: atom p − n − d, cluster d, ρ₁ n − d, ρ₂ d).  None when p <= n."""
+    p = flow.p
+    if p <= n:
+        return None
+    mask = np.zeros(p, bool)
+    mask[np.argsort(flow.eigenvalues, kind="stable")[:p - n]] = True
+    return mask
+
+
+class FrozenModes:
+    """Context manager: the flow's modes in ``mask`` stay at A(0) = 0 (their g = 0, e = 1), every other mode
+    follows the gradient flow; the losses are then those of the network trained in the remaining modes only.
+    Wraps :meth:`GradientFlow._modes` for the duration of the block (the mode functions g_k, e_k of the
+    closed form; docs/theory.md §2)."""
+
+    def __init__(self, flow: GradientFlow, mask: np.ndarray):
+        self.flow, self.mask = flow, np.asarray(mask, bool)
+
+    def __enter__(self):
+        orig = self._orig = self.flow._modes
+        mask = self.mask
+
+        def modes(tau):
+            tau, g, e = orig(tau)
+            g, e = g.copy(), e.copy()
+            g[mask], e[mask] = 0.0, 1.0
+            return tau, g, e
+
+        self.flow._modes = modes
+        return self.flow
+
+    def __exit__(self, *exc):
+        del self.flow._modes  # back to the class method
+        return False
+
+
 def tau_grid(flow: GradientFlow, points_per_decade: int = 20) -> np.ndarray:
     """A log grid from 1e-2 to 100 times the slowest finite mode timescale (so the last point is the end
     of training to better than e^{-200}), with τ = ∞ appended."""
@@ -45,10 +83,12 @@ def tau_grid(flow: GradientFlow, points_per_decade: int = 20) -> np.ndarray:
     return np.r_[np.logspace(-2, hi, int((hi + 2) * points_per_decade) + 1), np.inf]
 
 
-def flow_readings(flow: GradientFlow, tau=None) -> dict:
+def flow_readings(flow: GradientFlow, tau=None, n: int | None = None) -> dict:
     """Curves on ``tau`` (default :func:`tau_grid`) and the timescales read off them; ``converged`` is
     False if the last finite τ is not yet the end of training (gap there differs from the gap at ∞ by more
-    than 1e-6 relative)."""
+    than 1e-6 relative).  With the number of training points ``n``, also the half-gap τ_mem of the network
+    trained in ρ₁ ∪ ρ₂ only (the atom and d-cluster modes frozen, :class:`FrozenModes`): ``tau_mem_curves_rho``,
+    and the final gaps with and without those modes (``gap_inf_rho``, ``gap_inf``)."""
     tau = tau_grid(flow) if tau is None else tau
     curves = flow.curves(tau)
     reads = timescales_from_curves(tau, curves["train_loss"], curves["test_loss"])
@@ -56,7 +96,14 @@ def flow_readings(flow: GradientFlow, tau=None) -> dict:
     gap = curves["generalization_gap"]
     end_ok = bool(np.isinf(tau[-1]) and abs(gap[fin][-1] - gap[-1]) <= 1e-6 * max(abs(gap[-1]), 1e-12))
     k = int(np.argmin(curves["score_error"]))
-    return {"tau": tau, **curves, "tau_mem_curves": reads["tau_mem"], "tau_gen_curves": reads["tau_gen"],
+    frozen = {}
+    if n is not None and (mask := slow_mode_mask(flow, n)) is not None:
+        with FrozenModes(flow, mask):
+            fc = flow.curves(tau)
+        fr = timescales_from_curves(tau, fc["train_loss"], fc["test_loss"])
+        frozen = {"tau_mem_curves_rho": fr["tau_mem"], "gap_inf_rho": float(fc["generalization_gap"][-1]),
+                  "gap_inf": float(gap[-1])}
+    return {**frozen, "tau": tau, **curves, "tau_mem_curves": reads["tau_mem"], "tau_gen_curves": reads["tau_gen"],
             "tau_test_min": reads["tau_test_min"], "E_score_min": float(curves["score_error"][k]),
             "tau_E_score_min": float(tau[k]), "curves_converged": end_ok}
 
