@@ -212,7 +212,7 @@ def test_b24_fig3_quick_figure_agrees():
     res = figure_module("B24-fig3").compute("quick", 0)
     assert res["claim"].verdict == "agrees"
     for row in res["rows"]:
-        small = np.asarray(row["f_est"])[np.asarray(row["t"] if "t" in row else res["t"]) <= 0.5 * row["t_C"]]
+        small = np.asarray(row["f_est"])[np.asarray(res["t"]) <= 0.5 * row["t_C"]]
         assert np.all(np.abs(small) / row["alpha"] < 0.2)
 
 
@@ -255,14 +255,22 @@ def test_unknown_figure_and_preset_raise():
         b24_fig2.compute("huge", 0)
 
 
-def test_sm_fig13_quick_measures_an_exponent():
-    """SM Fig. 13 at the quick preset: E* decreases with ψ_n in every draw; the exponent has an error."""
-    res = figure_module("B25-SM-fig13").compute("quick", 0)
-    E = np.asarray(res["E_star"])
-    assert np.all(np.diff(E.mean(axis=0)) < 0)
-    assert res["exponent_se"] is not None and res["exponent"] < 0
-    entry = res["claim"].to_report_entry()
-    assert entry["verdict"] in ("agrees", "differs")
+def test_sm_fig13_quick_run_writes_entry(tmp_path):
+    """SM Fig. 13 at the quick preset through rfdm.published.run: the entry and the PNG are written, the entry has
+    the report keys, E* decreases with ψ_n, and the exponent row carries a tolerance from the draws."""
+    import json
+
+    from rfdm.published import run
+    entry = run("B25-SM-fig13", "quick", 0, out_dir=tmp_path)
+    assert (tmp_path / "B25-SM-fig13.png").stat().st_size > 0
+    on_disk = json.loads((tmp_path / "B25-SM-fig13.json").read_text())
+    assert on_disk["verdict"] == entry["verdict"] in ("agrees", "differs")
+    assert {"id", "setting", "published", "measured", "tolerance", "verdict", "reason"} <= set(entry)
+    E = [entry["measured"][f"E*_score at ψ_n = {x:g} (mean over draws)"] for x in (1, 2, 4, 8, 16)]
+    assert np.all(np.diff(E) < 0)
+    row = entry["tolerance"]["exponent of E*_score in ψ_n"]
+    assert row["kind"] == "absolute" and "standard errors" in row["reason"]
+    assert entry["cpu_s"] > 0
 
 
 @pytest.mark.slow
