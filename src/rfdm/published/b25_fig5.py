@@ -61,7 +61,9 @@ def slope_checks(claim: FigureClaim, runs: list, label: str = "", scaling: bool 
     pub1, pub0 = (1.0, 0.0) if scaling else (None, None)
     claim.add(Check(f"τ_mem slope in n, loss curves{label}", pub1, SOURCE if scaling else "", s_mem, tol_c, converged=conv and se_mem is not None,
                     difference_reason="the half-gap time includes the slow modes of the atom at s_t² and of the d-cluster "
-                    "just above it, whose timescales do not grow with n; they carry "
+                    "just above it, whose timescales do not grow with n. [B25] SM C.5 shows the atom's eigenvectors leave "
+                    "the losses unchanged under the Gaussian equivalence (W^T v = 0); in the exact U at this d they do not, "
+                    "and with the d-cluster they carry "
                     + (f"{min(share):.0%}–{max(share):.0%}" if share else "part")
                     + " of the final gap here; with those modes frozen the ρ₁ ∪ ρ₂ network's half-gap τ_mem has slope "
                     + (f"{s_rho:.2f} ± {se_rho:.2f}" if se_rho is not None else "unavailable")
