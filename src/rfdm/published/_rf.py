@@ -88,7 +88,8 @@ def flow_readings(flow: GradientFlow, tau=None, n: int | None = None) -> dict:
     False if the last finite τ is not yet the end of training (gap there differs from the gap at ∞ by more
     than 1e-6 relative).  With the number of training points ``n``, also the half-gap τ_mem of the network
     trained in ρ₁ ∪ ρ₂ only (the atom and d-cluster modes frozen, :class:`FrozenModes`): ``tau_mem_curves_rho``,
-    and the final gaps with and without those modes (``gap_inf_rho``, ``gap_inf``)."""
+    and the final gaps with and without those modes (``gap_inf_rho``, ``gap_inf``) and without the atom's modes only
+(``gap_inf_no_atom``: the p − n − d smallest eigenvalues)."""
     tau = tau_grid(flow) if tau is None else tau
     curves = flow.curves(tau)
     reads = timescales_from_curves(tau, curves["train_loss"], curves["test_loss"])
@@ -101,8 +102,13 @@ def flow_readings(flow: GradientFlow, tau=None, n: int | None = None) -> dict:
         with FrozenModes(flow, mask):
             fc = flow.curves(tau)
         fr = timescales_from_curves(tau, fc["train_loss"], fc["test_loss"])
+        order = np.argsort(flow.eigenvalues, kind="stable")
+        atom = np.zeros(flow.p, bool)
+        atom[order[:max(flow.p - n - flow.d, 0)]] = True
+        with FrozenModes(flow, atom):
+            gap_no_atom = float(flow.curves(np.array([np.inf]))["generalization_gap"][0])
         frozen = {"tau_mem_curves_rho": fr["tau_mem"], "gap_inf_rho": float(fc["generalization_gap"][-1]),
-                  "gap_inf": float(gap[-1])}
+                  "gap_inf": float(gap[-1]), "gap_inf_no_atom": gap_no_atom}
     return {**frozen, "tau": tau, **curves, "tau_mem_curves": reads["tau_mem"], "tau_gen_curves": reads["tau_gen"],
             "tau_test_min": reads["tau_test_min"], "E_score_min": float(curves["score_error"][k]),
             "tau_E_score_min": float(tau[k]), "curves_converged": end_ok}

@@ -110,6 +110,15 @@ def compute(preset: str = "quick", seed: int = 0) -> dict:
     claim.add(Check("ρ₂ left edge (Σ = I)", 10.0, "[B25] Fig. 4 caption", lo, edge_tol, converged=iso["converged"],
                     note="" if lo is not None else "the bulks of the Σ = I spectrum could not be split into pieces."))
     claim.add(Check("ρ₂ right edge (Σ = I)", 45.0, "[B25] Fig. 4 caption", hi, edge_tol, converged=iso["converged"]))
+    # the histogram of the exact U: its d largest eigenvalues are rho_2
+    top = np.sort(iso["eigenvalues"])[-d:]
+    fluct = 2 * (45.0 - 10.0) * d ** (-2 / 3)
+    hist_tol = Tolerance(absolute=2.5 + fluct, reason=f"the caption's reading precision ±2.5 plus twice the edge "
+                         f"fluctuation of d = {d} eigenvalues, width · d^(-2/3) = {fluct / 2:.2g} (Tracy–Widom scale)")
+    claim.add(Check(f"smallest of the d largest eigenvalues of the exact U (Σ = I, d = {d})", 10.0,
+                    "[B25] Fig. 4 caption (histogram at d = 100)", float(top[0]), hist_tol))
+    claim.add(Check(f"largest eigenvalue of the exact U (Σ = I, d = {d})", 45.0,
+                    "[B25] Fig. 4 caption (histogram at d = 100)", float(top[-1]), hist_tol))
     # rho_1 unchanged: edges of the two-eigenvalue rho_1 against the isotropic ones
     same_tol = Tolerance(relative=0.01, reason="'unchanged' is read off the plot; 1 % is below the width of a line "
                          "on the figure's axis")

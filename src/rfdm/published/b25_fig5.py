@@ -54,6 +54,7 @@ def slope_checks(claim: FigureClaim, runs: list, label: str = "", scaling: bool 
     s_gen, se_gen = loglog_slope(n, [r["tau_gen_curves"] for r in runs])
     s_rho, se_rho = loglog_slope(n, [r.get("tau_mem_curves_rho") for r in runs])
     share = [1 - r["gap_inf_rho"] / r["gap_inf"] for r in runs if r.get("gap_inf")]
+    atom_share = [1 - r["gap_inf_no_atom"] / r["gap_inf"] for r in runs if r.get("gap_inf")]
     why_mem = (f"the leading-order τ_mem of Thm. 3.2 itself has slope {s_lo:.2f} over this range of ψ_n (τ_mem ∝ n "
                f"holds for ψ_p ≫ ψ_n; here ψ_n reaches ψ_p/2)")
     tol_c = Tolerance(absolute=max(3 * (se_mem or 0.0), 0.05), reason=f"3 standard errors of the fitted slope "
@@ -64,8 +65,9 @@ def slope_checks(claim: FigureClaim, runs: list, label: str = "", scaling: bool 
                     "just above it, whose timescales do not grow with n. [B25] SM C.5 shows the atom's eigenvectors leave "
                     "the losses unchanged under the Gaussian equivalence (W^T v = 0); in the exact U at this d they do not, "
                     "and with the d-cluster they carry "
-                    + (f"{min(share):.0%}–{max(share):.0%}" if share else "part")
-                    + " of the final gap here; with those modes frozen the ρ₁ ∪ ρ₂ network's half-gap τ_mem has slope "
+                    + (f"{min(share):.0%}–{max(share):.0%} (the atom alone {min(atom_share):.0%}–{max(atom_share):.0%})"
+                       if share else "part")
+                    + f" of the final gap here (ψ_n = {runs[0]['psi_n']:g} … {runs[-1]['psi_n']:g}); with those modes frozen the ρ₁ ∪ ρ₂ network's half-gap τ_mem has slope "
                     + (f"{s_rho:.2f} ± {se_rho:.2f}" if se_rho is not None else "unavailable")
                     + " (row 'τ_mem slope in n, loss curves, ρ₁ ∪ ρ₂ modes only')",
                     note="" if se_mem is not None else "τ_mem could not be read off every loss curve."))
