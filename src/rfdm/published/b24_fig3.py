@@ -8,7 +8,8 @@ Estimate: with s^e(t) = −(1/d) E_{x∼P_t^e} log P_t^e(x) the entropy of the n
 P_t^e = (1/P) Σ_μ N(e^{−t} a_μ, Δ_t I), f^e(t) = α + ½ log(2πeΔ_t) − s^e(t)
 = ½ + (1/d) E_x log Σ_μ exp(−|x − e^{−t} a_μ|²/(2Δ_t)): 0 when x sits on one centre (collapse), α + ½ log(Δ_t/Γ_t²)
 when the sum self-averages.  Monte Carlo over x = e^{−t} a_ν + √Δ_t z (ν uniform, z ∼ N(0, I)), with
-log P_t^e from :meth:`rfdm.data.EmpiricalData.log_density`.
+log P_t^e from :meth:`rfdm.data.EmpiricalData.log_density` and two control variates of known mean
+(:func:`estimate`), which the published 5 000 × 50 draws did not need.
 
 Finite-d reference (:func:`annealed_finite_d`): keeping x's own centre exactly and replacing the other
 P − 1 terms by their mean over the centres, f_ann(t) = ½ + (1/d) E log(e^{−|z|²/2} + (P − 1)(Δ_t/Γ_t²)^{d/2}
@@ -50,25 +51,49 @@ def collapse_time(P: int, d: int, sigma: float = SIGMA) -> float:
 
 
 def estimate(points: np.ndarray, t: float, draws: int, rng) -> tuple:
-    """(mean, standard error) of f^e(t) = α + ½ log(2πeΔ_t) + (1/d) log P_t^e(x), x ∼ P_t^e."""
+    """(mean, standard error) of f^e(t) = ½ + (1/d) E log Σ_μ exp(−|x − e^{−t} a_μ|²/(2Δ_t)), x = e^{−t} a_ν + √Δ_t z ∼ P_t^e.
+
+    The per-dimension log-sum L(x) fluctuates by O(1/√d) from draw to draw, far more than f^e ~ α = log P/d at
+    large d, so the mean is taken with two control variates of exactly known mean: C₁ = |z|²/(2d) − ½ (E = 0;
+    L ≈ −|z|²/(2d) on the collapsed side) and C₂ = |x|²/(2Γ_t²d) − m₂, m₂ = (e^{−2t} mean_μ|a_μ|² + dΔ_t)/(2Γ_t²d)
+    (E = 0 given the points; L ≈ const − |x|²/(2Γ_t²d) on the other side).  Least-squares fit L = b₀ + b₁C₁ + b₂C₂
+    over the draws; f^e = ½ + b₀, standard error from the residuals (the usual control-variate estimator, bias
+    O(1/draws))."""
     P, d = points.shape
     data = EmpiricalData(points, batch_size=256)
+    c, dt = float(decay(t)), float(delta_t(t))
+    g2 = c * c * SIGMA ** 2 + dt  # Γ_t² of the law (only sets the scale of C₂)
     nu = rng.integers(0, P, size=draws)
-    x = decay(t) * points[nu] + math.sqrt(delta_t(t)) * rng.standard_normal((draws, d))
-    vals = math.log(P) / d + 0.5 * math.log(2 * math.pi * math.e * delta_t(t)) + data.log_density(x, t) / d
-    return float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(draws))
+    z = rng.standard_normal((draws, d))
+    x = c * points[nu] + math.sqrt(dt) * z
+    # L = (1/d) log sum_mu exp(-|x - c a_mu|^2/(2 dt)) from the normalised log density
+    L = data.log_density(x, t) / d + math.log(P) / d + 0.5 * math.log(2 * math.pi * dt)
+    c1 = np.einsum("ij,ij->i", z, z) / (2 * d) - 0.5
+    m2 = (c * c * float(np.mean(np.einsum("ij,ij->i", points, points))) + d * dt) / (2 * g2 * d)
+    c2 = np.einsum("ij,ij->i", x, x) / (2 * g2 * d) - m2
+    A = np.column_stack([np.ones(draws), c1, c2])
+    coef, *_ = np.linalg.lstsq(A, L, rcond=None)
+    resid = L - A @ coef
+    se = float(np.sqrt(resid @ resid / max(draws - 3, 1) / draws))
+    return float(0.5 + coef[0]), se
 
 
 def annealed_finite_d(t: float, P: int, d: int, rng, draws: int = 4000, sigma: float = SIGMA) -> float:
-    """f_ann(t) (module docstring): own centre exact, the other P − 1 averaged over the centres."""
+    """f_ann(t) (module docstring): own centre exact, the other P − 1 averaged over the centres; Monte Carlo over
+    (a, z) with the control variates of :func:`estimate` (their means are exactly 0 here)."""
     c2, dt = math.exp(-2 * t) * sigma ** 2, float(delta_t(t))
     g2 = c2 + dt
     z = rng.standard_normal((draws, d))
     a = rng.standard_normal((draws, d)) * sigma
     x = math.sqrt(c2) / sigma * a + math.sqrt(dt) * z
-    own = -0.5 * np.einsum("ij,ij->i", z, z)
-    others = math.log(P - 1) + 0.5 * d * math.log(dt / g2) - 0.5 * np.einsum("ij,ij->i", x, x) / g2
-    return float(0.5 + np.mean(np.logaddexp(own, others)) / d)
+    zz, xx = np.einsum("ij,ij->i", z, z), np.einsum("ij,ij->i", x, x)
+    own = -0.5 * zz
+    others = math.log(P - 1) + 0.5 * d * math.log(dt / g2) - 0.5 * xx / g2
+    L = np.logaddexp(own, others) / d
+    # control variates of exactly known mean zero (as in estimate): |z|^2/(2d) - 1/2 and |x|^2/(2 Gamma^2 d) - 1/2
+    A = np.column_stack([np.ones(draws), zz / (2 * d) - 0.5, xx / (2 * g2 * d) - 0.5])
+    coef, *_ = np.linalg.lstsq(A, L, rcond=None)
+    return float(0.5 + coef[0])
 
 
 def compute(preset: str = "quick", seed: int = 0) -> dict:
@@ -92,7 +117,8 @@ def compute(preset: str = "quick", seed: int = 0) -> dict:
         f_inf = formula(ts, alpha)
         tc = collapse_time(cfg["P"], d)
         far = (ts <= 0.5 * tc) | (ts >= 2 * tc)
-        allowed = 3 * est[:, 1] + np.abs(ann - f_inf)
+        # + 1e-9 alpha: on the collapsed side the controlled estimate is exact to rounding (SE ~ 1e-16)
+        allowed = 3 * est[:, 1] + np.abs(ann - f_inf) + 1e-9 * alpha
         dev = np.abs(est[:, 0] - f_inf) / allowed
         rows.append({"d": d, "alpha": alpha, "t_C": tc, "f_est": est[:, 0], "f_se": est[:, 1], "f_annealed": ann,
                      "f_formula": f_inf, "far": far, "normalised_deviation": dev})
@@ -101,7 +127,7 @@ def compute(preset: str = "quick", seed: int = 0) -> dict:
                         float(dev[far].max()) if far.any() else None,
                         Tolerance(absolute=0.0, reason="the allowance is inside the quantity: 3 Monte Carlo standard "
                                   "errors plus |f_ann − f^e_∞|, the finite-d correction of the annealed own-centre "
-                                  "reference (module docstring)"),
+                                  "reference (module docstring), plus 1e-9 α for rounding"),
                         difference_reason="the estimate departs from the d → ∞ formula by more than its Monte Carlo "
                         "error and the annealed finite-d correction"))
         claim.add(Check(f"t_C at d = {d} (formula)", None, "", tc))
