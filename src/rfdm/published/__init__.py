@@ -3,7 +3,12 @@ reduced one ("quick"), measured against the published numbers with a verdict (:m
 
 Every figure module has ``compute(preset, seed) -> dict`` (numpy arrays, the resolved setting and a
 :class:`~rfdm.published.claims.FigureClaim` under ``"claim"``) and ``plot(result, fig)`` drawing on a given
-matplotlib Figure.  :data:`FIGURES` maps the figure ids to their modules (imported on demand).
+matplotlib Figure.  :data:`FIGURES` maps the figure ids to their modules (imported on demand), and :func:`run` computes one
+figure and writes its report entry (JSON) and plot (PNG)::
+
+    from rfdm.published import run
+    entry = run("B25-fig4", preset="quick", seed=0, out_dir="published_out")
+    print(entry["verdict"], entry["reason"])
 """
 
 from __future__ import annotations
