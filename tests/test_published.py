@@ -111,7 +111,7 @@ def test_fig4_rho2_changes(fig4_theory):
     assert ev_t.min() / ev_t.max() < 0.5 * ev_i.min() / ev_i.max()
 
 
-# -- shared readers ---------------------------------------------------------------------------------------
+# -- readers used by several figures ------------------------------------------------------------------------------------
 
 def test_loglog_slope_against_linregress():
     """Slope and standard error against scipy.stats.linregress on noisy power-law data."""
