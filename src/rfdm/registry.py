@@ -55,13 +55,6 @@ def _spectrum(cfg, out):
                          "tau_mem": f"{res['tau_mem']:.3g}" if res["tau_mem"] else "none"}}
 
 
-def _loss_curves(cfg, out):
-    from .experiments.figures import compute_loss_curves
-    r = compute_loss_curves(out, cfg)
-    return {"figures": [r["figure"]], "measured": {f"tau_mem (psi_n={a:g})": f"{b:.3g}"
-                                                   for a, b in zip(r["meta"]["psi_n"], r["meta"]["tau_mem"])}}
-
-
 def _gap_heatmap(cfg, out):
     from .experiments.figures import compute_gap_heatmap
     r = compute_gap_heatmap(out, cfg)
@@ -157,7 +150,7 @@ def _regimes(cfg, out):
 def _configs():
     """The config classes of the figures (imported on first use: the registry is imported by the CLI)."""
     from .experiments import figures, outlier, regimes, sampling, spectrum, timescales
-    return {"spectrum": spectrum.SpectrumConfig, "loss": figures.LossCurvesConfig, "gap": figures.GapHeatmapConfig,
+    return {"spectrum": spectrum.SpectrumConfig, "gap": figures.GapHeatmapConfig,
             "theory": figures.TheoryTimescalesConfig, "ti": figures.TimeIntegratedComparisonConfig,
             "tits": timescales.TimescalesConfig, "outlier": outlier.OutlierConfig,
             "two": sampling.TwoRegimesConfig, "mem": sampling.MemorizationConfig, "regimes": regimes.RegimesConfig}
@@ -167,24 +160,17 @@ _C = _configs()
 _SPECTRUM_PRESETS = {"tiny": {"n_points": 400}, "paper": {"empirical_d": 100, "n_points": 4000}}
 
 FIGURES = {f.id: f for f in [
-    Figure("spectrum-isotropic", "Spectrum of U, Sigma = I ([B25] Fig. 4)",
-           "U has an atom at s_t^2, a memorization bulk rho_1 far below and a population bulk rho_2 on the scale psi_p.",
-           "rho_2 between about 10 and 45 (psi_p = 64, psi_n = 8, t = 0.01, tanh)", _C["spectrum"], _spectrum,
-           _SPECTRUM_PRESETS, {"sigma_spectrum": (1.0,)}),
-    Figure("spectrum-two-eigenvalues", "Spectrum of U, two-eigenvalue Sigma ([B25] Fig. 4, second case)",
-           "A non-isotropic covariance splits/broadens the population bulk; the memorization bulk stays.",
-           "no number quoted", _C["spectrum"], _spectrum, _SPECTRUM_PRESETS,
-           {"sigma_spectrum": (0.5, 2.0), "sigma_weights": (0.5, 0.5)}),
-    Figure("loss-curves", "Train/test loss over tau for several n ([B25] Fig. 5)",
-           "The test loss departs from the train loss at tau_mem, which grows with n; in tau/tau_mem the curves collapse.",
-           "tau_mem proportional to n", _C["loss"], _loss_curves,
-           {"tiny": dict(d=12, psi_p=16.0, psi_ns=(2.0, 4.0)), "paper": dict(d=100, psi_p=64.0, psi_ns=(2.0, 4.0, 8.0, 16.0))}),
-    Figure("gap-heatmap", "Generalization gap over (psi_n, psi_p) at fixed tau",
+    Figure("spectrum-isotropic", "Spectrum of U, Σ = I, from the self-consistent equations",
+           "U has an atom at s_t², a memorization bulk ρ₁ far below and a population bulk ρ₂ on the scale ψ_p "
+           "(B25-fig4 checks the published setting against the caption).",
+           "ρ₂ between about 10 and 45 (ψ_p = 64, ψ_n = 8, t = 0.01, tanh; [B25] Fig. 4 caption)", _C["spectrum"],
+           _spectrum, _SPECTRUM_PRESETS, {"sigma_spectrum": (1.0,)}),
+    Figure("gap-heatmap", "Generalization gap over (ψ_n, ψ_p) at fixed τ, finite d (B25-fig5C: the limit d → ∞)",
            "The gap is large where p > n (memorization possible) and small for n > p (architectural regularization).",
            "no number quoted", _C["gap"], _gap_heatmap,
            {"tiny": dict(d=8, psi_ps=(4.0, 8.0), psi_ns=(1.0, 4.0)), "paper": dict(d=64)}),
-    Figure("timescales", "tau_mem proportional to n, tau_gen flat (spectral theory)",
-           "tau_mem = psi_p/(Delta lambda_left(rho_1)) grows linearly in n when psi_p >> psi_n; tau_gen does not depend on n.",
+    Figure("timescales", "τ_mem ∝ n, τ_gen flat (spectral theory)",
+           "τ_mem = ψ_p/(Δ_t λ_left(ρ₁)) grows linearly in n when ψ_p ≫ ψ_n; τ_gen does not depend on n.",
            "slope 1 for psi_p >> psi_n (here psi_p = 1024)", _C["theory"], _timescales,
            {"tiny": dict(psi_ns=(2.0, 4.0, 8.0))}),
     Figure("time-integrated", "Time-integrated random features against per-time models on the same data",
@@ -192,7 +178,7 @@ FIGURES = {f.id: f for f in [
            "per t; its spectrum is a smeared version of the per-time spectra (no atom, no Gaussian equivalence).",
            "same phenomenology as the per-time model (talk)", _C["ti"], _time_integrated,
            {"tiny": dict(d=8, psi_p=8.0, psi_n=2.0), "paper": dict(d=50, psi_p=64.0, psi_n=8.0, t_rtol=1e-6)}),
-    Figure("time-integrated-timescales", "Time-integrated model: tau_mem against n, tau_gen flat",
+    Figure("time-integrated-timescales", "Time-integrated model: τ_mem against n, τ_gen flat",
            "With one network for all t (Q log-uniform on [0.01, 2]), the memorization time grows with n and the "
            "generalization time does not; the spectrum is numerical, memorization modes found by their eigenvectors.",
            "same phenomenology as the per-time model (talk); no number quoted", _C["tits"],
@@ -214,8 +200,8 @@ FIGURES = {f.id: f for f in [
            _C["two"], _two_regimes,
            {"tiny": dict(d=8, psi_p=8.0, n_train=128, n_samples=300, steps=60, rf_times=5),
             "paper": dict(d=64, n_samples=10000, steps=400)}),
-    Figure("memorization-along-training", "Memorization fraction along training (p >> n)",
-           "Samples from scores stopped before tau_mem are new; f_mem rises once tau passes tau_mem; the empirical score "
+    Figure("memorization-along-training", "Memorization fraction along training (p ≫ n)",
+           "Samples from scores stopped before τ_mem are new; f_mem rises once τ passes τ_mem; the empirical score "
            "memorizes.", "qualitative ([B25])", _C["mem"], _memorization,
            {"tiny": dict(d=6, psi_p=32.0, n_train=8, n_samples=100, steps=60, rf_times=5, tau=(1.0, 1e4, math.inf)),
             "paper": dict(d=16, n_train=32, n_samples=2000, steps=400)}),
@@ -225,6 +211,54 @@ FIGURES = {f.id: f for f in [
            {"tiny": dict(d=8, n_pairs=200, n_trajectories=100, steps=60, n_times=5),
             "paper": dict(d=64, n_pairs=5000, n_trajectories=2000, steps=400)}, {"m_norm": 2.0}),
 ]}
+
+
+@dataclass(frozen=True)
+class PublishedFigure:
+    """A published figure at its published setting ("paper" preset) or a reduced one ("quick"; "tiny" runs
+    "quick"): computed by its module in rfdm.published, with the verdict of every check against the paper."""
+
+    id: str
+    title: str
+    claim: str
+    published: str
+
+    def preset(self, preset: str) -> str:
+        if preset not in PRESETS:
+            raise InvalidParameterError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}.")
+        return "paper" if preset == "paper" else "quick"
+
+
+PUBLISHED = [
+    PublishedFigure("B25-fig4", "[B25] Fig. 4 / SM Fig. 14: spectrum of U, Σ = I and Σ eigenvalues {0.5, 1.5}",
+                    "ρ₂ lies between ≈ 10 and ≈ 45; ρ₁ is unchanged and ρ₂ changes for a two-eigenvalue Σ with σ_x² = 1.",
+                    "ψ_p = 64, ψ_n = 8 (and 32), t = 0.01, tanh, d = 100"),
+    PublishedFigure("B25-fig5", "[B25] Fig. 5 A/B: score error and losses against τ, τ/τ_mem collapse",
+                    "τ_mem ∝ n and τ_gen flat; the curves collapse in τ/τ_mem.",
+                    "d = 100, ψ_p = 64, t = 0.1, ψ_n = 4, 8, 16, 32"),
+    PublishedFigure("B25-fig5C", "[B25] Fig. 5C: generalization gap over (ψ_n, ψ_p) at τ = 10³ and 10⁴, limit d → ∞",
+                    "The memorization boundary n*(τ) moves with τ; the gap is small for n > p.",
+                    "t = 0.1, heatmaps at τ = 10³ and 10⁴"),
+    PublishedFigure("B25-fig1", "[B25] Fig. 1: the (n, p) phase diagram, limit d → ∞",
+                    "Memorization needs n < p; the window τ_gen < τ < τ_mem widens with n; n > p regularizes.",
+                    "qualitative phase diagram"),
+    PublishedFigure("B25-SM-fig11", "[B25] SM Fig. 11: L_gen against τ and τ/τ_gen, limit d → ∞",
+                    "Early-time generalization curves collapse in τ/τ_gen.", "ψ_p = 32, several ψ_n and t"),
+    PublishedFigure("B25-SM-fig12", "[B25] SM Fig. 12: τ_mem for σ_x = 2 and 0.5",
+                    "The τ_mem prediction holds for a general variance.", "ψ_p = 64, t = 0.1, d = 100"),
+    PublishedFigure("B25-SM-fig13", "[B25] SM Fig. 13: E*_score against ψ_n, finite d",
+                    "E*_score = min_τ E_score ∝ ψ_n^(−0.59).", "ψ_p = 32, t = 0.01, 10 runs"),
+    PublishedFigure("B25-SM-fig13-limit", "[B25] SM Fig. 13 in the limit d → ∞",
+                    "E*_score = min_τ E_score ∝ ψ_n^(−0.59).", "ψ_p = 32, t = 0.01"),
+    PublishedFigure("bridge-1-over-d", "Finite d → ∞: exact curves at several d, Richardson in 1/d, the limit",
+                    "Exact finite-d curves approach the d → ∞ curves like 1/d.", "no published figure (rfdm)"),
+    PublishedFigure("B24-fig2", "[B24] Fig. 2: speciation, φ(t) against t/t_S",
+                    "φ(t_S) = 0.775 at every d; the clone simulation follows the formula.",
+                    "|m| = √d, σ = 1, d = 256 … 16384"),
+    PublishedFigure("B24-fig3", "[B24] Fig. 3: collapse, excess entropy f(t)/α",
+                    "The estimate from log P_t^e follows α + ½ log(Δ_t/Γ_t²) clipped at 0; collapse at t_C.",
+                    "P = 20 000, d = 256, 1024, 4096"),
+]
 
 
 def run_experiment(name: str, measured=None):
@@ -240,6 +274,9 @@ def run_experiment(name: str, measured=None):
             k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in result.summary.items()}
         return {"figures": [paths["figure"]], "measured": shown}
     return run
+
+
+FIGURES.update({f.id: f for f in PUBLISHED})
 
 
 def register(figure: Figure) -> Figure:
@@ -259,10 +296,40 @@ def all_figures() -> list:
 
 
 def run_figure(fig_id: str, preset: str, out_dir) -> dict:
+    """Compute one figure into ``out_dir/ID/`` and return its entry: id, title, claim, published, measured
+    (name -> text), figures (PNG paths), seconds and ``report``, the verdict entry {"id", "setting",
+    "published", "measured", "tolerance", "verdict", "reason"} (rfdm.published.claims); the entry is also
+    written as ``out_dir/ID/entry.json`` (atomically), so a report can be rebuilt from the figures done."""
+    from .results import write_json
+
     fig = get_figure(fig_id)
-    config = fig.make_config(preset)
     out = Path(out_dir) / fig.id
     t0 = time.perf_counter()
-    res = fig.run(config, out)
-    return {"id": fig.id, "title": fig.title, "claim": fig.claim, "published": fig.published,
-            "measured": res["measured"], "figures": res["figures"], "seconds": time.perf_counter() - t0}
+    if isinstance(fig, PublishedFigure):
+        from . import published
+
+        report = published.run(fig.id, preset=fig.preset(preset), seed=0, out_dir=out)
+        measured = {c["name"]: _text(c.get("measured")) for c in report["checks"]}
+        figures = [str(out / f"{fig.id}.png")]
+    else:
+        config = fig.make_config(preset)
+        res = fig.run(config, out)
+        measured, figures = res["measured"], res["figures"]
+        report = {"id": fig.id, "setting": {"measured": config.as_dict(), "published": None,
+                                            "same_as_published": False},
+                  "published": {"statement": {"value": None, "source": fig.published}},
+                  "measured": measured, "tolerance": None, "verdict": "no published number",
+                  "reason": "a figure of the talk without a published number to compare with; the measured values "
+                            "are shown."}
+    entry = {"id": fig.id, "title": fig.title, "claim": fig.claim, "published": fig.published, "measured": measured,
+             "figures": figures, "seconds": time.perf_counter() - t0, "preset": preset, "report": report}
+    write_json(out / "entry.json", entry)
+    return entry
+
+
+def _text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    return "—" if value is None else str(value)

@@ -1,6 +1,6 @@
-"""Additional figures of the talk built from the experiments: the loss curves for several n with tau_mem
-marked and collapsing in tau/tau_mem ([B25] Fig. 5), the generalization-gap heatmap over (psi_n, psi_p) and the
-theoretical timescales against n.  Each has a declared config, compute() -> dataset on disk and plot(dataset, fig)."""
+"""Additional figures of the talk built from the experiments: the generalization-gap heatmap over (psi_n,
+psi_p) at finite d, the theoretical timescales against n and the time-integrated comparison ([B25] Fig. 5 at its
+published setting is rfdm.published.b25_fig5).  Each has a declared config, compute() -> dataset on disk and plot(dataset, fig)."""
 
 from __future__ import annotations
 
@@ -39,19 +39,6 @@ def _flow(d, p, n, t, activation, seed):
 
 
 # -- declared configurations of these figures (rfdm.protocol); compute_*(out_dir, **asdict(config)) ------------
-
-@dataclass
-class LossCurvesConfig(Config):
-    """Loss curves for several n at one (d, psi_p, t)."""
-
-    d: int = d_field(24)
-    psi_p: float = psi_field(32.0, "p")
-    psi_ns: tuple = param(factory=lambda: (2.0, 4.0, 8.0), help="n/d of each curve", label="psi_n",
-                          check=(FloatList(POSITIVE), WholeTimes("d")), parse="floats")
-    t: float = t_field()
-    activation: str = activation_field()
-    seed: int = seed_field()
-
 
 @dataclass
 class GapHeatmapConfig(Config):
@@ -94,52 +81,6 @@ class TimeIntegratedComparisonConfig(Config):
     activation: str = activation_field()
     t_rtol: float = param(1e-4, "relative tolerance of the quadrature in t", check=POSITIVE)
     seed: int = seed_field()
-
-
-def compute_loss_curves(out_dir, config: LossCurvesConfig | None = None, **overrides):
-    """Train/test loss against tau for several n; tau_mem from the spectral theory for each psi_n."""
-    c = config if config is not None else make_config(LossCurvesConfig, **overrides)
-    d, psi_p, psi_ns, t, activation, seed = (
-        c.d, c.psi_p, c.psi_ns, c.t, c.activation, c.seed)
-    p = int(round(psi_p * d))
-    tau = np.logspace(-1, 8, 181)
-    arrays, meta = {"tau": tau}, {"psi_n": [], "tau_mem": [], "tau_gen": []}
-    coeffs = gep_coefficients(activation, t)
-    for psi_n in psi_ns:
-        n = int(round(psi_n * d))
-        curves = _flow(d, p, n, t, activation, seed).curves(tau)
-        ts = SpectralProblem(coeffs, psi_p, psi_n).solve(n_points=400).timescales()
-        arrays[f"train_{n}"] = curves["train_loss"]
-        arrays[f"test_{n}"] = curves["test_loss"]
-        meta["psi_n"].append(psi_n)
-        meta["tau_mem"].append(ts["tau_mem"])
-        meta["tau_gen"].append(ts["tau_gen"])
-    config = {"d": d, "psi_p": psi_p, "psi_n": list(psi_ns), "t": t, "activation": activation, "seed": seed}
-    header = dict(provenance(config, seed), meta=meta)
-    return dict(_save(out_dir, "loss_curves", arrays, header, plot_loss_curves), meta=meta)
-
-
-def plot_loss_curves(data, fig) -> None:
-
-    arrays, header = data.arrays, data.header
-    meta, cfg = header["meta"], header["config"]
-    tau = arrays["tau"]
-    fig.set_size_inches(11, 4.2)
-    axes = fig.subplots(1, 2)
-    for k, (psi_n, tm) in enumerate(zip(meta["psi_n"], meta["tau_mem"])):
-        n = int(round(psi_n * cfg["d"]))
-        for ax, x in ((axes[0], tau), (axes[1], tau / tm)):
-            ax.plot(x, arrays[f"test_{n}"], color=f"C{k}", label=f"test, n={n}")
-            ax.plot(x, arrays[f"train_{n}"], color=f"C{k}", ls="--", label=f"train, n={n}")
-        axes[0].axvline(tm, color=f"C{k}", ls=":", lw=1)
-    axes[0].set_xlabel(r"$\tau$ (dotted: $\tau_{mem}$ from the spectrum)")
-    axes[1].set_xlabel(r"$\tau/\tau_{mem}$")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_ylabel("loss")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{cfg['activation']}, d={cfg['d']}, psi_p={cfg['psi_p']:g}, t={cfg['t']:g}", fontsize=9)
-    fig.tight_layout()
 
 
 def compute_gap_heatmap(out_dir, config: GapHeatmapConfig | None = None, **overrides):
