@@ -452,6 +452,8 @@ def test_every_command_answers_bad_input_fast_with_one_sentence(tmp_path, monkey
             passing_s.append(res["seconds"])
         else:
             failures[label].append(f"{what}: rfdm {' '.join(a if a else repr(a) for a in argv)} -> {problem}")
+        if "matplotlib.pyplot" in sys.modules:  # figures of a case cut short are never closed by the command
+            sys.modules["matplotlib.pyplot"].close("all")
         for p in sorted(new, key=lambda q: -len(q[0])):  # clean up, so that one case does not hide the next
             path = Path(p[0])
             with contextlib.suppress(OSError):
