@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rfdm import InvalidParameterError
-from rfdm.metrics import (bootstrap_interval, distance_ratios, energy_distance, gaussian_kl, gaussian_kl_of_samples,
+from rfdm import InvalidParameterError, NumericalError
+from rfdm.metrics import (binomial_interval, bootstrap_interval, distance_ratios, energy_distance, gaussian_kl, gaussian_kl_of_samples,
                           memorization_fraction, mixture_statistics, nearest_neighbours, sliced_wasserstein,
                           wasserstein_1d)
 
@@ -204,3 +204,118 @@ def test_metric_input_checks():
         gaussian_kl(np.zeros(2), np.zeros((2, 2)), np.eye(2))
     with pytest.raises(InvalidParameterError, match="more samples than dimensions"):
         gaussian_kl_of_samples(np.zeros((2, 3)), np.eye(3))
+
+
+# -- intervals exact for a binomial proportion, input and overflow checks -------------------------------------
+
+def test_clopper_pearson_at_zero_of_500_is_0_to_0_0074():
+    """k = 0 of n = 500: the upper bound solves (1 - p)^n = alpha/2, p = 1 - 0.025^{1/500} = 0.00735 (closed
+    form, not SciPy); the bootstrap interval collapses to (0, 0) there, the reason it is no longer the default."""
+    lo, hi = binomial_interval(0, 500)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 500), rel=1e-9)
+    assert round(hi, 4) == 0.0074
+    lo, hi = binomial_interval(500, 500)
+    assert hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 500), rel=1e-9)
+    X = np.eye(4) * 10.0  # training points far apart; samples far from all of them: none memorized
+    Y = np.random.default_rng(0).standard_normal((500, 4)) * 0.01
+    mem = memorization_fraction(Y, X)
+    assert mem.n_memorized == 0 and mem.method == "clopper-pearson"
+    assert mem.interval[0] == 0.0 and round(mem.interval[1], 4) == 0.0074
+    assert mem.as_dict()["f_mem_ci_method"] == "clopper-pearson"
+    assert memorization_fraction(Y, X, method="bootstrap").interval == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("k,n", [(1, 20), (7, 50), (92, 400), (499, 500)])
+def test_clopper_pearson_bounds_are_the_beta_quantiles(k, n):
+    """lo = Beta^{-1}(alpha/2; k, n-k+1), hi = Beta^{-1}(1-alpha/2; k+1, n-k) (the identity between binomial tail
+    sums and the Beta law), checked by the binomial tails themselves: P(Bin(n, hi) <= k) = alpha/2 and
+    P(Bin(n, lo) >= k) = alpha/2."""
+    lo, hi = binomial_interval(k, n, 0.9)
+    assert lo == pytest.approx(stats.beta.ppf(0.05, k, n - k + 1), rel=1e-8)
+    assert hi == pytest.approx(stats.beta.ppf(0.95, k + 1, n - k), rel=1e-8)
+    assert stats.binom.cdf(k, n, hi) == pytest.approx(0.05, rel=1e-6)
+    assert stats.binom.sf(k - 1, n, lo) == pytest.approx(0.05, rel=1e-6)
+
+
+def test_wilson_interval_closed_form():
+    n, k = 400, 92
+    p, z = k / n, stats.norm.ppf(0.975)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = binomial_interval(k, n, method="wilson")
+    assert lo == pytest.approx(centre - half, rel=1e-10) and hi == pytest.approx(centre + half, rel=1e-10)
+
+
+def test_clopper_pearson_coverage_is_at_least_nominal_exactly():
+    """Exact coverage, no simulation: for a true p, the coverage is sum_k Binom(k; n, p) 1[lo_k <= p <= hi_k].
+    Clopper-Pearson guarantees >= 95 % for every p; checked on 199 values of p at n = 60."""
+    n = 60
+    bounds = np.array([binomial_interval(k, n) for k in range(n + 1)])
+    ks = np.arange(n + 1)
+    for p in np.linspace(0.005, 0.995, 199):
+        covered = (bounds[:, 0] <= p) & (p <= bounds[:, 1])
+        assert stats.binom.pmf(ks, n, p)[covered].sum() >= 0.95 - 1e-12
+
+
+def test_interval_and_threshold_arguments_are_checked():
+    with pytest.raises(InvalidParameterError, match="successes"):
+        binomial_interval(5, 4)
+    with pytest.raises(InvalidParameterError, match="successes"):
+        binomial_interval(1.5, 4)
+    with pytest.raises(InvalidParameterError, match="confidence"):
+        binomial_interval(1, 4, confidence=1.0)
+    with pytest.raises(InvalidParameterError, match="method"):
+        binomial_interval(1, 4, method="agresti")
+    X, Y = np.eye(3), np.ones((4, 3))
+    with pytest.raises(InvalidParameterError, match=r"\(0, 1\]"):
+        memorization_fraction(Y, X, threshold=1.5)  # d_1/d_2 <= 1: every sample would count
+    with pytest.raises(InvalidParameterError, match="interval method"):
+        memorization_fraction(Y, X, method="normal")
+    assert memorization_fraction(Y + 0.1 * np.arange(3), X, threshold=1.0).threshold == 1.0
+
+
+def test_energy_distance_is_unbiased_hence_negative_when_the_laws_coincide():
+    """Two samples of the same law: the estimate has mean 0 (unbiased), so it is negative in a good part of
+    40 replications (its law is skewed to the right, P(< 0) is about 0.6); it is returned unclipped.  A shifted
+    law gives a positive value well above the spread of the null replications."""
+    rng = np.random.default_rng(11)
+    same = np.array([energy_distance(rng.standard_normal((100, 2)), rng.standard_normal((100, 2)))
+                     for _ in range(40)])
+    assert 5 <= np.sum(same < 0) <= 35
+    shifted = energy_distance(rng.standard_normal((100, 2)), 1.0 + rng.standard_normal((100, 2)))
+    assert shifted > same.max()
+
+
+NAN_CASES = [np.nan, np.inf, -np.inf]
+
+
+@pytest.mark.parametrize("bad", NAN_CASES)
+def test_nan_and_inf_inputs_are_refused(bad):
+    rng = np.random.default_rng(12)
+    x, y = rng.standard_normal((10, 3)), rng.standard_normal((12, 3))
+    xb = x.copy()
+    xb[3, 1] = bad
+    calls = [lambda: nearest_neighbours(xb, y), lambda: nearest_neighbours(y, xb),
+             lambda: memorization_fraction(xb, y), lambda: memorization_fraction(y, xb),
+             lambda: energy_distance(xb, y), lambda: energy_distance(y, xb), lambda: sliced_wasserstein(xb, y),
+             lambda: wasserstein_1d(xb[:, 1], y[:, 0]), lambda: wasserstein_1d(y[:, 0], xb[:, 1]),
+             lambda: mixture_statistics(xb, np.ones(3)), lambda: mixture_statistics(x, np.r_[1.0, bad, 0.0]),
+             lambda: gaussian_kl(np.r_[0.0, bad], np.eye(2), np.eye(2)),
+             lambda: gaussian_kl(np.zeros(2), np.eye(2), np.eye(2), np.r_[bad, 0.0]),
+             lambda: gaussian_kl_of_samples(xb, np.eye(3)), lambda: distance_ratios(xb, y)]
+    for call in calls:
+        with pytest.raises(InvalidParameterError, match="NaN or infinite"):
+            call()
+
+
+def test_overflow_is_a_numerical_error_not_an_inf():
+    """Points of size 1e200: their squared distances overflow float64.  The metrics raise NumericalError rather
+    than return inf or NaN."""
+    big = np.array([[1e200, 0.0], [-1e200, 1.0], [0.0, 1e200]])
+    for call in (lambda: energy_distance(big, -big), lambda: nearest_neighbours(big, 0.5 * big, 2),
+                 lambda: memorization_fraction(big, 0.5 * big), lambda: sliced_wasserstein(big, -big),
+                 lambda: wasserstein_1d(big[:, 0], np.zeros(3))):
+        with pytest.raises(NumericalError):
+            call()
+    with pytest.raises(NumericalError, match="Gaussian KL"):
+        gaussian_kl(np.zeros(2), np.eye(2) * 1e300, np.eye(2) * 1e-300)

@@ -6,15 +6,25 @@
   as |q - r| at the end, so the expansion |q|^2 - 2 q.r + |r|^2 used for the search costs no precision.
   With ``device="cuda"`` (or "torch-cpu", :mod:`rfdm.backend`) the blocks, the top-k and the final
   distances are computed there (top-k by torch.topk instead of argpartition); results are NumPy arrays.
-* :func:`memorization_fraction` — a sample is memorized when d_1/d_2 < threshold (default 1/3), d_1 and d_2
-  its distances to the nearest and second-nearest training points ([B24], [B25]); the fraction comes with
-  a percentile bootstrap interval.
+* :func:`memorization_fraction` — a sample is memorized when d_1/d_2 < threshold (default 1/3, at most 1
+  since d_1 <= d_2), d_1 and d_2 its distances to the nearest and second-nearest training points ([B24],
+  [B25]); the fraction comes with an interval that is exact for a binomial proportion
+  (:func:`binomial_interval`: Clopper–Pearson by default, or Wilson; the percentile bootstrap of
+  :func:`bootstrap_interval` on request).  The bootstrap degenerates at the ends: 0 memorized samples of
+  500 give the bootstrap interval (0, 0), while Clopper–Pearson gives [0, 0.0074].
 * :func:`mixture_statistics` — for the two-cluster mixture: each sample is assigned to the nearer of the
   two centres (the sign of x.m); per mode, the fraction, and the mean and variance along m and across it.
 * :func:`energy_distance` (blocked) and :func:`sliced_wasserstein` — distances between the generated and a
-  target law, from samples of each.
+  target law, from samples of each.  The energy distance is the *unbiased* estimate of D^2 (U-statistics):
+  it is 0 on average when the laws coincide and therefore negative about half the time then; it is
+  returned unclipped (a negative value means "no difference detected at this sample size"), and its
+  standard error is of the order of the difference between two such estimates.
 * :func:`gaussian_kl` — KL(N(mu, C) || N(mu_0, C_0)) in closed form, and :func:`gaussian_kl_of_samples`
   with the value d(d+3)/(4N) it has on average for N exact samples.
+
+Every input array is checked: NaN or infinite entries raise InvalidParameterError.  A result that overflows
+(e.g. distances of points of size 1e200, whose squares are infinite) raises NumericalError instead of being
+returned as inf or NaN.
 """
 
 from __future__ import annotations
@@ -25,11 +35,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import backend_of, resolve_device
-from .errors import InvalidParameterError, check_finite_array, check_positive_float, check_positive_int
+from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
+                     check_positive_int)
 
 #: default memory for the distance blocks, in bytes
 DEFAULT_BLOCK_BUDGET = 32 * 2 ** 20
 MEMORIZATION_THRESHOLD = 1.0 / 3.0
+#: interval methods of :func:`memorization_fraction`
+INTERVAL_METHODS = ("clopper-pearson", "wilson", "bootstrap")
+
+
+def _finite_result(name: str, value) -> float:
+    """``value`` as a float, or NumericalError when it is NaN or infinite (an overflow in its computation)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise NumericalError(f"the {name} is {value} (overflow or NaN in its computation; rescale the inputs).")
+    return value
 
 
 def _pair(x, y, xname, yname):
@@ -58,6 +79,7 @@ def _sq_dist_block(q, q2, r, r2):
     return D
 
 
+@np.errstate(over="ignore", invalid="ignore")  # an overflow is detected on the result and raised
 def nearest_neighbours(queries, reference, k: int = 2, memory_budget: int = DEFAULT_BLOCK_BUDGET, device=None):
     """Distances (N, k) and indices (N, k) of the k nearest reference points of every query, nearest first.
 
@@ -106,6 +128,9 @@ def nearest_neighbours(queries, reference, k: int = 2, memory_budget: int = DEFA
         order = bk.argsort(exact, axis=1)
         dist[a:a + rows] = bk.to_numpy(xp.take_along_axis(exact, order, axis=1))
         idx[a:a + rows] = bk.to_numpy(xp.take_along_axis(best_i, order, axis=1))
+    if not np.all(np.isfinite(dist)):
+        raise NumericalError("a nearest-neighbour distance overflowed to infinity (points too large to square in "
+                             "float64); rescale the inputs.")
     return dist, idx
 
 
@@ -125,7 +150,8 @@ def distance_ratios(samples, training, memory_budget: int = DEFAULT_BLOCK_BUDGET
 
 @dataclass
 class Memorization:
-    """f_mem with its bootstrap interval; ``ratios`` are the d_1/d_2 of every sample."""
+    """f_mem with its interval (``method``: clopper-pearson, wilson or bootstrap, at ``confidence``);
+    ``ratios`` are the d_1/d_2 of every sample."""
 
     fraction: float
     interval: tuple
@@ -134,10 +160,44 @@ class Memorization:
     threshold: float
     confidence: float
     ratios: np.ndarray
+    method: str = "clopper-pearson"
 
     def as_dict(self) -> dict:
-        return {"f_mem": self.fraction, "f_mem_ci": list(self.interval), "n_memorized": self.n_memorized,
-                "n_samples": self.n_samples, "threshold": self.threshold, "confidence": self.confidence}
+        return {"f_mem": self.fraction, "f_mem_ci": list(self.interval), "f_mem_ci_method": self.method,
+                "n_memorized": self.n_memorized, "n_samples": self.n_samples, "threshold": self.threshold,
+                "confidence": self.confidence}
+
+
+def _check_counts(n_success, n_total, confidence):
+    n_total = check_positive_int("number of samples", n_total)
+    if isinstance(n_success, bool) or not isinstance(n_success, (int, np.integer)) or not 0 <= n_success <= n_total:
+        raise InvalidParameterError(f"the number of successes must be an integer between 0 and the number of "
+                                    f"samples {n_total}, got {n_success!r}.")
+    confidence = check_positive_float("confidence", confidence)
+    if confidence >= 1:
+        raise InvalidParameterError(f"confidence must be in (0, 1), got {confidence:g}.")
+    return int(n_success), n_total, confidence
+
+
+def binomial_interval(n_success: int, n_total: int, confidence: float = 0.95,
+                      method: str = "clopper-pearson") -> tuple:
+    """Two-sided interval for a binomial proportion k/n, from ``scipy.stats.binomtest(k, n).proportion_ci``.
+
+    ``clopper-pearson`` (SciPy's ``exact``): the bounds are the Beta quantiles
+    lo = B^{-1}(alpha/2; k, n - k + 1), hi = B^{-1}(1 - alpha/2; k + 1, n - k), with lo = 0 at k = 0 and
+    hi = 1 at k = n; its coverage is at least ``confidence`` for every true proportion (conservative).  At
+    k = 0 the upper bound is 1 - (alpha/2)^{1/n}: 0.0074 for n = 500 at 95 %.  ``wilson``: the score interval
+    (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = Phi^{-1}(1 - alpha/2); coverage close to
+    nominal on average, shorter.  Returns (low, high).
+    """
+    n_success, n_total, confidence = _check_counts(n_success, n_total, confidence)
+    methods = {"clopper-pearson": "exact", "wilson": "wilson"}
+    if method not in methods:
+        raise InvalidParameterError(f"unknown binomial interval method {method!r}; choose clopper-pearson or wilson.")
+    from scipy.stats import binomtest
+
+    ci = binomtest(n_success, n_total).proportion_ci(confidence_level=confidence, method=methods[method])
+    return float(ci.low), float(ci.high)
 
 
 def bootstrap_interval(n_success: int, n_total: int, confidence: float = 0.95, n_boot: int = 4000,
@@ -146,14 +206,10 @@ def bootstrap_interval(n_success: int, n_total: int, confidence: float = 0.95, n
 
     Resampling the n outcomes with replacement gives a count of successes distributed exactly as
     Binomial(n, k/n), so the bootstrap replicates are drawn from that law directly (same distribution, no
-    n x n_boot array).  Returns (low, high) at the given two-sided confidence.
+    n x n_boot array).  Returns (low, high) at the given two-sided confidence.  It collapses to (0, 0) at
+    k = 0 and (1, 1) at k = n, and under-covers for small k: prefer :func:`binomial_interval`.
     """
-    n_total = check_positive_int("number of samples", n_total)
-    if not 0 <= n_success <= n_total:
-        raise InvalidParameterError("the number of successes must lie between 0 and the number of samples.")
-    confidence = check_positive_float("confidence", confidence)
-    if confidence >= 1:
-        raise InvalidParameterError(f"confidence must be in (0, 1), got {confidence:g}.")
+    n_success, n_total, confidence = _check_counts(n_success, n_total, confidence)
     n_boot = check_positive_int("n_boot", n_boot)
     rng = np.random.default_rng(seed)
     reps = rng.binomial(n_total, n_success / n_total, size=n_boot) / n_total
@@ -163,16 +219,29 @@ def bootstrap_interval(n_success: int, n_total: int, confidence: float = 0.95, n
 
 def memorization_fraction(samples, training, threshold: float = MEMORIZATION_THRESHOLD,
                           confidence: float = 0.95, n_boot: int = 4000, seed=0,
-                          memory_budget: int = DEFAULT_BLOCK_BUDGET, device=None) -> Memorization:
-    """Fraction of samples with d_1/d_2 < ``threshold`` and its percentile bootstrap interval (the nearest
-    neighbours on ``device``, see :func:`nearest_neighbours`)."""
+                          memory_budget: int = DEFAULT_BLOCK_BUDGET, device=None,
+                          method: str = "clopper-pearson") -> Memorization:
+    """f_mem = (1/N) #{samples with d_1/d_2 < ``threshold``} ([B25] memorization criterion, d_1 <= d_2 the
+    distances to the two nearest training points) and its interval at ``confidence``: ``method`` =
+    clopper-pearson (default, exact: :func:`binomial_interval`), wilson, or bootstrap (the percentile
+    bootstrap of :func:`bootstrap_interval` with ``n_boot`` replicates drawn from ``seed``; the seed is used
+    by no other method).  ``threshold`` lies in (0, 1]: a ratio d_1/d_2 is at most 1.  The nearest neighbours
+    run on ``device`` (:func:`nearest_neighbours`)."""
     threshold = check_positive_float("threshold", threshold)
+    if threshold > 1:
+        raise InvalidParameterError(f"the memorization threshold must be in (0, 1] (d_1/d_2 is at most 1), got "
+                                    f"{threshold:g}.")
+    if method not in INTERVAL_METHODS:
+        raise InvalidParameterError(f"unknown interval method {method!r}; choose one of {', '.join(INTERVAL_METHODS)}.")
     ratios = distance_ratios(samples, training, memory_budget, device=device)
     k = int(np.count_nonzero(ratios < threshold))
     n = ratios.size
-    lo, hi = bootstrap_interval(k, n, confidence, n_boot, seed)
+    if method == "bootstrap":
+        lo, hi = bootstrap_interval(k, n, confidence, n_boot, seed)
+    else:
+        lo, hi = binomial_interval(k, n, confidence, method)
     return Memorization(fraction=k / n, interval=(lo, hi), n_memorized=k, n_samples=n, threshold=threshold,
-                        confidence=confidence, ratios=ratios)
+                        confidence=confidence, ratios=ratios, method=method)
 
 
 def mixture_statistics(samples, m) -> dict:
@@ -233,33 +302,43 @@ def _pairwise_distance_sum(x, y, budget, same: bool) -> float:
 
 
 def energy_distance(x, y, memory_budget: int = DEFAULT_BLOCK_BUDGET) -> float:
-    """Squared energy distance D^2 = 2 E|X - Y| - E|X - X'| - E|Y - Y'| between the laws of two samples.
+    """Unbiased estimate of the squared energy distance D^2 = 2 E|X - Y| - E|X - X'| - E|Y - Y'| between
+    the laws of two samples (Székely & Rizzo).
 
     The cross term is the mean over all pairs, the within terms are U-statistics (i != j), so the estimate
-    is unbiased; it is 0 in expectation when the laws coincide and >= 0 for the laws themselves.  Computed
-    in blocks within ``memory_budget`` bytes.
+    is unbiased.  D^2 >= 0 for the laws themselves, with equality iff they coincide, but the *estimate* is
+    not clipped: it can be negative, and is so about half the time when the laws coincide (then its mean is
+    0).  A negative value means that no difference is detected at this sample size; clipping at 0 would bias
+    averages over replications upwards.  Computed in blocks within ``memory_budget`` bytes.  NaN or
+    infinite inputs raise InvalidParameterError; an overflow (points too large to square) raises
+    NumericalError.
     """
     x, y = _pair(x, y, "x", "y")
     if x.shape[0] < 2 or y.shape[0] < 2:
         raise InvalidParameterError("the energy distance needs at least 2 points in each sample.")
     budget = check_positive_int("memory_budget", memory_budget)
     nx, ny = x.shape[0], y.shape[0]
-    cross = _pairwise_distance_sum(x, y, budget, False) / (nx * ny)
-    xx = _pairwise_distance_sum(x, x, budget, True) / (nx * (nx - 1))
-    yy = _pairwise_distance_sum(y, y, budget, True) / (ny * (ny - 1))
-    return float(2 * cross - xx - yy)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cross = _pairwise_distance_sum(x, y, budget, False) / (nx * ny)
+        xx = _pairwise_distance_sum(x, x, budget, True) / (nx * (nx - 1))
+        yy = _pairwise_distance_sum(y, y, budget, True) / (ny * (ny - 1))
+    return _finite_result("energy distance", 2 * cross - xx - yy)
 
 
 def wasserstein_1d(a, b) -> float:
     """Exact W_2 between the empirical laws of two 1-D samples (any sizes): the integral over u in (0, 1)
-    of the squared difference of their quantile functions, on the union of the steps k/n and j/m."""
-    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    of the squared difference of their quantile functions, on the union of the steps k/n and j/m.  NaN or
+    infinite inputs raise InvalidParameterError, an overflow NumericalError."""
+    a = np.sort(np.ravel(check_finite_array("a", a)))
+    b = np.sort(np.ravel(check_finite_array("b", b)))
     na, nb = a.size, b.size
     cuts = np.unique(np.concatenate([np.arange(na + 1) / na, np.arange(nb + 1) / nb]))
     mid = 0.5 * (cuts[:-1] + cuts[1:])
     qa = a[np.minimum((mid * na).astype(np.int64), na - 1)]
     qb = b[np.minimum((mid * nb).astype(np.int64), nb - 1)]
-    return float(math.sqrt(np.sum(np.diff(cuts) * (qa - qb) ** 2)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        w2 = np.sum(np.diff(cuts) * (qa - qb) ** 2)
+    return math.sqrt(_finite_result("1-D Wasserstein distance", w2))
 
 
 def sliced_wasserstein(x, y, n_projections: int = 200, seed=0) -> float:
@@ -270,9 +349,12 @@ def sliced_wasserstein(x, y, n_projections: int = 200, seed=0) -> float:
     rng = np.random.default_rng(seed)
     theta = rng.standard_normal((x.shape[1], n_projections))
     theta /= np.linalg.norm(theta, axis=0)
-    px, py = x @ theta, y @ theta
+    with np.errstate(over="ignore", invalid="ignore"):
+        px, py = x @ theta, y @ theta
+    if not (np.all(np.isfinite(px)) and np.all(np.isfinite(py))):
+        raise NumericalError("the projections of the samples overflowed (points too large); rescale the inputs.")
     w2 = [wasserstein_1d(px[:, j], py[:, j]) ** 2 for j in range(n_projections)]
-    return float(math.sqrt(np.mean(w2)))
+    return math.sqrt(_finite_result("sliced Wasserstein distance", np.mean(w2)))
 
 
 def gaussian_kl(mean, cov, cov_target, mean_target=None) -> float:
@@ -295,7 +377,9 @@ def gaussian_kl(mean, cov, cov_target, mean_target=None) -> float:
     M = scipy.linalg.solve_triangular(L0, L, lower=True)
     diff = scipy.linalg.solve_triangular(L0, mean - mu0, lower=True)
     logdet = 2 * (np.sum(np.log(np.diag(L0))) - np.sum(np.log(np.diag(L))))
-    return float(0.5 * (np.sum(M * M) - d + diff @ diff + logdet))
+    with np.errstate(over="ignore", invalid="ignore"):
+        kl = 0.5 * (np.sum(M * M) - d + diff @ diff + logdet)
+    return _finite_result("Gaussian KL divergence", kl)
 
 
 def gaussian_kl_of_samples(samples, cov_target, mean_target=None) -> dict:

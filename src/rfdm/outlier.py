@@ -48,13 +48,18 @@ class Modes:
 
     @classmethod
     def from_weights(cls, W, m_direction, coeffs: GEPCoefficients) -> "Modes":
-        """Finite d: the SVD of the actual W and the actual direction of m (unit vector)."""
+        """Finite d: the SVD of the actual W and the actual direction of m (normalised here to a unit vector;
+        the zero vector, which has no direction, raises InvalidParameterError, as does a norm that is not a
+        finite positive float)."""
         W = check_finite_array("W", W, ndim=2)
         p, d = W.shape
         m = check_finite_array("m direction", m_direction, ndim=1)
         if m.size != d:
             raise InvalidParameterError(f"m has length {m.size} but d = {d}.")
-        m = m / np.linalg.norm(m)
+        norm = float(np.linalg.norm(m))
+        if not (math.isfinite(norm) and norm > 0):
+            raise InvalidParameterError(f"the m direction must be a nonzero vector of finite norm, got norm {norm:g}.")
+        m = m / norm
         _, S, Vt = np.linalg.svd(W, full_matrices=False)
         mu = S ** 2 / d
         proj2 = (Vt @ m) ** 2
