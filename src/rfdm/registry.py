@@ -278,6 +278,9 @@ def run_experiment(name: str, measured=None):
 
 FIGURES.update({f.id: f for f in PUBLISHED})
 
+#: figures `rfdm reproduce` skips unless named with --only (too slow for its few-minutes budget)
+NOT_IN_REPRODUCE: set = set()
+
 
 def register(figure: Figure) -> Figure:
     """Add a figure (one line per new figure: see docs/architecture.md)."""

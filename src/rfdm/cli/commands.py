@@ -117,30 +117,38 @@ def run_figure(args) -> int:
 
 
 def run_reproduce(args) -> int:
+    """Each figure in turn; after each, its entry is on disk (ID/entry.json) and report.html / report.json are
+    rebuilt from every entry under --out, so an interrupted run keeps the figures done and --only ID updates
+    that figure's entry in the existing report."""
     from .. import registry
     from ..progress import progress
-    from ..report import write_gallery, write_report
+    from ..report import collect_entries, report_provenance, write_gallery, write_report, write_report_json
 
-    ids = ([f.id for f in registry.all_figures()] if args.only is None
+    ids = ([f.id for f in registry.all_figures() if f.id not in registry.NOT_IN_REPRODUCE] if args.only is None
            else [s.strip() for s in args.only.split(",") if s.strip()])
+    if not ids:
+        raise InvalidParameterError("--only names no figure; give comma-separated figure IDs (rfdm figure --list).")
     for fid in ids:
         registry.get_figure(fid)
     check_output_dir(args.out)
     if args.gallery is not None:
         check_output_dir(args.gallery, "--gallery")
-    entries = []
+    out = Path(args.out)
+    prov = report_provenance(args.preset)
     with progress(total=len(ids), desc="rfdm reproduce", unit="figure") as bar:
         for k, fid in enumerate(ids, 1):
             bar.set_postfix_str(fid)
             log.info("(%d/%d) %s ...", k, len(ids), fid)
-            entries.append(registry.run_figure(fid, args.preset, args.out))
-            log.info("(%d/%d) %s done in %.1f s", k, len(ids), fid, entries[-1]["seconds"])
+            entry = registry.run_figure(fid, args.preset, out)
+            log.info("(%d/%d) %s: %s (%.1f s)", k, len(ids), fid, entry["report"]["verdict"], entry["seconds"])
+            entries = collect_entries(out)
+            write_report(entries, out / "report.html", prov)
+            write_report_json(entries, out / "report.json", prov)
             bar.update(1)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    path = write_report(entries, Path(args.out) / "report.html", args.preset)
-    print(f"report: {Path(path).resolve()}")
+    print(f"report: {(out / 'report.html').resolve()}")
+    print(f"verdicts: {(out / 'report.json').resolve()}")
     if args.gallery is not None:
-        print(f"gallery: {Path(write_gallery(entries, args.gallery, args.preset)).resolve()}")
+        print(f"gallery: {Path(write_gallery(collect_entries(out), args.gallery, args.preset)).resolve()}")
     return 0
 
 
