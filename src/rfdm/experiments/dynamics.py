@@ -198,7 +198,8 @@ def _gap_by_piece(flow, tau, n: int) -> dict:
     split = flow.gap_by_piece(tau, n=n)
     return {name: {"contribution": np.asarray(split["pieces"][name]), "fraction": np.asarray(split["fractions"][name]),
                    "modes": int(split["counts"][name]),
-                   "eigenvalue_range": [float(x) for x in split["eigenvalue_range"][name]]}
+                   "eigenvalue_range": (None if split["eigenvalue_range"][name] is None
+                                        else [float(x) for x in split["eigenvalue_range"][name]])}
             for name in split["pieces"]}
 
 
