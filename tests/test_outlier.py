@@ -514,3 +514,68 @@ def test_outlier_against_simulated_equivalent_matrix():
         dov.append((vec[:, 0] @ wm) ** 2 / (wm @ wm) - ov_a)
     assert abs(np.mean(rels)) <= 0.015, rels
     assert abs(np.mean(dov)) <= 0.006, dov
+
+
+# -- finite-d detection against a paired control (issue 12, item 4) -----------------------------------------
+def _mixture_draw(d, psi_p, psi_n, m_norm, seed_seq):
+    rw, rm, rx = (np.random.default_rng(s) for s in seed_seq.spawn(3))
+    law = MixtureData(d, m_norm=m_norm, direction=rm.standard_normal(d))
+    features = RandomFeatures.sample(d, int(psi_p * d), "tanh", rw)
+    X, c = law.sample(int(psi_n * d), rx, return_labels=True)
+    return law, features, X, c
+
+
+def test_paired_control_finds_the_outlier_that_the_edge_margin_missed():
+    """`rfdm outlier --d 100 --psi-p 4 --psi-n 2 --t 0.05 --m-norm 1.3 --empirical` (seed 0: the same draws):
+    the exact U's top eigenvalue 5.46 has squared overlap 0.46 with W m (theory at d -> inf: 5.61, 0.47;
+    |m|_c = 1.04), but it sits below the finite-d edge times (1 + 4 d^{-2/3}) that main used, so main reported
+    no outlier.  The paired control (same W and z, m = 0) has its top eigenvalue at 4.98 and overlap 0.004:
+    the rule finds the outlier."""
+    from rfdm.outlier import paired_outlier_test
+
+    law, features, X, c = _mixture_draw(100, 4, 2, 1.3, np.random.SeedSequence(0))
+    res = paired_outlier_test(features, X, c, law.m, 0.05)
+    assert res["outlier"] == pytest.approx(5.46, abs=0.01)
+    assert res["overlap"] == pytest.approx(0.46, abs=0.01)
+    assert res["control_top_eigenvalues"][0] < 5.0 and res["control_overlap"] < 0.01
+    coeffs = gep_coefficients("tanh", 0.05, 1.0)
+    edge_w = OutlierProblem(coeffs, 2.0, Modes.from_weights(features.W, law.m, coeffs)).bulk_right_edge()
+    assert res["top_eigenvalues"][0] < edge_w * (1 + 4 * 100 ** (-2 / 3))  # main's margin misses it
+    prob = OutlierProblem(coeffs, 2.0, Modes.asymptotic(4.0, coeffs))
+    lam, ov = prob.outlier(1.3)
+    assert lam == pytest.approx(5.61, abs=0.01) and ov == pytest.approx(0.47, abs=0.01)
+
+
+def test_paired_control_false_positive_rate_and_power():
+    """d = 40, psi_p = 4, psi_n = 2, t = 0.05, 30 independent draws (W, m direction, X) per |m|.  Below the
+    threshold, at |m| = 0.6 |m|_c, the rule must give at most 2 false positives out of 30 (measured 0; docs/theory.md
+    §5 reports 0/30 at 0.5 and 0.6, 1/30 at 0.75 and 4/30 at 0.9 |m|_c at this d, and 0/60 at 0.9 |m|_c for
+    d = 100): if the false-positive rate were 3 %, more than 2 in 30 has probability 6 %.  Above, at
+    |m| = 2 |m|_c (theory overlap 0.8), at least 27 of 30 detections (measured 30)."""
+    from rfdm.outlier import paired_outlier_test
+
+    coeffs = gep_coefficients("tanh", 0.05, 1.0)
+    m_c = OutlierProblem(coeffs, 2.0, Modes.asymptotic(4.0, coeffs)).threshold_m_norm()
+    found = {}
+    for frac in (0.6, 2.0):
+        hits = 0
+        for seed in range(30):
+            law, features, X, c = _mixture_draw(40, 4, 2, frac * m_c, np.random.SeedSequence([7, seed]))
+            hits += paired_outlier_test(features, X, c, law.m, 0.05)["outlier"] is not None
+        found[frac] = hits
+    assert found[0.6] <= 2
+    assert found[2.0] >= 27
+
+
+def test_paired_outlier_test_rejects_bad_input():
+    from rfdm.outlier import paired_outlier_test
+
+    law, features, X, c = _mixture_draw(8, 2, 2, 1.0, np.random.SeedSequence(1))
+    with pytest.raises(InvalidParameterError):
+        paired_outlier_test(features, X, c[:-1], law.m, 0.1)
+    with pytest.raises(InvalidParameterError):
+        paired_outlier_test(features, X, 2 * c, law.m, 0.1)
+    with pytest.raises(InvalidParameterError):
+        paired_outlier_test(features, X, c, np.zeros(8), 0.1)
+    with pytest.raises(InvalidParameterError):
+        paired_outlier_test(features, X, c, law.m, 0.1, overlap_threshold=1.5)

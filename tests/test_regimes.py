@@ -14,7 +14,7 @@ from scipy import integrate, stats
 from rfdm import GaussianData, InvalidParameterError
 from rfdm.data import MixtureData
 from rfdm.regimes import (clone_agreement, collapse_time, collapse_time_isotropic, crossing_time, excess_entropy,
-                          posterior_agreement, simulate_collapse, simulate_phi, speciation_time)
+                          posterior_agreement, sign_agreement, simulate_phi, simulate_collapse, speciation_time)
 
 
 def phi_quadrature(t, m_norm, sigma_x):
@@ -178,3 +178,81 @@ def test_regime_input_checks():
         simulate_phi(GaussianData(3), 10, [0.5])
     with pytest.raises(InvalidParameterError, match="> 0"):
         clone_agreement(0.0, 1.0)
+
+
+# -- like with like: label agreement and sign agreement (issue 12, item 4) -------------------------------------
+def _legendre_pieces(lo, hi, width=0.25, nodes=24):
+    """Composite Gauss–Legendre rule on [lo, hi] (pieces of about ``width``)."""
+    k = max(1, int(math.ceil((hi - lo) / width)))
+    edges = np.linspace(lo, hi, k + 1)
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    pts = (0.5 * (edges[1:] - edges[:-1])[:, None] * x[None, :] + 0.5 * (edges[1:] + edges[:-1])[:, None]).ravel()
+    wts = (0.5 * (edges[1:] - edges[:-1])[:, None] * w[None, :]).ravel()
+    return pts, wts
+
+
+def sign_agreement_quadrature(t, m_norm, sigma_x, t_end):
+    """Own computation of the sign agreement from the joint density, without the Gaussian-conditioning algebra:
+    s_e ~ (1/2) N(+-mu_e, G_e^2) at t_end, s_t | s_e ~ N(e^{-u} s_e, Delta_u); P(s_e > 0 | s_t) as the ratio of
+    the integrals of the joint density over s_e > 0 and over all s_e, then E_{s_t}[P^2 + (1 - P)^2]; all by
+    composite Gauss–Legendre rules (pieces of 0.25, 24 nodes, split at s_e = 0) on +-10 standard deviations:
+    accurate to ~1e-10 for these smooth integrands."""
+    mu_e = m_norm * math.exp(-t_end)
+    ge = math.sqrt(-math.expm1(-2 * t_end) + sigma_x ** 2 * math.exp(-2 * t_end))
+    u = t - t_end
+    a, du = math.exp(-u), math.sqrt(-math.expm1(-2 * u))
+    lim = mu_e + 10 * ge
+    sp, wp = _legendre_pieces(0.0, lim)
+    se, we = np.concatenate([-sp[::-1], sp]), np.concatenate([wp[::-1], wp])
+    mu = m_norm * math.exp(-t)
+    g = math.sqrt(-math.expm1(-2 * t) + sigma_x ** 2 * math.exp(-2 * t))
+    st, wt = _legendre_pieces(-(mu + 10 * g), mu + 10 * g)
+    prior = 0.5 * (stats.norm.pdf(se, mu_e, ge) + stats.norm.pdf(se, -mu_e, ge))
+    joint = prior[None, :] * stats.norm.pdf(st[:, None], a * se[None, :], du) * we[None, :]
+    tot = joint.sum(axis=1)
+    pos = joint[:, se > 0].sum(axis=1)
+    p = np.where(tot > 0, pos / np.where(tot > 0, tot, 1.0), 0.5)
+    return float(np.sum(wt * tot * (p * p + (1 - p) ** 2)))
+
+
+@pytest.mark.parametrize("t,m_norm,sigma_x,t_end", [(0.05, 2.0, 1.0, 0.0), (0.05, 2.0, 1.0, 0.01),
+                                                    (0.8, 2.0, 1.0, 0.01), (0.4, 1.0, 0.5, 0.0),
+                                                    (1.5, 5.66, 1.0, 0.01)])
+def test_sign_agreement_against_quadrature(t, m_norm, sigma_x, t_end):
+    """The 1-D formula (Gaussian conditioning + Gauss–Hermite, 200 nodes) against a two-dimensional quadrature
+    of the joint density (accurate to ~1e-12; observed agreement 1e-15): tolerance 1e-10."""
+    assert sign_agreement(t, m_norm, sigma_x, t_end=t_end) == pytest.approx(
+        sign_agreement_quadrature(t, m_norm, sigma_x, t_end), abs=1e-10)
+
+
+def test_sign_and_label_agreement_differ_where_clusters_overlap():
+    """|m| = 2, sigma_x = 1, t = 0.05: phi = 0.957 (labels) and phi_sign = 0.978 (signs, t_end = 0): different
+    quantities; for well separated clusters (|m| = 8) they coincide (to 1e-6 at t = 0.5)."""
+    assert clone_agreement(0.05, 2.0) == pytest.approx(0.957, abs=5e-4)
+    assert sign_agreement(0.05, 2.0) == pytest.approx(0.978, abs=5e-4)
+    assert sign_agreement(0.5, 8.0) == pytest.approx(clone_agreement(0.5, 8.0), abs=1e-6)
+    v = sign_agreement(np.array([0.1, 1.0, 3.0]), 4.0, t_end=0.01)
+    assert np.all(np.diff(v) < 0) and v[-1] > 0.5
+    with pytest.raises(InvalidParameterError):
+        sign_agreement(0.01, 2.0, t_end=0.05)
+    with pytest.raises(InvalidParameterError):
+        simulate_phi(MixtureData(3, m_norm=2.0), 10, [0.5], kind="nearest")
+
+
+@pytest.mark.parametrize("m_norm", [2.0, pytest.param(5.66, marks=pytest.mark.slow)])
+def test_clone_simulations_each_against_its_own_formula(m_norm):
+    """d = 32, exact score, 3000 clone pairs from T = 8 (200 geometric steps), t_min = 0.01, branching at t = 0.05,
+    0.3 and t_S.  The label-based simulation (labels drawn from their posterior at t_min) estimates phi(t), the
+    sign-based one phi_sign(t) with t_end = t_min; each agrees with its own formula within 4 standard errors
+    plus 0.01 (discretisation, as in the test above).  At |m| = 2 the sign simulation is far (> 6 standard
+    errors) from phi(t) at t = 0.05: the comparison on main (sign simulation against phi) fails here."""
+    law = MixtureData(32, m_norm=m_norm, direction=np.random.default_rng(0).standard_normal(32))
+    bt = [0.05, 0.3, speciation_time(law)]
+    for kind in ("label", "sign"):
+        res = simulate_phi(law, 3000, bt, kind=kind, T=8.0, steps=200, seed=3)
+        assert res["kind"] == kind
+        assert np.all(np.abs(res["agreement"] - res["theory"]) < 4 * res["stderr"] + 0.01)
+        theory = clone_agreement(res["t"], m_norm) if kind == "label" else sign_agreement(res["t"], m_norm, t_end=0.01)
+        np.testing.assert_allclose(res["theory"], theory, rtol=1e-14)
+        if kind == "sign" and m_norm == 2.0:
+            assert res["agreement"][0] - clone_agreement(0.05, m_norm) > 6 * res["stderr"][0]

@@ -93,6 +93,7 @@ class GradientFlow:
         if U.shape != (p, p):
             raise InvalidParameterError(f"U has shape {U.shape} but V has shape {V.shape}.")
         self.p, self.d, self.t = p, d, stats.t
+        self.n = getattr(stats, "n", None)
         self.psi_p = p / d
         self.kappa = stats.kappa
         self.constant = stats.loss_constant
@@ -244,6 +245,130 @@ class GradientFlow:
     def score_error(self, tau) -> np.ndarray:
         """E_score(tau) = (1/d)[Tr(D M~ D^T) + 2 Tr(D Y') + E|S|^2]."""
         return self.quadratic_form("score_error", tau)
+
+    # -- which modes carry the gap ----------------------------------------------------------------------
+    def spectral_pieces(self, n: int | None = None) -> dict:
+        """The eigenmodes of U (indices into the ascending ``eigenvalues``) split by counting directions, as in
+        the spectrum of the Gaussian-equivalent U ~ G G^T/n + b_t^2 W W^T/d + s_t^2 I (docs/theory.md §4):
+        from the top, ``rho_2`` the d population modes, ``rho_1`` the n - d memorization modes, ``cluster`` the
+        d modes of b_t^2 W W^T/d just above s_t^2, and ``atom`` the p - n - d modes at s_t^2.  When p < n + d the
+        pieces below rho_2 take what is left in that order (rho_1 first), so some are empty.  ``n`` defaults
+        to the training set's size."""
+        n = self.n if n is None else n
+        if n is None:
+            raise InvalidParameterError("the number of training points n is needed to split the spectrum of U.")
+        n = check_positive_int("n", n)
+        p, d = self.p, self.d
+        counts = {}
+        left = p
+        counts["rho_2"] = min(d, left)
+        left -= counts["rho_2"]
+        counts["rho_1"] = min(max(n - d, 0), left)
+        left -= counts["rho_1"]
+        counts["cluster"] = min(d, left)
+        counts["atom"] = left - counts["cluster"]
+        out, start = {}, 0
+        for name in ("atom", "cluster", "rho_1", "rho_2"):
+            out[name] = np.arange(start, start + counts[name])
+            start += counts[name]
+        return out
+
+    def gap_by_piece(self, tau, pieces: dict | None = None, n: int | None = None,
+                     form: str = "test_loss") -> dict:
+        """The generalization gap L_test(tau) - L_train(tau) split over groups of eigenmodes of U.
+
+        With D(tau) = A(tau) Q/sqrt(p) in the eigenbasis of U (class docstring), both losses are sums over
+        modes k: L_train = c + (1/d) sum_k [kappa lambda_k |D_k|^2 + 2 sqrt(kappa) <D_k, B_k>], and
+        L_test = c' + (1/d) sum_k [s (D M' D^T)_kk + 2 sqrt(s) <D_k, (Q^T V')_k>], M' = Q^T U~ Q, whose
+        off-diagonal terms are shared evenly between the two modes they couple (the row sums of the
+        symmetric form).  Mode k carries gap_k = test_k - train_k; a piece carries the sum over its modes,
+        and sum over pieces + (c' - c) = the gap exactly.  Default pieces: :meth:`spectral_pieces` (the atom,
+        the cluster of d eigenvalues above s_t^2, rho_1, rho_2; [B25] Sec. 3); ``pieces`` may be any dict of
+        disjoint index arrays covering the modes.
+
+        Returns ``tau``, ``pieces`` (name -> contribution at every tau), ``fractions`` (contribution/gap),
+        ``constant`` (c' - c), ``total`` (the gap), ``self`` (each piece alone: its own block of the test form
+        minus its train loss), ``interaction`` ("P|Q" -> the test form's blocks coupling P and Q, both orders;
+        pieces[P] = self[P] + (1/2) sum_Q interaction[P|Q]), ``counts`` and ``eigenvalue_range`` of every
+        piece."""
+        if form not in self._forms:
+            raise InvalidParameterError(f"{form!r} needs statistics that were not given "
+                                        f"(available: {', '.join(self._forms) or 'none'}).")
+        if pieces is None:
+            pieces = self.spectral_pieces(n)
+        idx = {}
+        seen = np.zeros(self.p, int)
+        for name, ix in pieces.items():
+            ix = np.asarray(ix, dtype=np.int64).ravel()
+            if ix.size and (ix.min() < 0 or ix.max() >= self.p):
+                raise InvalidParameterError(f"piece {name!r} has mode indices outside 0..{self.p - 1}.")
+            seen[ix] += 1
+            idx[name] = ix
+        if np.any(seen != 1):
+            raise InvalidParameterError("the pieces must cover every mode of U exactly once.")
+        per_mode = self._gap_per_mode(form, tau)
+        tau = as_tau_array(tau)
+        f = self._forms[form]
+        constant = f["constant"] - self.constant
+        contrib = {name: per_mode[ix].sum(axis=0) for name, ix in idx.items()}
+        total = sum(contrib.values()) + constant
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fractions = {name: np.where(total != 0, v / total, np.nan) for name, v in contrib.items()}
+        ranges = {name: ([float(self.eigenvalues[ix].min()), float(self.eigenvalues[ix].max())] if ix.size else None)
+                  for name, ix in idx.items()}
+        own, pair = self._piece_interactions(form, tau, idx)
+        return {"tau": tau, "pieces": contrib, "fractions": fractions, "constant": constant, "total": total,
+                "self": own, "interaction": pair,
+                "counts": {name: int(ix.size) for name, ix in idx.items()}, "eigenvalue_range": ranges}
+
+    def _piece_interactions(self, form: str, tau, idx: dict):
+        """Self terms (the gap of each piece alone: its diagonal block of the test form, its linear term, minus
+        its train loss) and interactions (the off-diagonal blocks of the test form between two pieces, both
+        orders).  pieces[P] = self[P] + (1/2) sum_Q interaction[P, Q]; interactions are keyed "P|Q"."""
+        f = self._forms[form]
+        _, g, e = self._modes(tau)
+        sq, scale = math.sqrt(self.kappa), f["scale"]
+        names = list(idx)
+
+        def block(P, Q):  # the quadratic part of the test form between pieces P (rows) and Q (columns)
+            ip, iq = idx[P], idx[Q]
+            val = np.einsum("kt,kt->t", g[ip], f["H_bb"][np.ix_(ip, iq)] @ g[iq]) / self.kappa
+            if self._A0 is not None:
+                c_pq = np.einsum("kt,kt->t", g[ip], f["H_ba"][np.ix_(ip, iq)] @ e[iq])
+                c_qp = np.einsum("kt,kt->t", g[iq], f["H_ba"][np.ix_(iq, ip)] @ e[ip])
+                aa = np.einsum("kt,kt->t", e[ip], f["H_aa"][np.ix_(ip, iq)] @ e[iq])
+                val = val + (-1.0 / sq) * (c_pq + c_qp) + aa
+            return scale * val / self.d
+
+        per_mode = self._gap_per_mode(form, tau)
+        own, pair = {}, {}
+        for a, P in enumerate(names):
+            ip = idx[P]
+            cross = sum((block(P, Q) for Q in names if Q != P), np.zeros(g.shape[1]))
+            own[P] = per_mode[ip].sum(axis=0) - cross
+            for Q in names[a + 1:]:
+                pair[f"{P}|{Q}"] = block(P, Q) + block(Q, P)
+        return own, pair
+
+    def _gap_per_mode(self, form: str, tau) -> np.ndarray:
+        """test_k - train_k for every mode k and tau, shape (p, T) (constants excluded)."""
+        f = self._forms[form]
+        _, g, e = self._modes(tau)
+        lam, sq, ss = self.eigenvalues[:, None], math.sqrt(self.kappa), math.sqrt(f["scale"])
+        bb = self._c_bb[:, None]
+        tr_quad = g * g * bb / self.kappa
+        tr_lin = -g * bb / sq
+        te_quad = g * (f["H_bb"] @ g) / self.kappa
+        te_lin = -g * f["c_bv"][:, None] / sq
+        if self._A0 is not None:
+            tr_quad += -2.0 / sq * g * e * self._c_ba[:, None] + e * e * self._c_aa[:, None]
+            tr_lin += e * self._c_ba[:, None]
+            cross = 0.5 * (g * (f["H_ba"] @ e) + e * (f["H_ba"].T @ g))
+            te_quad += (-2.0 / sq) * cross + e * (f["H_aa"] @ e)
+            te_lin += e * f["c_av"][:, None]
+        train = (self.kappa * lam * tr_quad + 2 * sq * tr_lin) / self.d
+        test = (f["scale"] * te_quad + 2 * ss * te_lin) / self.d
+        return test - train
 
     def curves(self, tau) -> dict:
         """All losses at the training times ``tau``: tau, train_loss, every registered form (test_loss,

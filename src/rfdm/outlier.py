@@ -223,3 +223,65 @@ class OutlierProblem:
         u2 = m2 * self.spike
         fprime = ddelta + np.sum(u2 * (1 + self.T * ddelta / (1 + delta) ** 2) / A ** 2)
         return float((1 + delta) ** 2 / (np.sum(u2) * fprime))
+
+
+#: default thresholds of :func:`paired_outlier_test` (calibrated in docs/theory.md §5)
+GAP_RATIO_THRESHOLD = 0.0
+OVERLAP_THRESHOLD = 0.4
+
+
+def paired_outlier_test(features, X, labels, m, t, gap_ratio_threshold: float = GAP_RATIO_THRESHOLD,
+                        overlap_threshold: float = OVERLAP_THRESHOLD, rtol: float = 1e-10, device=None) -> dict:
+    """Is the top eigenvalue of the exact noise-averaged U of mixture data an outlier (finite d)?
+
+    The training set is x_mu = c_mu m + sigma_x z_mu (``labels`` c_mu = +-1, from
+    ``MixtureData.sample(..., return_labels=True)``).  The paired control is the same W, the same z and the
+    same sigma_x with m = 0, X0 = X - c m^T: its U0 has the same bulk (the same finite-d fluctuations of the
+    edge) and no spike.  With lambda_1 >= lambda_2 the top eigenvalues and q_1 the top eigenvector:
+
+    * gap_ratio = (lambda_1(U) - lambda_1(U0))/(lambda_1(U0) - lambda_2(U0)): how far the top eigenvalue has left
+      the control's bulk, in units of the control's own top spacing (the scale of the edge fluctuations);
+    * overlap = (q_1(U).W m/|W m|)^2, which is O(1) for an outlier (theory: (1 + delta)^2/(|u|^2 f'), module docstring)
+      and small for a bulk eigenvector.
+
+    Rule: an outlier when the top eigenvalue has left the control's bulk, gap_ratio > ``gap_ratio_threshold``
+    (default 0: lambda_1(U) > lambda_1(U0)), and its eigenvector points along W m, overlap > ``overlap_threshold``
+    (default 0.4).  Measured at psi_p = 4, psi_n = 2, t = 0.05 (docs/theory.md §5): false positives 0/60 at
+    0.75 and 0.9 |m|_c and 3/40 at |m|_c itself for d = 100 (1/30 and 4/30 at 0.75 and 0.9 |m|_c for d = 40);
+    detections 60 % at 1.25 |m|_c and 97 % at 1.5 |m|_c for d = 100.  An outlier whose overlap is below the
+    threshold (just above |m|_c, where the BBP overlap starts from 0) is not reported.  Returns the decision
+    (``outlier``: the top eigenvalue or None), the two statistics, the
+    top three eigenvalues of U and of U0, and the control's overlap (the null level of the overlap).  The
+    finite-d theory for this W and m is :class:`Modes.from_weights`."""
+    from .features import noise_averaged_statistics
+
+    X = features.check_data(X)
+    n, d = X.shape
+    c = check_finite_array("labels", labels, ndim=1)
+    if c.size != n or not np.all(np.abs(c) == 1):
+        raise InvalidParameterError(f"labels must be {n} values +-1, one per training point.")
+    m = check_finite_array("m", m, ndim=1)
+    if m.size != d:
+        raise InvalidParameterError(f"m has length {m.size} but d = {d}.")
+    gap_ratio_threshold = check_positive_float("gap_ratio_threshold", gap_ratio_threshold, allow_zero=True)
+    overlap_threshold = check_positive_float("overlap_threshold", overlap_threshold, allow_zero=True)
+    if overlap_threshold > 1:
+        raise InvalidParameterError(f"overlap_threshold must be in [0, 1], got {overlap_threshold:g}.")
+    wm = features.W @ m
+    norm = float(np.linalg.norm(wm))
+    if norm == 0:
+        raise InvalidParameterError("W m = 0: the outlier test needs m != 0.")
+    wm = wm / norm
+    out = {}
+    for key, data in (("", X), ("control_", X - c[:, None] * m[None, :])):
+        U = noise_averaged_statistics(features, data, t, rtol=rtol, device=device).U
+        ev, vec = np.linalg.eigh(U)
+        out[key + "top_eigenvalues"] = ev[::-1][:3].tolist()
+        out[key + "overlap"] = float((vec[:, -1] @ wm) ** 2)
+    l1, l1c, l2c = out["top_eigenvalues"][0], out["control_top_eigenvalues"][0], out["control_top_eigenvalues"][1]
+    spacing = l1c - l2c
+    gap_ratio = (l1 - l1c) / spacing if spacing > 0 else (math.inf if l1 > l1c else 0.0)
+    decision = gap_ratio > gap_ratio_threshold and out["overlap"] > overlap_threshold
+    out.update(gap_ratio=float(gap_ratio), outlier=float(l1) if decision else None,
+               rule={"gap_ratio_threshold": gap_ratio_threshold, "overlap_threshold": overlap_threshold})
+    return out

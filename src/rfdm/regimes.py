@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 import scipy.optimize
-from scipy.special import logsumexp
+from scipy.special import logsumexp, ndtr
 
 from .activations import gauss_hermite
 from .data import EmpiricalData, GaussianData, MixtureData
@@ -87,6 +87,73 @@ def clone_agreement(t, m_norm: float, sigma_x: float = 1.0):
     x = mu[:, None] + np.sqrt(g2)[:, None] * z[None, :]
     phi = 0.5 + 0.5 * np.tanh(mu[:, None] * x / g2[:, None]) @ w
     return float(phi[0]) if scalar else phi
+
+
+def label_posterior(t, m_norm: float, s, sigma_x: float = 1.0):
+    """P(c = +1 | x_t) for the two-cluster mixture, a function of s = x_t.m/|m| only:
+    sigmoid(2 mu s/Gamma_t^2), mu = |m| e^{-t} (the posterior weight of the + cluster in the exact score)."""
+    t = check_time(t)
+    _, mu, g2 = _mixture_params(t, m_norm, sigma_x)
+    s = np.asarray(s, dtype=np.float64)
+    return 0.5 * (1.0 + np.tanh(mu[0] * s / g2[0]))
+
+
+def sign_agreement(t, m_norm: float, sigma_x: float = 1.0, t_end: float = 0.0):
+    """Probability that two clones branched at time t end with the same sign of x.m at time t_end < t (exact
+    score, continuous time): the sign-based counterpart of :func:`clone_agreement` (derived for this project).
+
+    Along m the problem is one-dimensional.  At t_end the coordinate s_e = x_{t_end}.m/|m| is
+    c mu_e + Gamma_e z (c = +-1, mu_e = |m| e^{-t_end}, Gamma_e^2 = Delta_{t_end} + sigma_x^2 e^{-2 t_end}); from
+    t_end to t it follows the OU process for u = t - t_end, s_t = e^{-u} s_e + sqrt(Delta_u) xi, so
+    Gamma_t^2 = e^{-2u} Gamma_e^2 + Delta_u.  Given c and s_t, s_e is Gaussian with mean
+    m_c = c mu_e + Gamma_e^2 e^{-u}(s_t - c mu_e e^{-u})/Gamma_t^2 and variance Gamma_e^2 Delta_u/Gamma_t^2,
+    so the backward process from s_t ends with s_e > 0 with probability
+    p_+(s_t) = sum_c P(c | s_t) Phi(m_c/sd), and two independent clones agree with probability
+    p_+^2 + (1 - p_+)^2.  Averaged over s_t ~ N(mu, Gamma_t^2) (by the symmetry s -> -s the - cluster gives
+    the same), by composite Gauss–Legendre quadrature (pieces resolving the steps of Phi, which sharpen as
+    t -> t_end):
+
+        phi_sign(t) = E_{s_t ~ N(mu, Gamma_t^2)}[p_+(s_t)^2 + (1 - p_+(s_t))^2],   mu = |m| e^{-t}.
+
+    It differs from the label agreement phi(t) of [B24] (:func:`clone_agreement`) where the clusters overlap
+    (|m| = O(sigma_x)): at |m| = 2, sigma_x = 1, t = 0.05 phi = 0.957 and phi_sign = 0.978; the two coincide
+    when the clusters are well separated.  Vectorised over t (all t > t_end)."""
+    scalar = np.ndim(t) == 0
+    t, mu, g2 = _mixture_params(t, m_norm, sigma_x)
+    t_end = check_positive_float("t_end", t_end, allow_zero=True)
+    if np.any(t <= t_end):
+        raise InvalidParameterError(f"the branching times must be later than t_end = {t_end:g}.")
+    mu_e = m_norm * math.exp(-t_end)
+    g2_e = float(delta_t(t_end)) + sigma_x ** 2 * math.exp(-2 * t_end) if t_end > 0 else sigma_x ** 2
+    xg, wg = np.polynomial.legendre.leggauss(SIGN_NODES)
+    phi = np.empty(t.size)
+    for i, (ti, mui, g2i) in enumerate(zip(t, mu, g2)):
+        u = ti - t_end
+        decay_u, delta_u = math.exp(-u), -math.expm1(-2 * u)
+        sd = math.sqrt(g2_e * delta_u / g2i)
+        gain = g2_e * decay_u / g2i
+        gam = math.sqrt(g2i)
+        # composite Gauss–Legendre in s_t over mu +- 12 Gamma_t, pieces no wider than a quarter of the scales
+        # on which the integrand changes (Gamma_t, and the width sd/gain of the Phi steps)
+        width = 0.25 * min(gam, sd / gain if gain > 0 else gam)
+        lo, hi = mui - 12 * gam, mui + 12 * gam
+        k = int(min(MAX_SIGN_PIECES, max(8, math.ceil((hi - lo) / width))))
+        edges = np.linspace(lo, hi, k + 1)
+        half = 0.5 * (edges[1:] - edges[:-1])
+        st = (half[:, None] * xg[None, :] + 0.5 * (edges[1:] + edges[:-1])[:, None]).ravel()
+        density = np.exp(-0.5 * ((st - mui) / gam) ** 2) / (gam * math.sqrt(2 * math.pi))
+        w = (half[:, None] * wg[None, :]).ravel() * density
+        post_plus = 0.5 * (1.0 + np.tanh(mui * st / g2i))
+        mean_plus = mu_e + gain * (st - mu_e * decay_u)
+        mean_minus = -mu_e + gain * (st + mu_e * decay_u)
+        p_plus = post_plus * ndtr(mean_plus / sd) + (1 - post_plus) * ndtr(mean_minus / sd)
+        phi[i] = float(np.dot(w, p_plus ** 2 + (1 - p_plus) ** 2))
+    return float(phi[0]) if scalar else phi
+
+
+#: Gauss–Legendre nodes per piece, and the largest number of pieces, of the s_t integral of sign_agreement
+SIGN_NODES = 16
+MAX_SIGN_PIECES = 20000
 
 
 # -- collapse ------------------------------------------------------------------------------------------
@@ -179,30 +246,39 @@ def _child(seed, *key) -> np.random.SeedSequence:
 
 def simulate_clone_agreement(score, classify, n: int, branch_times, T: float = 8.0, t_min: float = 0.01,
                              steps: int = 200, grid: str = "geometric", integrator: str = "exponential",
-                             seed=0, progress=None, **sample_kwargs) -> dict:
+                             seed=0, progress=None, soft: bool = False, **sample_kwargs) -> dict:
     """Clone experiment: ``n`` trajectories of the backward process from T to t_min record their state at
     every branching time t_j; from each such state a clone continues to t_min with independent noise.
-    ``classify(x) -> labels`` gives the end class (e.g. the sign of x.m, or the nearest training point).
-    Returns the branching times, the fraction of clone/original pairs whose classes agree, its binomial
-    standard error, and the grid and final samples of the originals.
+    ``classify(x) -> labels`` gives the end class (e.g. the sign of x.m, or the nearest training point), read
+    on the states at t_min (the sampler's final denoising step is off unless ``denoise=True`` is passed).
+    With ``soft=True``, ``classify(x)`` returns class probabilities (n, K) instead and a pair agrees with
+    probability sum_k P_k(x) P_k(x') (e.g. the cluster labels drawn from their posterior at t_min).
+    Returns the branching times, the mean agreement of the clone/original pairs, its standard error
+    (binomial for hard classes), and the grid and final samples of the originals.
 
     Streams: originals use SeedSequence key (1,), the clones at branching time j key (2, j).
     """
     n = check_positive_int("n", n)
+    sample_kwargs.setdefault("denoise", False)
     bt = np.sort(np.atleast_1d(np.asarray(branch_times, dtype=np.float64)))[::-1]
     grid_t = time_grid(T, t_min, steps, grid, include=bt)
     main = sample(score, n, times=grid_t, seed=_child(seed, 1), record_times=bt, integrator=integrator,
                   **sample_kwargs)
     ref = np.asarray(classify(main.samples))
-    agree = np.empty(bt.size)
+    if soft and (ref.ndim != 2 or ref.shape[0] != n):
+        raise InvalidParameterError("with soft=True, classify must return class probabilities of shape (n, K).")
+    agree, var = np.empty(bt.size), np.empty(bt.size)
     for j, t in enumerate(bt):
         k = int(np.nonzero(np.isclose(grid_t, t, rtol=1e-12, atol=0))[0][0])
         clone = sample(score, n, times=grid_t[k:], seed=_child(seed, 2, j), x_init=main.recorded[j],
                        integrator=integrator, **sample_kwargs)
-        agree[j] = float(np.mean(np.asarray(classify(clone.samples)) == ref))
+        end = np.asarray(classify(clone.samples))
+        pair = np.sum(end * ref, axis=1) if soft else (end == ref).astype(float)
+        agree[j] = float(np.mean(pair))
+        var[j] = float(np.var(pair))
         if progress is not None:
             progress(j + 1, bt.size)
-    stderr = np.sqrt(np.maximum(agree * (1 - agree), 0.25 / n) / n)
+    stderr = np.sqrt(np.maximum(var, 0.25 / n) / n)
     return {"t": bt[::-1].copy(), "agreement": agree[::-1].copy(), "stderr": stderr[::-1].copy(), "n": n,
             "grid": grid_t, "samples": main.samples, "recorded": main.recorded[::-1].copy()}
 
@@ -221,15 +297,51 @@ def nearest_point_classifier(points, memory_budget: int = 32 * 2 ** 20):
     return lambda x: nearest_neighbours(x, points, 1, memory_budget)[1][:, 0]
 
 
-def simulate_phi(law: MixtureData, n: int, branch_times, score=None, **kwargs) -> dict:
-    """phi(t) by simulation with the exact mixture score (or ``score``): end classes are the sign of x.m;
-    the theory :func:`clone_agreement` is returned alongside (key ``theory``)."""
+def label_classifier(law: MixtureData, t_end: float):
+    """classify(x) = (P(+ | x_{t_end}), P(- | x_{t_end})), the posterior of the cluster label given the state at
+    t_end (:func:`label_posterior`), for soft clone simulations of the label agreement phi(t)."""
+    if not isinstance(law, MixtureData):
+        raise InvalidParameterError("cluster labels are defined for the two-cluster mixture.")
+    t_end = check_time(t_end)
+    u = law.m / law.m_norm if law.m_norm > 0 else law.m
+
+    def classify(x):
+        p = label_posterior(t_end, law.m_norm, np.asarray(x) @ u, law.sigma_x)
+        return np.stack([p, 1.0 - p], axis=1)
+
+    return classify
+
+
+PHI_KINDS = ("label", "sign")
+
+
+def simulate_phi(law: MixtureData, n: int, branch_times, score=None, kind: str = "label", **kwargs) -> dict:
+    """Clone simulation of the speciation curve with the exact mixture score (or ``score``), each reading
+    against its own formula (key ``theory``):
+
+    * ``kind="label"`` (default): the cluster label of each end point x_{t_min} is drawn from its posterior
+      P(c | x_{t_min}) (soft: a pair agrees with probability sum_c P(c|x) P(c|x')).  In continuous time with
+      the exact score, E[P(c | x_{t_min}) | x_t] = P(c | x_t) (the labels form a martingale backward), so the
+      expected agreement is E sum_c P(c | x_t)^2 = phi(t) of [B24] (:func:`clone_agreement`) whatever t_min;
+    * ``kind="sign"``: the class of an end point is the sign of x_{t_min}.m; its agreement probability is
+      :func:`sign_agreement` (t_end = t_min), which differs from phi(t) where the clusters overlap.
+
+    The end states are read at t_min, before any final denoising step."""
     from .sampling import ExactScore
 
     if not isinstance(law, MixtureData):
         raise InvalidParameterError("the clone-agreement probability phi is defined for the two-cluster mixture.")
-    res = simulate_clone_agreement(score or ExactScore(law), mode_classifier(law.m), n, branch_times, **kwargs)
-    res["theory"] = clone_agreement(res["t"], law.m_norm, law.sigma_x)
+    if kind not in PHI_KINDS:
+        raise InvalidParameterError(f"kind must be one of {', '.join(PHI_KINDS)}, got {kind!r}.")
+    t_min = kwargs.get("t_min", 0.01)
+    if kind == "label":
+        res = simulate_clone_agreement(score or ExactScore(law), label_classifier(law, t_min), n, branch_times,
+                                       soft=True, **kwargs)
+        res["theory"] = clone_agreement(res["t"], law.m_norm, law.sigma_x)
+    else:
+        res = simulate_clone_agreement(score or ExactScore(law), mode_classifier(law.m), n, branch_times, **kwargs)
+        res["theory"] = sign_agreement(res["t"], law.m_norm, law.sigma_x, t_end=t_min)
+    res["kind"] = kind
     return res
 
 

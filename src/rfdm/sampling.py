@@ -11,8 +11,14 @@ frozen at S(x, t_k):
   the exact solution of dx = [x + 2 S] dtau' + sqrt(2) dB over h when S is constant.
 
 Grids (:func:`time_grid`): ``"uniform"`` (equal steps in t) or ``"geometric"`` (equal steps in log t,
-fine near t_min where the score varies fastest; the default).  The samples returned are x at t = t_min,
-i.e. draws of P_{t_min} (no final denoising step).
+fine near t_min where the score varies fastest; the default).
+
+Final denoising step (on by default, ``denoise=False`` turns it off): the samples returned are Tweedie's
+posterior mean at the last grid time, x^_0 = E[x_0 | x_{t_min}] = e^{t_min} (x + Delta_{t_min} S(x, t_min))
+(:func:`tweedie_denoise`; for x_t = e^{-t} x_0 + sqrt(Delta_t) xi, Tweedie's formula reads
+E[e^{-t} x_0 | x_t] = x_t + Delta_t grad log p_t(x_t)), as the conventional samplers do (score_sde's
+``noise_removal``, EDM's last step to sigma = 0).  Without it they are x at t = t_min, draws of P_{t_min}; both
+are kept (``SamplingResult.noisy_samples``).
 
 Seeding.  Sample i draws everything (its start x_T ~ N(0, I_d), then the d normals of each step, in order)
 from its own stream ``SeedSequence(entropy=seed, spawn_key=base + (i,))``, so a sample does not depend on the
@@ -372,7 +378,8 @@ def sample_stream(seed, index: int) -> np.random.Generator:
 
 @dataclass
 class SamplingResult:
-    """Output of :func:`sample`: ``samples`` (n, d) at the last grid time; ``recorded`` (R, n, d), the
+    """Output of :func:`sample`: ``samples`` (n, d), Tweedie's denoised x^_0 from the last grid time (or x at the
+    last grid time with ``denoise=False``), ``noisy_samples`` x at the last grid time; ``recorded`` (R, n, d), the
     states at the grid times ``record_times`` (if asked); ``times`` the grid; ``info`` counts and timing."""
 
     samples: np.ndarray
@@ -380,6 +387,8 @@ class SamplingResult:
     recorded: np.ndarray | None = None
     record_times: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    #: x at the last grid time before the final denoising step (the same array as ``samples`` without it)
+    noisy_samples: np.ndarray | None = None
 
 
 def _batch_plan(n: int, d: int, steps: int, work: int, budget: int, batch_size: int | None):
@@ -413,11 +422,29 @@ def _score_on(score, backend):
     return move(backend) if callable(move) else _HostScore(score, backend)
 
 
+def tweedie_denoise(score, x, t: float) -> np.ndarray:
+    """Tweedie's posterior mean E[x_0 | x_t = x] = e^{t} (x + Delta_t S(x, t)) for the OU convention
+    x_t = e^{-t} x_0 + sqrt(Delta_t) xi, Delta_t = 1 - e^{-2t} (docs/theory.md §1; Tweedie/Robbins:
+    E[e^{-t} x_0 | x_t] = x_t + Delta_t grad log p_t(x_t)).  ``score`` is a score source (``score(x, t)``) or a
+    function f(x, t); x has shape (batch, d)."""
+    from .diffusion import check_time
+
+    t = check_time(t)
+    x = check_finite_array("x", x, ndim=2)
+    fn = score.score if hasattr(score, "score") else score
+    if not callable(fn):
+        raise InvalidParameterError("the score must have a score(x, t) method or be callable.")
+    s = np.asarray(fn(x, t), dtype=np.float64)
+    if s.shape != x.shape:
+        raise InvalidParameterError(f"the score returned shape {s.shape} for x of shape {x.shape}.")
+    return math.exp(t) * (x + float(delta_t(t)) * s)
+
+
 def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float = 0.01, steps: int = 200,
            grid: str = "geometric", integrator: str = "exponential", times=None, seed=0, x_init=None,
            record_times=(), first_index: int = 0, batch_size: int | None = None,
            memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: Callable | None = None,
-           device=None) -> SamplingResult:
+           device=None, denoise: bool = True) -> SamplingResult:
     """Integrate the backward process for ``n_samples`` samples.
 
     The grid is ``times`` (strictly decreasing) if given, else :func:`time_grid` (T, t_min, steps, grid)
@@ -425,8 +452,12 @@ def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float =
     states at times[0] instead of N(0, I_d) (e.g. clones continuing from a branching time).  Sample i uses
     the stream :func:`sample_stream` (seed, first_index + i).  ``progress(done, total)`` is called with the
     number of sample-steps done.  ``device``: where the states and the score evaluations live (see the
-    module docstring; the noise is drawn on the host).  Returns a :class:`SamplingResult` of NumPy arrays.
+    module docstring; the noise is drawn on the host).  ``denoise`` (default True): end with the final
+    denoising step x^_0 = e^{t_K} (x + Delta_{t_K} S(x, t_K)) at the last grid time t_K (:func:`tweedie_denoise`);
+    the states before it are ``noisy_samples``.  Returns a :class:`SamplingResult` of NumPy arrays.
     """
+    if not isinstance(denoise, (bool, np.bool_)):
+        raise InvalidParameterError(f"denoise must be True or False, got {denoise!r}.")
     n = check_positive_int("n_samples", n_samples)
     if integrator not in INTEGRATORS:
         raise InvalidParameterError(f"the integrator must be one of {', '.join(INTEGRATORS)}, got {integrator!r}.")
@@ -469,6 +500,7 @@ def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float =
         c_n = np.sqrt(2.0 * h)
 
     out = np.empty((n, d))
+    den = np.empty((n, d)) if denoise else out
     recorded = np.empty((len(rec_idx), n, d)) if rec_idx else None
     where = {k: j for j, k in enumerate(rec_idx)}
     total, done = n * K, 0
@@ -504,14 +536,19 @@ def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float =
             if progress is not None:
                 progress(done, total)
         out[b0:b1] = bk.to_numpy(x)
+        if denoise:
+            s = source.score(x, float(g[-1]))
+            x += float(delta_t(float(g[-1]))) * s
+            x *= math.exp(float(g[-1]))
+            den[b0:b1] = bk.to_numpy(x)
     seconds = time.perf_counter() - t0
-    if not np.all(np.isfinite(out)):
+    if not (np.all(np.isfinite(out)) and np.all(np.isfinite(den))):
         raise NumericalError("the backward process diverged (non-finite samples): the score does not hold the "
                              "process back; use more steps, a smaller T or a better-trained score.")
     flops = getattr(score, "flops_per_sample", None)
     fl = flops() if callable(flops) else None
     info = {"steps": K, "integrator": integrator, "batch_size": batch, "noise_chunk": chunk, "device": bk.name,
-            "seconds": seconds, "score_evaluations": n * K,
-            "score_flops": None if fl is None else float(fl) * n * K}
-    return SamplingResult(samples=out, times=g, recorded=recorded,
-                          record_times=g[rec_idx] if rec_idx else None, info=info)
+            "seconds": seconds, "score_evaluations": n * (K + int(denoise)),
+            "score_flops": None if fl is None else float(fl) * n * (K + int(denoise)), "denoised": bool(denoise)}
+    return SamplingResult(samples=den, times=g, recorded=recorded,
+                          record_times=g[rec_idx] if rec_idx else None, info=info, noisy_samples=out)

@@ -457,34 +457,152 @@ class SpectrumResult:
         k = np.arange(1, ev.size + 1)
         return float(max(np.max(np.abs(F - k / ev.size)), np.max(np.abs(F - (k - 1) / ev.size))))
 
+    def pieces(self, mass_atol: float = 1e-6) -> dict:
+        """Which bulks are which, identified by their masses (counting directions, not by position).
+
+        Counting the directions of U ~ G G^T/n + b_t^2 W W^T/d + s_t^2 I: the population part of G holds d
+        eigenvalues (the population bulk rho_2, mass 1/psi_p, split into sub-bulks when Sigma has several
+        well separated eigenvalues), the rest of G holds n - d (the memorization bulk rho_1, mass
+        (psi_n - 1)/psi_p), b_t^2 W W^T/d the d of the small cluster (mass 1/psi_p) and the atom the rest.
+        So rho_2 is the set of rightmost bulks whose masses add up to 1/psi_p, and rho_1 the bulks just
+        left of it adding up to (psi_n - 1)/psi_p (or to psi_n/psi_p when rho_1 has merged with the small
+        cluster, or when p <= n + d, where the p - d directions left form one bulk; then rho_1's left edge is
+        that of the merged bulk).  Returns the bulk indices
+        ``population`` and ``memorization`` (lists, left to right; None where the masses do not match, e.g.
+        when rho_1 and rho_2 have merged) and ``memorization_merged_with_cluster``."""
+        pr = self.problem
+        masses = [b["mass"] for b in self.bulks]
+        out = {"population": None, "memorization": None, "memorization_merged_with_cluster": False}
+        target = 1.0 / pr.psi_p
+        acc, k = 0.0, len(masses)
+        while k > 0 and acc < target - mass_atol:
+            k -= 1
+            acc += masses[k]
+        if k == len(masses) or abs(acc - target) > mass_atol:
+            return out
+        out["population"] = list(range(k, len(masses)))
+        if pr.psi_n <= 1:
+            return out
+        acc, j = 0.0, k
+        # rho_1 alone (n - d directions), or merged with the small cluster (n directions; all p - d left when
+        # p <= n + d)
+        for goal, merged in (((pr.psi_n - 1) / pr.psi_p, False), (min(pr.psi_n, pr.psi_p - 1) / pr.psi_p, True)):
+            while j > 0 and acc < goal - mass_atol:
+                j -= 1
+                acc += masses[j]
+            if abs(acc - goal) <= mass_atol:
+                out["memorization"] = list(range(j, k))
+                out["memorization_merged_with_cluster"] = merged
+                return out
+        return out
+
     def timescales(self) -> dict:
-        """psi_p/(Delta_t lambda) at the edges of every bulk; tau_gen = psi_p/(Delta_t lambda_mean) with
-        lambda_mean the mean eigenvalue of the population bulk rho_2 (the rightmost; its mean, unlike its
-        edges, does not depend on n at leading order), tau_mem from the left edge of the memorization bulk
-        rho_1, and their leading-order counterparts tau_gen ~ 1/(Delta_t mu_1^2),
-        tau_mem = psi_p/(Delta_t lambda_-), lambda_- = s_t^2 + v_t^2 (1 - sqrt(psi_p/psi_n))^2."""
+        """psi_p/(Delta_t lambda) at the edges of every bulk, and the two timescales ([B25] Sec. 3.2):
+
+        * tau_gen = psi_p/(Delta_t lambda_mean(rho_2)), lambda_mean the mass-weighted mean eigenvalue of the
+          whole population bulk rho_2 (all its sub-bulks when Sigma is not isotropic; its mean, unlike its
+          edges, does not depend on n at leading order); rho_2 is identified by its mass (:meth:`pieces`);
+        * tau_mem = psi_p/(Delta_t lambda_left(rho_1)), rho_1 the memorization bulk identified by its mass
+          (n - d directions) just left of rho_2;
+        * their leading-order counterparts ([B25] Thm. 3.2, :func:`leading_order`): tau_gen ~ 1/(Delta_t mu_1^2),
+          tau_mem = psi_p/(Delta_t lambda_-), lambda_- = s_t^2 + v_t^2 (1 - sqrt(psi_p/psi_n))^2.
+
+        When the masses do not identify the pieces (merged bulks), rho_2 falls back to the rightmost bulk
+        and rho_1 to the other bulk overlapping most the leading-order interval (``identified_by``:
+        "mass" or "position")."""
         pr = self.problem
         c = pr.coeffs
         dt = c.delta
         edges = [{"left": pr.psi_p / (dt * b["right"]), "right": pr.psi_p / (dt * b["left"])} for b in self.bulks]
-        lam_minus = c.s2 + c.v2 * (1 - math.sqrt(pr.psi_p / pr.psi_n)) ** 2
-        lam_plus = c.s2 + c.v2 * (1 + math.sqrt(pr.psi_p / pr.psi_n)) ** 2
+        lead = leading_order(c, pr.psi_p, pr.psi_n, sigma_eigenvalues=pr.sigma_eigenvalues,
+                             sigma_weights=pr.sigma_weights)
+        lam_minus, lam_plus = lead["memorization_bulk"]
         out = {"bulk_timescales": edges, "tau_gen": None, "tau_mem": None,
                "population_bulk": None, "memorization_bulk": None,
-               "tau_gen_leading_order": 1.0 / (dt * c.mu1 ** 2),
+               "population_bulks": None, "memorization_bulks": None, "population_mean": None,
+               "memorization_edges": None, "identified_by": None,
+               "tau_gen_leading_order": lead["tau_gen"],
                "tau_mem_leading_order": pr.psi_p / (dt * lam_minus),
                "memorization_bulk_leading_order": [lam_minus, lam_plus]}
-        if self.bulks:
-            out["population_bulk"] = len(self.bulks) - 1
-            out["tau_gen"] = pr.psi_p / (dt * self.bulks[-1]["mean"])
-            others = self.bulks[:-1]
-            if others:
-                # rho_1: the bulk that overlaps the leading-order interval most (in log lambda)
-                def overlap(b):
-                    lo, hi = max(b["left"], lam_minus), min(b["right"], lam_plus)
-                    return math.log(hi / lo) if hi > lo else -abs(math.log(
-                        math.sqrt(b["left"] * b["right"]) / math.sqrt(lam_minus * lam_plus)))
-                mem = max(range(len(others)), key=lambda k: overlap(others[k]))
-                out["memorization_bulk"] = mem
-                out["tau_mem"] = pr.psi_p / (dt * others[mem]["left"])
+        if not self.bulks:
+            return out
+        ids = self.pieces()
+        pop = ids["population"]
+        out["identified_by"] = "mass" if pop is not None else "position"
+        if pop is None:
+            pop = [len(self.bulks) - 1]
+        mass = sum(self.bulks[k]["mass"] for k in pop)
+        mean = sum(self.bulks[k]["mass"] * self.bulks[k]["mean"] for k in pop) / mass
+        out["population_bulks"] = pop
+        out["population_bulk"] = pop[-1]
+        out["population_mean"] = mean
+        out["tau_gen"] = pr.psi_p / (dt * mean)
+        mem = ids["memorization"]
+        if mem is None:
+            others = self.bulks[:pop[0]]
+            if not others:
+                return out
+            out["identified_by"] = "position"
+
+            # rho_1: the bulk that overlaps the leading-order interval most (in log lambda)
+            def overlap(b):
+                lo, hi = max(b["left"], lam_minus), min(b["right"], lam_plus)
+                return math.log(hi / lo) if hi > lo else -abs(math.log(
+                    math.sqrt(b["left"] * b["right"]) / math.sqrt(lam_minus * lam_plus)))
+            mem = [max(range(len(others)), key=lambda k: overlap(others[k]))]
+        out["memorization_bulks"] = mem
+        out["memorization_bulk"] = mem[-1]
+        out["memorization_edges"] = [self.bulks[mem[0]]["left"], self.bulks[mem[-1]]["right"]]
+        out["tau_mem"] = pr.psi_p / (dt * self.bulks[mem[0]]["left"])
         return out
+
+
+def leading_order(coeffs: GEPCoefficients, psi_p: float, psi_n: float, sigma_eigenvalues=(1.0,),
+                  sigma_weights=(1.0,)) -> dict:
+    """Leading-order spectrum of U and the two timescales ([B25] Thm. 3.2; THEORY §3), in both regimes.
+
+    The memorization bulk is the Marchenko–Pastur law of v_t^2 Omega Omega^T/n shifted by s_t^2:
+    rho_1 on [lambda_-, lambda_+], lambda_+- = s_t^2 + v_t^2 (1 +- sqrt(psi_p/psi_n))^2, and
+    tau_mem = psi_p/(Delta_t lambda_-).  The population bulk rho_2 sits on the scale psi_p: its mean eigenvalue
+    is psi_p (e^{-2t} a_t^2 lambda_mean(Sigma) + b_t^2) (= psi_p mu_1^2 when Tr Sigma/d = sigma_x^2 of the
+    coefficients), so tau_gen = psi_p/(Delta_t lambda_mean(rho_2)) = 1/(Delta_t mu_1^2).
+
+    * psi_n < psi_p (p > n, "memorization possible"): an atom at s_t^2 of weight 1 - psi_n/psi_p
+      (the leading-order theorem lumps the small cluster of d eigenvalues with it: 1 - (1 + psi_n)/psi_p
+      at finite psi), rho_1 of weight psi_n/psi_p with lambda_- ~ v_t^2 psi_p/psi_n (1 - sqrt(psi_n/psi_p))^2,
+      so tau_mem ~ psi_n/(Delta_t v_t^2) grows linearly with n when p >> n;
+    * psi_n > psi_p (n > p, "architectural regularization"): no atom, rho_1 of weight 1 (the whole
+      spectrum but the population's 1/psi_p), lambda_- -> s_t^2 + v_t^2 as n/p -> infinity, so tau_mem
+      saturates at psi_p/(Delta_t (s_t^2 + v_t^2)) and the gap between train and test closes.
+
+    Returns a dict with the regime, the atom (position, weight), memorization_bulk [lambda_-, lambda_+]
+    and its weight, population_mean, tau_gen, tau_mem and tau_mem_limit (the n -> infinity limit), and
+    ``population_mean_corrected`` / ``tau_gen_corrected``: the population mean with its first correction
+    psi_p v_t^2/psi_n (the v_t Omega part of G seen along the d population directions; not part of Thm 3.2,
+    it brings the leading order within 0.1 % of the full solution at psi_p/psi_n = 512)."""
+    psi_p = check_positive_float("psi_p", psi_p)
+    psi_n = check_positive_float("psi_n", psi_n)
+    lam = check_finite_array("sigma eigenvalues", np.atleast_1d(np.asarray(sigma_eigenvalues, dtype=float)), ndim=1)
+    w = check_finite_array("sigma weights", np.atleast_1d(np.asarray(sigma_weights, dtype=float)), ndim=1)
+    if w.shape != lam.shape or np.any(w < 0) or w.sum() <= 0:
+        raise InvalidParameterError("covariance weights must be >= 0, one per eigenvalue, with a positive sum.")
+    lam_sigma = float(np.dot(w, lam) / w.sum())
+    c = coeffs
+    dt = c.delta
+    r = math.sqrt(psi_p / psi_n)
+    lam_minus = c.s2 + c.v2 * (1 - r) ** 2
+    lam_plus = c.s2 + c.v2 * (1 + r) ** 2
+    pop_mean = psi_p * (math.exp(-2 * c.t) * c.a ** 2 * lam_sigma + c.b ** 2)
+    over = psi_n < psi_p
+    return {"regime": "p > n" if over else "n >= p",
+            "atom": {"position": c.s2, "weight": 1 - psi_n / psi_p} if over else None,
+            "memorization_bulk": [lam_minus, lam_plus],
+            "memorization_weight": psi_n / psi_p if over else 1.0 - 1.0 / psi_p,
+            "population_mean": pop_mean,
+            "tau_gen": psi_p / (dt * pop_mean),
+            # first correction (not part of Thm 3.2): v_t^2 Omega Omega^T/n adds v_t^2 psi_p/psi_n to every
+            # population eigenvalue when psi_p >> psi_n
+            "population_mean_corrected": pop_mean + c.v2 * psi_p / psi_n,
+            "tau_gen_corrected": psi_p / (dt * (pop_mean + c.v2 * psi_p / psi_n)),
+            "tau_mem": psi_p / (dt * lam_minus),
+            "tau_mem_limit": psi_p / (dt * (c.s2 + c.v2))}
