@@ -20,6 +20,7 @@ FIGURES = {
     "B25-SM-fig12": "b25_sm_fig12",
     "B24-fig3": "b24_fig3",
     "B24-fig2": "b24_fig2",
+    "B25-fig5C": "b25_fig5c_limit",
 }
 
 PRESETS = ("quick", "paper")
