@@ -21,6 +21,7 @@ FIGURES = {
     "B24-fig3": "b24_fig3",
     "B24-fig2": "b24_fig2",
     "B25-fig5C": "b25_fig5c_limit",
+    "B25-fig1": "b25_fig1_limit",
 }
 
 PRESETS = ("quick", "paper")
