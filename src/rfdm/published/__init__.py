@@ -22,6 +22,7 @@ FIGURES = {
     "B24-fig2": "b24_fig2",
     "B25-fig5C": "b25_fig5c_limit",
     "B25-fig1": "b25_fig1_limit",
+    "B25-SM-fig11": "b25_sm_fig11_limit",
 }
 
 PRESETS = ("quick", "paper")
