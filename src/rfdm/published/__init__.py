@@ -23,6 +23,7 @@ FIGURES = {
     "B25-fig5C": "b25_fig5c_limit",
     "B25-fig1": "b25_fig1_limit",
     "B25-SM-fig11": "b25_sm_fig11_limit",
+    "B25-SM-fig13-limit": "b25_sm_fig13_limit",
 }
 
 PRESETS = ("quick", "paper")
