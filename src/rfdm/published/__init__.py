@@ -24,6 +24,7 @@ FIGURES = {
     "B25-fig1": "b25_fig1_limit",
     "B25-SM-fig11": "b25_sm_fig11_limit",
     "B25-SM-fig13-limit": "b25_sm_fig13_limit",
+    "bridge-1-over-d": "bridge_1_over_d",
 }
 
 PRESETS = ("quick", "paper")
