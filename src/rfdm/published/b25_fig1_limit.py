@@ -149,8 +149,8 @@ def plot(result: dict, fig) -> None:
     ax1.set_yscale("log", base=2)
     ax1.set_xlabel("ψ_n = n/d")
     ax1.set_ylabel("ψ_p = p/d")
-    ax1.legend(fontsize=7, loc="lower right")
-    ax1.text(grid[0] * 1.1, grid[-1] / 1.6, "memorization (n < p)", color="w", fontsize=8)
+    ax1.legend(fontsize=7, loc="center left")
+    ax1.text(grid[0] * 1.1, grid[-1] / 1.6, "memorization (n < p)", color="k", fontsize=8)
     ax1.text(grid[-1] / 8, grid[0] * 1.2, "reduced overfitting (n > p)", color="w", fontsize=8)
     w = result["window"]
     n = [x["psi_n"] for x in w]
