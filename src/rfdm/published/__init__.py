@@ -25,6 +25,11 @@ FIGURES = {
     "B25-SM-fig12": "b25_sm_fig12",
     "B24-fig3": "b24_fig3",
     "B24-fig2": "b24_fig2",
+    "B25-fig5C": "b25_fig5c_limit",
+    "B25-fig1": "b25_fig1_limit",
+    "B25-SM-fig11": "b25_sm_fig11_limit",
+    "B25-SM-fig13-limit": "b25_sm_fig13_limit",
+    "bridge-1-over-d": "bridge_1_over_d",
 }
 
 PRESETS = ("quick", "paper")
