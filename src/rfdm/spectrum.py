@@ -559,7 +559,7 @@ class SpectrumResult:
 
 def leading_order(coeffs: GEPCoefficients, psi_p: float, psi_n: float, sigma_eigenvalues=(1.0,),
                   sigma_weights=(1.0,)) -> dict:
-    """Leading-order spectrum of U and the two timescales ([B25] Thm. 3.2; THEORY §3), in both regimes.
+    """Leading-order spectrum of U and the two timescales ([B25] Thm. 3.2; docs/theory.md §4), in both regimes.
 
     The memorization bulk is the Marchenko–Pastur law of v_t^2 Omega Omega^T/n shifted by s_t^2:
     rho_1 on [lambda_-, lambda_+], lambda_+- = s_t^2 + v_t^2 (1 +- sqrt(psi_p/psi_n))^2, and

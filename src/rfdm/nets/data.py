@@ -1,6 +1,6 @@
 """Data sets for network training (no torch needed): digits, Gaussian, mixture, any .npy; held-out split.
 
-Scaling convention (THEORY §1 uses data of unit variance per component, Sigma = I): image and file data are
+Scaling convention (docs/theory.md §1 uses data of unit variance per component, Sigma = I): image and file data are
 centred per component and divided by one overall scale so that the mean per-component variance is 1,
 (1/d) sum_i Var(x_i) = 1 on the whole data set (a per-pixel scaling would blow up the constant border pixels
 of the digits).  The Gaussian N(0, I_dim) and the mixture (1/2) N(+-m, I) are used as drawn.

@@ -1,4 +1,4 @@
-"""PyTorch score networks for the OU process of rfdm (THEORY §1), trained by denoising score matching.
+"""PyTorch score networks for the OU process of rfdm (docs/theory.md §1), trained by denoising score matching.
 
 Parametrisation (as the time-integrated random-features model, docs/theory.md §7, with alpha_t = 1/sqrt(Delta_t)
 and beta_t = 0): the network outputs N_theta(x, t), of the shape of x, and the score is
@@ -35,7 +35,7 @@ from ..errors import InvalidParameterError
 
 
 def delta_torch(t: torch.Tensor) -> torch.Tensor:
-    """Delta_t = 1 - e^{-2t} = -expm1(-2t) on a tensor (THEORY §1)."""
+    """Delta_t = 1 - e^{-2t} = -expm1(-2t) on a tensor (docs/theory.md §1)."""
     return -torch.expm1(-2.0 * t)
 
 
