@@ -56,6 +56,8 @@ class Integer(Constraint):
     def _what(self, label: str = "it") -> str:
         if self.lo == 1 and self.hi is None:
             return "a positive integer"
+        if self.lo == 1 and self.hi == MAX_COUNT:
+            return f"a positive integer (at most {MAX_COUNT:,})"
         if self.hi is None:
             return "an integer" if self.lo is None else f"an integer with {label} >= {self.lo}"
         return f"an integer in [{self.lo}, {self.hi}]"
@@ -75,7 +77,10 @@ class Integer(Constraint):
 
 #: seeds: integers >= 0 (numpy's SeedSequence refuses negative entropy)
 SEED = Integer(0)
-POSITIVE_INT = Integer(1)
+#: the largest count (dimension, sample size, steps, draws) a configuration accepts: beyond it no computation
+#: fits in memory or time, so the value is a typo, refused before any work
+MAX_COUNT = 10_000_000
+POSITIVE_INT = Integer(1, MAX_COUNT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +116,11 @@ class Real(Constraint):
         return f"in {left}{lo}, {hi}{right}"
 
 
-POSITIVE = Real(0.0, lo_open=True)
+#: the largest positive real parameter (psi, variances, |m|, learning rates): beyond it arithmetic overflows
+MAX_REAL = 1e12
+POSITIVE = Real(0.0, MAX_REAL, lo_open=True)
+#: a relative tolerance, in (0, 1)
+TOLERANCE = Real(0.0, 1.0, lo_open=True, hi_open=True)
 #: a ratio of distances or a probability-like threshold, in (0, 1]
 RATIO = Real(0.0, 1.0, lo_open=True)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import InvalidParameterError
 from .common import (add_config_options, add_device_option, add_output_options, check_output_dir,
-                     config_from_args, emit, given)
+                     config_from_args, emit, flag_of, given)
 
 log = logging.getLogger("rfdm")
 
@@ -35,13 +35,21 @@ def add_spectrum(sub):
 
 def run_spectrum(args) -> int:
     from ..experiments import spectrum as exp
+    from ..experiments.dynamics import MODELS
     from ..experiments.timescales import TimescalesConfig
 
+    if args.model is not None and args.model not in MODELS:
+        raise InvalidParameterError(f"unknown model {args.model!r}: choose one of {', '.join(MODELS)}.")
     if args.model == "time-integrated":
         return _run_numerical_spectrum(args)
     extra = given(args, TimescalesConfig) - given(args, exp.SpectrumConfig) - {"model"}
     if "d" in extra:
         raise InvalidParameterError("--d is for --model time-integrated; use --empirical-d with the per-time model.")
+    if extra:
+        from ..protocol import specs
+
+        flags = ", ".join(sorted(flag_of(k, specs(TimescalesConfig)[k][1]) for k in extra))
+        raise InvalidParameterError(f"{flags} {'is' if len(extra) == 1 else 'are'} for --model time-integrated.")
     config = config_from_args(exp.SpectrumConfig, args)
     check_output_dir(args.out)
     result = exp.compute(config, quiet=args.quiet)

@@ -32,6 +32,8 @@ _FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
 def check_output_dir(out, option: str = "--out") -> None:
     """The output folder must be a folder (or not exist yet), outside /proc, /sys and /dev, and writable
     (a temporary file is created and removed in its nearest existing ancestor): checked before any work."""
+    if not str(out).strip():
+        raise InvalidParameterError(f"{option} is empty; give a folder.")
     path = Path(out)
     resolved = path.resolve()
     if any(str(resolved) == r or str(resolved).startswith(r + "/") for r in _FORBIDDEN_ROOTS):

@@ -35,7 +35,12 @@ def run_train_net(args) -> int:
     except ImportError as exc:
         raise InvalidParameterError(f"train-net needs PyTorch ({exc.name} is not installed): pip install "
                                     "'rfdm[nets]'.") from None
-    result = train_net(config, out=args.out)
+    try:
+        result = train_net(config, out=args.out)
+    except RuntimeError as exc:  # PyTorch reports a failed allocation as a RuntimeError
+        if "alloc" in str(exc).lower() or "memory" in str(exc).lower():
+            raise MemoryError from None
+        raise
     paths = {"result": str(Path(args.out) / "result.json"), "figure": str(Path(args.out) / "train_net.png")}
     from ..nets.plot import plot_training
     from ..results import render

@@ -40,7 +40,7 @@ def run_sample(args) -> int:
 
     if args.study not in STUDIES:
         raise InvalidParameterError(f"unknown study {args.study!r}: choose one of {', '.join(STUDIES)}.")
-    out = args.out or DEFAULT_OUT[args.study]
+    out = DEFAULT_OUT[args.study] if args.out is None else args.out
     cls = dict(zip(STUDIES, (c for _, c in _variants())))[args.study]
     if args.study != "none" and (args.score is not None or args.data is not None):
         raise InvalidParameterError(f"--study {args.study} sets its own data and score; drop --data and --score.")

@@ -71,7 +71,13 @@ def _add_common(p, quiet: bool) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
 
 
-def _check_out(out: Path) -> None:
+#: more worker processes than this is a typo, not a machine
+MAX_WORKERS = 4096
+
+
+def _check_out(out) -> None:
+    check_output_dir(out, "--out")  # an empty string, /proc, below a file: one sentence
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidParameterError(f"the output folder {out} exists and is not a folder.")
     check_output_dir(out, "the output folder")
@@ -81,8 +87,10 @@ def _run(args) -> int:
     from .. import sweep as sw
     from ..results import to_jsonable
 
-    if args.workers is not None and args.workers < 1:
-        raise InvalidParameterError(f"--workers must be a positive integer, got {args.workers}.")
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        raise InvalidParameterError(f"--workers must be an integer in [1, {MAX_WORKERS}], got {args.workers}.")
+    if args.out is not None:
+        _check_out(args.out)
     if Path(args.config).is_dir():
         raise InvalidParameterError(f"{args.config} is a folder; `rfdm sweep run` takes the sweep's CONFIG.toml.")
     sweep = sw.load_config(args.config, out=args.out)
@@ -106,6 +114,8 @@ def _run(args) -> int:
 def _status(args) -> int:
     from .. import sweep as sw
 
+    if args.out is not None:
+        _check_out(args.out)
     sweep = sw.open_sweep(args.target, out=args.out)
     sweep.reuse_older = args.reuse_older
     st = sw.sweep_status(sweep)
@@ -126,6 +136,13 @@ def _collect(args) -> int:
     from .. import sweep as sw
 
     sw._import_xarray()  # before anything else: a missing extra is one sentence, exit 2
+    if args.out is not None:
+        _check_out(args.out)
+    if args.output is not None:
+        output = Path(args.output)
+        if not str(args.output).strip() or output.is_dir():
+            raise InvalidParameterError(f"--output {args.output!r} must name a file (FILE.nc).")
+        check_output_dir(output.parent if str(output.parent) else ".", "the folder of --output")
     sweep = sw.open_sweep(args.target, out=args.out)
     sweep.reuse_older = args.reuse_older
     if not sweep.out.is_dir():

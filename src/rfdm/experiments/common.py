@@ -7,11 +7,19 @@ from dataclasses import dataclass
 
 from ..activations import available_activations
 from ..diffusion import DEFAULT_GRID, DEFAULT_INTEGRATOR, TIME_GRIDS, INTEGRATORS
-from ..protocol import (POSITIVE, POSITIVE_INT, RATIO, SEED, Config, FloatList, Integer, OneOf, Real,
+from ..protocol import (POSITIVE, POSITIVE_INT, RATIO, SEED, TOLERANCE, Config, FloatList, Integer, OneOf, Real,
                         WeightsSumToOne, WholeTimes, param)
 from ..time_integrated import BETAS, TIME_LAWS, TimeIntegratedModel, check_time_window
 
 ACTIVATION = OneOf(available_activations)
+
+
+#: the backward process starts at T <= T_MAX: e^{-T} < 2e-22 there, and e^{2T} stays far from overflow; every
+#: diffusion time is bounded by it
+T_MAX = 50.0
+#: the most quadrature nodes in t (the time-integrated model): 2^13 + 1 Clenshaw–Curtis nodes
+MAX_T_NODES = 8193
+TIME = Real(0.0, T_MAX, lo_open=True)
 
 
 def d_field(default: int, help: str = "data dimension", **kw):
@@ -25,7 +33,7 @@ def psi_field(default: float, which: str, of: str = "d", **kw):
 
 
 def t_field(default: float = 0.01, help: str = "diffusion time t > 0", **kw):
-    return param(default, help, unit="OU time", check=POSITIVE, **kw)
+    return param(default, help, unit="OU time", check=TIME, **kw)
 
 
 def activation_field(help: str = "activation sigma of the features", **kw):
@@ -60,13 +68,11 @@ def steps_field(default: int = 200, **kw):
     return param(default, "steps of the backward process", check=POSITIVE_INT, label="steps", **kw)
 
 
-#: the backward process starts at T <= T_MAX: e^{-T} < 2e-22 there, and e^{2T} stays far from overflow
-T_MAX = 50.0
 
 
 def T_field(default: float, **kw):
     return param(default, "start time T of the backward process", unit="OU time",
-                 check=Real(0.0, T_MAX, lo_open=True), **kw)
+                 check=TIME, **kw)
 
 
 def denoise_field(**kw):
@@ -76,7 +82,7 @@ def denoise_field(**kw):
 
 
 def t_min_field(default: float = 0.01, help: str = "last diffusion time t_min > 0", **kw):
-    return param(default, help, unit="OU time", check=POSITIVE, **kw)
+    return param(default, help, unit="OU time", check=TIME, **kw)
 
 
 @dataclass
@@ -85,14 +91,14 @@ class TimeIntegratedFields(Config):
     configs that can run it.  Validation: :meth:`check_time_integrated` (called by the subclass's check)."""
 
     t_min: float = t_min_field(0.01, "time-integrated: smallest diffusion time")
-    t_max: float = param(2.0, "time-integrated: largest diffusion time", unit="OU time", check=POSITIVE)
+    t_max: float = param(2.0, "time-integrated: largest diffusion time", unit="OU time", check=TIME)
     beta: str = param("none", "time-integrated: skip term beta_t x (none, or -x/Gamma_t^2)", check=OneOf(BETAS))
     time_law: str = param("uniform", "time-integrated: law Q of the diffusion time on [t-min, t-max] (uniform "
                           "in t, or in log t)", check=OneOf(TIME_LAWS), label="time law", flag="--t-law")
-    t_rtol: float = param(1e-5, "time-integrated: relative tolerance of the quadrature in t", check=POSITIVE,
+    t_rtol: float = param(1e-5, "time-integrated: relative tolerance of the quadrature in t", check=TOLERANCE,
                           label="t quadrature tolerance", flag="--t-quad-tol")
     t_nodes_max: int = param(65, "time-integrated: most quadrature nodes in t (at least 9: the first two "
-                             "Clenshaw–Curtis levels)", check=Integer(9), label="t-nodes-max")
+                             "Clenshaw–Curtis levels)", check=Integer(9, MAX_T_NODES), label="t-nodes-max")
 
     def check_time_integrated(self) -> None:
         self.t_min, self.t_max = check_time_window(self.t_min, self.t_max)

@@ -22,7 +22,7 @@ from ..features import (PopulationStatistics, RandomFeatures, monte_carlo_statis
                         noise_averaged_statistics, population_statistics)
 from ..results import Result, provenance
 from ..progress import messages
-from ..protocol import POSITIVE, POSITIVE_INT, OneOf, SeedStreams, Tau, param, parse_tau, register
+from ..protocol import POSITIVE, POSITIVE_INT, TOLERANCE, OneOf, SeedStreams, Tau, param, parse_tau, register
 from .common import (TimeIntegratedFields, activation_field, d_field, seed_field, sigma_spectrum_field,
                      sigma_weights_field, t_field)
 
@@ -65,7 +65,7 @@ class DynamicsConfig(TimeIntegratedFields):
     learning_rate: float | None = param(None, "learning rate for gd/adam (default: half the stability limit for "
                                         "gd, reduced so that the first checkpoint takes 20 steps)", check=POSITIVE,
                                         optional=True, label="learning rate (--lr)", flag="--lr", sweep=False)
-    rtol: float = param(1e-10, "relative truncation tolerance of the Mehler series", check=POSITIVE)
+    rtol: float = param(1e-10, "relative truncation tolerance of the Mehler series", check=TOLERANCE)
     model: str = param("per-time", "per-time: one network at time --t; time-integrated: one network for all "
                        "t ~ Q on [t-min, t-max] (its score error is reported at --t)", check=OneOf(MODELS),
                        label="model", sweep=False)
@@ -81,8 +81,8 @@ class DynamicsConfig(TimeIntegratedFields):
         if self.method == "asymptotic" and (self.model != "per-time" or self.noise_draws is not None):
             raise InvalidParameterError("--method asymptotic is the d -> inf limit of the per-time model with the "
                                         "exact noise average (no --model time-integrated, no --noise-draws).")
+        self.check_time_integrated()  # the window is checked even when the per-time model ignores it
         if self.model == "time-integrated":
-            self.check_time_integrated()
             if self.noise_draws is not None:
                 raise InvalidParameterError("finite noise draws are supported for the per-time model only.")
         self.law()  # validates the spectrum

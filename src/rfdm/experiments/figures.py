@@ -13,7 +13,7 @@ from ..data import GaussianData
 from ..dynamics import GradientFlow
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..results import load_result, provenance, render, staged_output, write_npz
-from ..protocol import POSITIVE, Config, SeedStreams, make_config, FloatList, OneOf, WholeTimes, param
+from ..protocol import POSITIVE, TOLERANCE, Config, SeedStreams, make_config, FloatList, OneOf, WholeTimes, param
 from ..spectrum import SpectralProblem, gep_coefficients
 from ..time_integrated import TIME_LAWS
 from .common import activation_field, d_field, psi_field, seed_field, t_field
@@ -79,7 +79,7 @@ class TimeIntegratedComparisonConfig(Config):
     t_max: float = param(2.0, "largest diffusion time", check=POSITIVE)
     time_law: str = param("uniform", "law Q of the diffusion time", check=OneOf(TIME_LAWS), label="time law")
     activation: str = activation_field()
-    t_rtol: float = param(1e-4, "relative tolerance of the quadrature in t", check=POSITIVE)
+    t_rtol: float = param(1e-4, "relative tolerance of the quadrature in t", check=TOLERANCE)
     seed: int = seed_field()
 
 

@@ -26,7 +26,7 @@ from ..features import RandomFeatures, noise_averaged_statistics, population_sta
 from ..outlier import Modes, OutlierProblem
 from ..results import Result, provenance
 from ..spectrum import gep_coefficients
-from .common import activation_field, d_field, psi_field, seed_field
+from .common import TIME, activation_field, d_field, psi_field, seed_field
 
 
 @dataclass
@@ -38,7 +38,7 @@ class OutlierConfig(Config):
     psi_p: float = psi_field(4.0, "p")
     psi_n: float = psi_field(2.0, "n")
     t: tuple = param(factory=lambda: (0.1,), help="diffusion time(s): numbers or START:STOP:NUM log ranges, "
-                     "comma-separated", unit="OU time", check=FloatList(POSITIVE), parse="tau", label="t")
+                     "comma-separated", unit="OU time", check=FloatList(TIME), parse="tau", label="t")
     m_norm: float | None = param(None, "|m| (fixed as d grows; default 2 when --m-tilde is not given)",
                                  check=POSITIVE, optional=True, label="m_norm")
     m_tilde: float | None = param(None, "|m| = m_tilde sqrt(d)", check=POSITIVE, optional=True, label="m_tilde")

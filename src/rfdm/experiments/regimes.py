@@ -22,7 +22,7 @@ import numpy as np
 from ..data import MixtureData
 from ..errors import InvalidParameterError
 from ..progress import messages
-from ..protocol import SeedStreams, register, POSITIVE, POSITIVE_INT, Config, Integer, param
+from ..protocol import MAX_COUNT, POSITIVE, POSITIVE_INT, Config, Integer, SeedStreams, param, register
 from ..regimes import (collapse_time, collapse_time_isotropic, crossing_time, simulate_collapse, simulate_phi,
                        speciation_time)
 from ..results import Result, provenance, read_npz, save_dataset
@@ -44,7 +44,7 @@ class RegimesConfig(Config):
     m_tilde: float | None = param(None, "|m| = m_tilde sqrt(d) (default 1 when --m-norm is not given)",
                                   check=POSITIVE, optional=True, label="m_tilde")
     sigma_x: float = param(1.0, "standard deviation of each cluster", check=POSITIVE, label="sigma_x")
-    n_train: int = param(256, "training points of the empirical score", check=Integer(2), label="n_train")
+    n_train: int = param(256, "training points of the empirical score", check=Integer(2, MAX_COUNT), label="n_train")
     n_pairs: int = param(1000, "clone pairs for phi", check=POSITIVE_INT, label="number of clone pairs")
     n_trajectories: int = param(400, "clone pairs for the collapse", check=POSITIVE_INT,
                                 label="number of trajectories")

@@ -31,7 +31,8 @@ from ..diffusion import OrnsteinUhlenbeck, delta_t
 from ..dynamics import as_tau_array
 from ..errors import InvalidParameterError
 from ..progress import callback, messages
-from ..protocol import SeedStreams, register, POSITIVE, POSITIVE_INT, RATIO, Config, Integer, OneOf, Tau, param
+from ..protocol import (MAX_COUNT, POSITIVE, POSITIVE_INT, RATIO, TOLERANCE, Config, Integer, OneOf, SeedStreams, Tau,
+                        param, register)
 from ..time_integrated import BETAS, TIME_LAWS
 from .common import (T_field, activation_field, d_field, grid_field, integrator_field, seed_field,
                      sigma_spectrum_field, sigma_weights_field, steps_field, t_min_field, denoise_field)
@@ -74,8 +75,8 @@ class SampleConfig(Config):
                                   check=POSITIVE, optional=True, label="m_tilde")
     sigma_x: float = param(1.0, "mixture: standard deviation of each cluster", check=POSITIVE, label="sigma_x")
     n_train: int | None = param(64, "training points (a FILE.npy: all rows by default)", optional=True,
-                                check=Integer(2), label="n_train")
-    n_samples: int = param(500, "generated samples", check=Integer(2), label="n_samples")
+                                check=Integer(2, MAX_COUNT), label="n_train")
+    n_samples: int = param(500, "generated samples", check=Integer(2, MAX_COUNT), label="n_samples")
     steps: int = steps_field()
     T: float = T_field(4.0)
     t_min: float = t_min_field()
@@ -94,7 +95,7 @@ class SampleConfig(Config):
                          label="ti_beta")
     ti_time_law: str = param("uniform", "rf-time-integrated: law Q of the training times on [t-min, T]",
                              check=OneOf(TIME_LAWS), label="time law", flag="--ti-t-law")
-    rtol: float = param(1e-8, "relative truncation tolerance of the Mehler series", check=POSITIVE, cli=False)
+    rtol: float = param(1e-8, "relative truncation tolerance of the Mehler series", check=TOLERANCE, cli=False)
     threshold: float = param(1.0 / 3.0, "memorization threshold on the nearest/second-nearest distance ratio",
                              check=RATIO, label="threshold", show_default="1/3")
     n_target: int | None = param(None, "fresh target samples (default n_samples)", check=POSITIVE_INT,
@@ -379,7 +380,7 @@ class TwoRegimesConfig(Config):
 
     d: int = d_field(32)
     psi_p: float = param(16.0, "rf: p/d", check=POSITIVE, label="psi_p")
-    n_train: int = param(1024, "training points", check=Integer(2), label="n_train")
+    n_train: int = param(1024, "training points", check=Integer(2, MAX_COUNT), label="n_train")
     m_norm: float = param(2.0, "|m| of the first regime (O(1))", check=POSITIVE, label="m_norm")
     m_tilde: float = param(2.0, "|m| = m_tilde sqrt(d) of the second regime", check=POSITIVE, label="m_tilde")
     sigma_x: float = param(1.0, "standard deviation of each cluster", check=POSITIVE, label="sigma_x")
@@ -388,14 +389,14 @@ class TwoRegimesConfig(Config):
                        parse="tau1")
     rf_times: int = param(10, "number of diffusion times the scores are trained at", check=POSITIVE_INT,
                           label="number of rf training times")
-    n_samples: int = param(2000, "generated samples per regime", check=Integer(2), label="n_samples")
+    n_samples: int = param(2000, "generated samples per regime", check=Integer(2, MAX_COUNT), label="n_samples")
     steps: int = steps_field()
     T: float = T_field(4.0)
     t_min: float = t_min_field()
     grid: str = grid_field()
     integrator: str = integrator_field()
     denoise: bool = denoise_field()
-    rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=POSITIVE, cli=False)
+    rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=TOLERANCE, cli=False)
     seed: int = seed_field()
 
     def check(self):
@@ -497,14 +498,14 @@ class MemorizationConfig(Config):
 
     d: int = d_field(8)
     psi_p: float = param(128.0, "rf: p/d", check=POSITIVE, label="psi_p")
-    n_train: int = param(16, "training points", check=Integer(2), label="n_train")
+    n_train: int = param(16, "training points", check=Integer(2, MAX_COUNT), label="n_train")
     sigma_spectrum: tuple = sigma_spectrum_field()
     activation: str = activation_field()
     tau: tuple = param(factory=lambda: tuple(np.logspace(0, 8, 13)) + (math.inf,), help="training times tau",
                        check=Tau(sort=True), label="tau", parse="tau", show_default="1:1e8:13,inf")
     rf_times: int = param(12, "number of diffusion times the scores are trained at", check=POSITIVE_INT,
                           label="number of rf training times")
-    n_samples: int = param(500, "generated samples per tau", check=Integer(2), label="n_samples")
+    n_samples: int = param(500, "generated samples per tau", check=Integer(2, MAX_COUNT), label="n_samples")
     steps: int = steps_field()
     T: float = T_field(4.0)
     t_min: float = t_min_field()
@@ -513,7 +514,7 @@ class MemorizationConfig(Config):
     denoise: bool = denoise_field()
     threshold: float = param(1.0 / 3.0, "memorization threshold on the nearest/second-nearest distance ratio",
                              check=RATIO, label="threshold", show_default="1/3")
-    rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=POSITIVE, cli=False)
+    rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=TOLERANCE, cli=False)
     seed: int = seed_field()
 
     def check(self):

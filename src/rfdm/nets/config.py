@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import InvalidParameterError
-from ..protocol import POSITIVE, POSITIVE_INT, RATIO, SEED, Config, Integer, OneOf, Real, param
+from ..protocol import MAX_COUNT, MAX_REAL, POSITIVE, POSITIVE_INT, RATIO, SEED, Config, Integer, OneOf, Real, param
 from ..time_integrated import TIME_LAWS, check_time_window
 
 ARCHS = ("mlp", "unet")
@@ -56,7 +56,7 @@ class TrainNetConfig(Config):
 
     data: str = param("digits", "digits (scikit-learn's 8x8 digits), gaussian, mixture, or FILE.npy ((n, d) vectors "
                       "or (n, H, W[, C]) images)", label="data")
-    n_train: int = param(64, "training points (the rest, up to --n-test, is held out)", check=Integer(2),
+    n_train: int = param(64, "training points (the rest, up to --n-test, is held out)", check=Integer(2, MAX_COUNT),
                          label="n_train")
     arch: str = param("mlp", "mlp (residual MLP on vectors) or unet (images only)", check=OneOf(ARCHS),
                       label="architecture")
@@ -84,13 +84,13 @@ class TrainNetConfig(Config):
                         label="device")
     t_law: str = param("log-uniform", "law Q of the diffusion time in the loss, on [t_min, t_max]",
                        check=OneOf(TIME_LAWS), label="time law")
-    t_min: float = param(0.01, "smallest diffusion time (the sampler's last time)", unit="OU time", check=POSITIVE,
+    t_min: float = param(0.01, "smallest diffusion time (the sampler's last time)", unit="OU time", check=Real(0.0, 50.0, lo_open=True),
                          label="t_min")
-    t_max: float = param(3.0, "largest diffusion time (the sampler's start T)", unit="OU time", check=POSITIVE,
+    t_max: float = param(3.0, "largest diffusion time (the sampler's start T)", unit="OU time", check=Real(0.0, 50.0, lo_open=True),
                          label="t_max")
     n_test: int = param(512, "held-out points at most", check=POSITIVE_INT, label="n_test")
     dim: int = param(16, "dimension of the gaussian / mixture data", check=POSITIVE_INT, label="dim")
-    m_norm: float = param(4.0, "mixture: |m|", check=Real(0.0), label="m_norm")
+    m_norm: float = param(4.0, "mixture: |m|", check=Real(0.0, MAX_REAL), label="m_norm")
     upsample: int = param(1, "digits: integer upsampling factor of the 8x8 images", check=POSITIVE_INT,
                           label="upsample")
     eval_noise: int = param(4, "fixed noise draws (t, xi) per point for the train/held-out loss",

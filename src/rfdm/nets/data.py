@@ -108,8 +108,9 @@ def load_array(data: str) -> tuple[np.ndarray, dict]:
     else:
         try:
             raw = np.load(data, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InvalidParameterError(f"cannot read the dataset file {data}: {exc}.") from None
+        except (OSError, ValueError, EOFError) as exc:
+            reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+            raise InvalidParameterError(f"cannot read the dataset file {data} as a .npy array ({reason}).") from None
         raw = as_images(check_finite_array(f"the data in {data}", raw), data)
     x, info = standardize(raw)
     return x, info
