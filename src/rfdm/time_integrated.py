@@ -31,7 +31,8 @@ import numpy as np
 
 from .diffusion import decay, delta_t
 from .dynamics import GradientFlow, checkpoint_steps, descend
-from .errors import InvalidParameterError, NumericalError, check_positive_float, check_positive_int
+from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
+                     check_positive_int)
 from .features import (PopulationStatistics, RandomFeatures, TrainingStatistics, _unit_rows,
                        mehler_second_moment)
 
@@ -399,3 +400,157 @@ def timescales_from_curves(tau, train_loss, test_loss) -> dict:
     tau_gen = _first_crossing(tau, -test, -(test[0] - 0.5 * drop)) if drop > 0 else None
     tau_mem = _first_crossing(tau, gap, 0.5 * gap[-1]) if gap[-1] > 0 else None
     return {"tau_gen": tau_gen, "tau_mem": tau_mem, "tau_test_min": float(tau[k])}
+
+
+# -- memorization modes by their share of the generalization gap (issue 15) ------------------------------
+
+@dataclass
+class ModeContributions:
+    """Per-mode contributions of U's eigenmodes to the train loss, the test loss and the gap at given tau.
+
+    With A(0) = 0 the flow is D(tau) = A Q/sqrt(p) = -(1/sqrt(kappa)) diag(g) B, B = Q^T V, g_k = (1 - e^{-2 kappa
+    lambda_k tau/psi_p})/lambda_k, and (dynamics.GradientFlow) the losses are quadratic in g:
+
+        L_train - c  = (1/d) sum_k (lambda_k g_k^2 - 2 g_k) |B_k|^2,
+        L_test  - c~ = (1/d) [ (s/kappa) g^T H g - 2 sqrt(s/kappa) g . b ],  H = (Q^T U~ Q) o (B B^T),
+                                                                           b_k = B_k . (Q^T V~)_k.
+
+    The contribution of mode k is its Shapley value in the game "modes trained to tau, the others frozen at
+    A = 0": for a quadratic f(g) = a . g + g^T H g it is a_k g_k + g_k (H g)_k (each cross term split evenly),
+    and equals (1/2)[f(only k) - f(none)] + (1/2)[f(all) - f(all but k)].  The contributions sum exactly to
+    L(tau) - L(0) (train, test) and to gap(tau) - gap(0).  Arrays are (p, T) for T values of tau.
+    """
+
+    tau: np.ndarray
+    timescales: np.ndarray
+    eigenvalues: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+    @property
+    def gap(self) -> np.ndarray:
+        return self.test - self.train
+
+
+def _flow_with_form(flow_or_stats, form):
+    if isinstance(flow_or_stats, GradientFlow):
+        flow = flow_or_stats
+    else:
+        raise InvalidParameterError("mode contributions need a GradientFlow (see mode_contributions_of_matrices).")
+    if form not in flow._forms:
+        raise InvalidParameterError(f"the flow has no quadratic form {form!r} (add the test loss first).")
+    if flow._A0 is not None:
+        raise InvalidParameterError("mode contributions are defined for training from A(0) = 0.")
+    return flow
+
+
+def mode_contributions(flow: GradientFlow, tau=np.inf, form: str = "test_loss") -> ModeContributions:
+    """Shapley contributions of every eigenmode of U to the train loss, to the registered form ``form`` (the
+    test loss) and to their gap, at each tau (:class:`ModeContributions`; tau = inf is the ridgeless end)."""
+    from .dynamics import as_tau_array
+
+    flow = _flow_with_form(flow, form)
+    f = flow._forms[form]
+    tau, g, _ = flow._modes(as_tau_array(tau))
+    lam = flow.eigenvalues[:, None]
+    bb = flow._c_bb[:, None]
+    train = (lam * g * g - 2.0 * g) * bb / flow.d
+    s, k = f["scale"], flow.kappa
+    test = (s / k * g * (f["H_bb"] @ g) - 2.0 * math.sqrt(s / k) * g * f["c_bv"][:, None]) / flow.d
+    return ModeContributions(tau=tau, timescales=flow.timescales, eigenvalues=flow.eigenvalues.copy(),
+                             train=train, test=test)
+
+
+def mode_contributions_of_matrices(U, V, U_pop, V_pop, kappa: float = 1.0, kappa_pop: float | None = None,
+                                   tau=np.inf) -> ModeContributions:
+    """:func:`mode_contributions` for a training loss (U, V, kappa) and a test loss (U~, V~, kappa~) given
+    as matrices (kappa~ defaults to kappa; the constants do not enter the contributions)."""
+    U = check_finite_array("U", U, ndim=2)
+    V = check_finite_array("V", V, ndim=2)
+    kappa = check_positive_float("kappa", kappa)
+    kappa_pop = kappa if kappa_pop is None else check_positive_float("kappa of the test loss", kappa_pop)
+    stats = TrainingStatistics(U=U, V=V, t=1.0, n=1, loss_scale=kappa, loss_constant=0.0)
+    flow = GradientFlow(stats)
+    flow.add_quadratic_form("test_loss", check_finite_array("U~", U_pop, ndim=2),
+                            check_finite_array("V~", V_pop, ndim=2), kappa_pop, 0.0)
+    return mode_contributions(flow, tau)
+
+
+def _weighted_quantile_time(timescales, weights, share: float) -> float | None:
+    """The smallest mode timescale tau_k (modes sorted by tau_k) at which the cumulative weight reaches
+    ``share`` of the total; None if the total is not positive."""
+    order = np.argsort(timescales, kind="stable")
+    w = np.asarray(weights, dtype=float)[order]
+    total = float(w.sum())
+    if not total > 0:
+        return None
+    cum = np.cumsum(w)
+    k = int(np.argmax(cum >= share * total - 1e-15 * abs(total)))
+    return float(np.asarray(timescales)[order][k])
+
+
+def check_share(share) -> float:
+    share = check_positive_float("gap share", share)
+    if share >= 1.0:
+        raise InvalidParameterError(f"the gap share must lie in (0, 1), got {share:g}.")
+    return share
+
+
+def gap_share_timescales(flow: GradientFlow, share: float = 0.5, form: str = "test_loss",
+                         grid_points: int = 400) -> dict:
+    """tau_mem and tau_gen read off the spectrum by the modes' shares of the losses (issue 15).
+
+    Sorting the modes by their timescale tau_k = psi_p/(kappa lambda_k), tau_mem is the first tau_k at which
+    the modes up to it carry ``share`` of the generalization gap gap(inf) - gap(0) = sum_k G_k (the Shapley
+    contributions of :func:`mode_contributions` at tau = inf): the spectral counterpart of "the gap reaches
+    half its final value" on the loss curves.  tau_gen likewise from the population modes: at tau*, the
+    minimum of the test loss (closed form, on a log grid of ``grid_points`` between 1e-2 of the fastest and
+    10 times the slowest finite timescale), the modes with negative test-loss contribution T_k(tau*) weighted
+    by -T_k: the first tau_k at which they carry ``share`` of the drop.  (At tau = inf the fast modes' test
+    contributions carry the memorization cross terms, and the reading would grow with n.)
+
+    Each reading replaces the gradual relaxation of g_k by a step at tau_k, so it differs from the loss-curve
+    reading by a factor of order one (measured 1.5 for tau_mem, about 8 for tau_gen on the per-time model),
+    the same at every n: the n-scaling is what the two readings must share.  Also returned:
+    ``memorization_modes``, the fewest modes (largest G_k first) that carry ``share`` of the gap, the totals,
+    tau* and the contributions."""
+    share = check_share(share)
+    grid_points = check_positive_int("number of grid points", grid_points)
+    mc = mode_contributions(flow, np.inf, form)
+    G = mc.gap[:, 0]
+    ts = mc.timescales
+    fin = np.isfinite(ts)
+    if not fin.any():
+        raise InvalidParameterError("U has no mode with a finite timescale (U = 0).")
+    lo, hi = float(ts[fin].min()) * 1e-2, float(ts[fin].max()) * 10.0
+    grid = np.geomspace(lo, hi, max(grid_points, 2))
+    test = flow.quadratic_form(form, grid)
+    tau_star = float(grid[int(np.argmin(test))])
+    T = mode_contributions(flow, tau_star, form).test[:, 0]
+    drop = np.where(T < 0, -T, 0.0)
+    big = np.sort(G)[::-1]
+    total = float(G.sum())
+    count = int(np.argmax(np.cumsum(big) >= share * total) + 1) if total > 0 else 0
+    return {"tau_mem": _weighted_quantile_time(ts[fin], G[fin], share),
+            "tau_gen": _weighted_quantile_time(ts[fin], drop[fin], share),
+            "gap_total": total, "test_drop_total": float(-T.sum()), "tau_test_min": tau_star,
+            "memorization_modes": count, "share": share, "contributions": mc}
+
+
+def generalized_curvature_modes(U, U_pop, floor_rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """The generalized eigenproblem U q = mu U~ q: directions in which the training set's feature curvature
+    exceeds the population's (mu > 1).  Returns (mu ascending, q as columns, U~-orthonormal:
+    q^T U~ q = I, q^T U q = diag(mu)).  U~ must be positive definite (its eigenvalues above ``floor_rtol``
+    times the largest), else NumericalError."""
+    import scipy.linalg
+
+    U = check_finite_array("U", U, ndim=2)
+    U_pop = check_finite_array("U~", U_pop, ndim=2)
+    if U.shape != U_pop.shape or U.shape[0] != U.shape[1]:
+        raise InvalidParameterError(f"U and U~ must be square of one shape, got {U.shape} and {U_pop.shape}.")
+    ev = np.linalg.eigvalsh(U_pop)
+    if ev[0] <= floor_rtol * ev[-1]:
+        raise NumericalError(f"U~ is not positive definite (smallest eigenvalue {ev[0]:.3g}, largest "
+                             f"{ev[-1]:.3g}); the generalized eigenproblem is ill-posed.")
+    mu, q = scipy.linalg.eigh(U, U_pop)
+    return mu, q
