@@ -433,10 +433,9 @@ class ModeContributions:
 
 
 def _flow_with_form(flow_or_stats, form):
-    if isinstance(flow_or_stats, GradientFlow):
-        flow = flow_or_stats
-    else:
+    if not isinstance(flow_or_stats, GradientFlow):
         raise InvalidParameterError("mode contributions need a GradientFlow (see mode_contributions_of_matrices).")
+    flow = flow_or_stats
     if form not in flow._forms:
         raise InvalidParameterError(f"the flow has no quadratic form {form!r} (add the test loss first).")
     if flow._A0 is not None:
@@ -444,11 +443,24 @@ def _flow_with_form(flow_or_stats, form):
     return flow
 
 
-def mode_contributions(flow: GradientFlow, tau=np.inf, form: str = "test_loss") -> ModeContributions:
-    """Shapley contributions of every eigenmode of U to the train loss, to the registered form ``form`` (the
-    test loss) and to their gap, at each tau (:class:`ModeContributions`; tau = inf is the ridgeless end)."""
+ATTRIBUTIONS = ("sequential", "shapley")
+
+
+def mode_contributions(flow: GradientFlow, tau=np.inf, form: str = "test_loss",
+                       attribution: str = "sequential") -> ModeContributions:
+    """Contributions of every eigenmode of U to the train loss, to the registered form ``form`` (the test loss)
+    and to their gap, at each tau (:class:`ModeContributions`; tau = inf is the ridgeless end).
+
+    ``attribution``: "sequential" (default) adds the modes in the order of their timescales, fastest first,
+    and gives mode k its marginal f(faster modes and k) - f(faster modes): a_k g_k + H_kk g_k^2 + 2 g_k
+    sum_{l faster} H_kl g_l (each cross term to the slower mode of the pair, when it appears along the flow),
+    so the cumulative sum over the modes faster than tau is the loss of the "step" flow in which those
+    modes have relaxed and the others not yet moved; "shapley": a_k g_k + g_k (H g)_k (each cross term
+    split evenly).  Both sum exactly to L(tau) - L(0).  The train loss is diagonal (both agree)."""
     from .dynamics import as_tau_array
 
+    if attribution not in ATTRIBUTIONS:
+        raise InvalidParameterError(f"attribution must be one of {', '.join(ATTRIBUTIONS)}, got {attribution!r}.")
     flow = _flow_with_form(flow, form)
     f = flow._forms[form]
     tau, g, _ = flow._modes(as_tau_array(tau))
@@ -456,7 +468,13 @@ def mode_contributions(flow: GradientFlow, tau=np.inf, form: str = "test_loss") 
     bb = flow._c_bb[:, None]
     train = (lam * g * g - 2.0 * g) * bb / flow.d
     s, k = f["scale"], flow.kappa
-    test = (s / k * g * (f["H_bb"] @ g) - 2.0 * math.sqrt(s / k) * g * f["c_bv"][:, None]) / flow.d
+    H = f["H_bb"]
+    if attribution == "shapley":
+        quad = g * (H @ g)
+    else:
+        # eigenvalues ascend, so the modes faster than k (larger lambda) are those with a larger index
+        quad = g * (np.diag(H)[:, None] * g + 2.0 * (np.triu(H, 1) @ g))
+    test = (s / k * quad - 2.0 * math.sqrt(s / k) * g * f["c_bv"][:, None]) / flow.d
     return ModeContributions(tau=tau, timescales=flow.timescales, eigenvalues=flow.eigenvalues.copy(),
                              train=train, test=test)
 
@@ -477,8 +495,8 @@ def mode_contributions_of_matrices(U, V, U_pop, V_pop, kappa: float = 1.0, kappa
 
 
 def _weighted_quantile_time(timescales, weights, share: float) -> float | None:
-    """The smallest mode timescale tau_k (modes sorted by tau_k) at which the cumulative weight reaches
-    ``share`` of the total; None if the total is not positive."""
+    """The smallest mode timescale tau_k (modes sorted by tau_k, fastest first) at which the cumulative sum
+    of ``weights`` first reaches ``share`` of their total; None if the total is not positive."""
     order = np.argsort(timescales, kind="stable")
     w = np.asarray(weights, dtype=float)[order]
     total = float(w.sum())
@@ -500,20 +518,21 @@ def gap_share_timescales(flow: GradientFlow, share: float = 0.5, form: str = "te
                          grid_points: int = 400) -> dict:
     """tau_mem and tau_gen read off the spectrum by the modes' shares of the losses (issue 15).
 
-    Sorting the modes by their timescale tau_k = psi_p/(kappa lambda_k), tau_mem is the first tau_k at which
-    the modes up to it carry ``share`` of the generalization gap gap(inf) - gap(0) = sum_k G_k (the Shapley
-    contributions of :func:`mode_contributions` at tau = inf): the spectral counterpart of "the gap reaches
-    half its final value" on the loss curves.  tau_gen likewise from the population modes: at tau*, the
-    minimum of the test loss (closed form, on a log grid of ``grid_points`` between 1e-2 of the fastest and
-    10 times the slowest finite timescale), the modes with negative test-loss contribution T_k(tau*) weighted
-    by -T_k: the first tau_k at which they carry ``share`` of the drop.  (At tau = inf the fast modes' test
-    contributions carry the memorization cross terms, and the reading would grow with n.)
+    With the sequential contributions of :func:`mode_contributions` (modes added fastest first, tau_k =
+    psi_p/(kappa lambda_k)), the cumulative sum over the modes with tau_k <= tau is the loss of the "step"
+    flow in which those modes have fully relaxed and the slower ones not yet moved.  tau_mem is the first
+    tau_k at which the step flow's generalization gap reaches ``share`` of gap(inf) - gap(0) (the spectral
+    counterpart of "the gap reaches half its final value" on the loss curves; the modes up to it are the
+    memorization modes that carry that share).  tau_gen is the first tau_k at which the step flow's test
+    loss, with each mode at its value g_k(tau*) at the minimum tau* of the test loss (closed form, on a log
+    grid of ``grid_points`` from 1e-2 of the fastest to 10 times the slowest finite timescale), has made
+    ``share`` of its drop L(tau*) - L(0).
 
-    Each reading replaces the gradual relaxation of g_k by a step at tau_k, so it differs from the loss-curve
-    reading by a factor of order one (measured 1.5 for tau_mem, about 8 for tau_gen on the per-time model),
-    the same at every n: the n-scaling is what the two readings must share.  Also returned:
-    ``memorization_modes``, the fewest modes (largest G_k first) that carry ``share`` of the gap, the totals,
-    tau* and the contributions."""
+    The step flow replaces the gradual relaxation of g_k (e-folding time tau_k/2) by a step at tau_k, so each
+    reading differs from its loss-curve counterpart by a factor of order one, the same at every n when the
+    relaxation profile is: the n-scaling is what the two readings must share.  Also returned:
+    ``memorization_modes`` (the number of modes up to tau_mem that add to the gap), the totals, tau* and the
+    contributions at tau = inf."""
     share = check_share(share)
     grid_points = check_positive_int("number of grid points", grid_points)
     mc = mode_contributions(flow, np.inf, form)
@@ -527,13 +546,10 @@ def gap_share_timescales(flow: GradientFlow, share: float = 0.5, form: str = "te
     test = flow.quadratic_form(form, grid)
     tau_star = float(grid[int(np.argmin(test))])
     T = mode_contributions(flow, tau_star, form).test[:, 0]
-    drop = np.where(T < 0, -T, 0.0)
-    big = np.sort(G)[::-1]
-    total = float(G.sum())
-    count = int(np.argmax(np.cumsum(big) >= share * total) + 1) if total > 0 else 0
-    return {"tau_mem": _weighted_quantile_time(ts[fin], G[fin], share),
-            "tau_gen": _weighted_quantile_time(ts[fin], drop[fin], share),
-            "gap_total": total, "test_drop_total": float(-T.sum()), "tau_test_min": tau_star,
+    tau_mem = _weighted_quantile_time(ts[fin], G[fin], share)
+    count = int(np.sum((ts <= tau_mem) & (G > 0))) if tau_mem is not None else 0
+    return {"tau_mem": tau_mem, "tau_gen": _weighted_quantile_time(ts[fin], -T[fin], share),
+            "gap_total": float(G.sum()), "test_drop_total": float(-T.sum()), "tau_test_min": tau_star,
             "memorization_modes": count, "share": share, "contributions": mc}
 
 
@@ -554,3 +570,97 @@ def generalized_curvature_modes(U, U_pop, floor_rtol: float = 1e-12) -> tuple[np
                              f"{ev[-1]:.3g}); the generalized eigenproblem is ill-posed.")
     mu, q = scipy.linalg.eigh(U, U_pop)
     return mu, q
+
+
+# -- the n-scaling of tau_mem from both readings (issue 15) ---------------------------------------------------
+
+SCALING_MODELS = ("per-time", "time-integrated")
+
+
+def fit_slope(n, tau) -> tuple:
+    """Least-squares slope of log tau against log n over the finite positive values, with its standard
+    error sqrt(RSS/(m - 2) / sum (log n - mean)^2) ((None, None) with fewer than two distinct n; error None
+    with fewer than three points)."""
+    n, tau = np.asarray(n, dtype=float), np.asarray(tau, dtype=float)
+    ok = np.isfinite(tau) & (tau > 0)
+    x, y = np.log(n[ok]), np.log(tau[ok])
+    if np.unique(x).size < 2:
+        return None, None
+    slope, icpt = np.polyfit(x, y, 1)
+    if x.size < 3:
+        return float(slope), None
+    resid = y - (slope * x + icpt)
+    return float(slope), math.sqrt(float(resid @ resid) / (x.size - 2) / float(np.sum((x - x.mean()) ** 2)))
+
+
+def scaling_point(model: str, d: int, psi_p: float, n: int, draw: int = 0, seed: int = 0, t: float = 0.1,
+                  activation: str = "tanh", share: float = 0.5, tau=None, **options) -> dict:
+    """One draw of (W, X, b) at (d, p = psi_p d, n) for the per-time model at time t or the time-integrated
+    model (``options``: the fields of :class:`TimeIntegratedOptions`), Gaussian data N(0, I_d): tau_mem and
+    tau_gen from the gap shares (:func:`gap_share_timescales`) and from the loss curves
+    (:func:`timescales_from_curves` on ``tau``, default 10^-2..10^9, 12 points per decade).  Draw k uses the
+    children 3k..3k+2 of SeedSequence([seed, n]) (as ``rfdm timescales``)."""
+    if model not in SCALING_MODELS:
+        raise InvalidParameterError(f"model must be one of {', '.join(SCALING_MODELS)}, got {model!r}.")
+    from .data import GaussianData
+    from .features import noise_averaged_statistics, population_statistics
+
+    d, n = check_positive_int("d", d), check_positive_int("n", n)
+    p = int(round(check_positive_float("psi_p", psi_p) * d))
+    children = np.random.SeedSequence([int(seed), n]).spawn(3 * (draw + 1))[3 * draw:]
+    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in children)
+    law = GaussianData(d)
+    features = RandomFeatures.sample(d, p, activation, rng_w)
+    X = law.sample(n, rng_x)
+    if model == "per-time":
+        stats, pop = noise_averaged_statistics(features, X, t), population_statistics(features, law, t)
+    else:
+        opts = TimeIntegratedOptions(**options)
+        opts.check_time_integrated()
+        m = opts.sample_model(features, rng_b, sigma_x2=1.0)
+        stats, pop = m.training_statistics(X), m.population_statistics(law)
+    flow = GradientFlow(stats)
+    flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
+    tau = np.logspace(-2, 9, 133) if tau is None else np.asarray(tau, dtype=float)
+    cur = timescales_from_curves(tau, flow.train_loss(tau), flow.test_loss(tau))
+    gs = gap_share_timescales(flow, share)
+    return {"n": n, "p": p, "draw": draw, "tau_mem_spectrum": gs["tau_mem"], "tau_gen_spectrum": gs["tau_gen"],
+            "tau_mem_curves": cur["tau_mem"], "tau_gen_curves": cur["tau_gen"],
+            "memorization_modes": gs["memorization_modes"], "eigenvalues": flow.eigenvalues}
+
+
+def timescale_scaling(model: str, d: int, psi_p: float, psi_n, draws: int = 3, seed: int = 0,
+                      log=None, **kwargs) -> dict:
+    """tau_mem and tau_gen against n = psi_n d from both readings, ``draws`` draws per n
+    (:func:`scaling_point`), and the slopes of log tau against log n over all draws with standard errors
+    (``slope_<key>``, ``slope_<key>_stderr``).  ``slope_ratio`` is the slope of log(tau_mem spectrum /
+    tau_mem curves), paired draw by draw: the two readings share the n-scaling when it is 0 within its
+    error (the pairing removes the draw-to-draw scatter common to both)."""
+    draws = check_positive_int("number of draws", draws)
+    psi_n = [check_positive_float("psi_n", x) for x in np.atleast_1d(psi_n)]
+    rows = []
+    for psi in psi_n:
+        n = int(round(psi * d))
+        for k in range(draws):
+            if log is not None:
+                log(f"{model}: d={d}, psi_p={psi_p:g}, n={n}, draw {k}")
+            rows.append(scaling_point(model, d, psi_p, n, k, seed, **kwargs))
+    n = np.array([r["n"] for r in rows], dtype=float)
+    out = {"model": model, "d": d, "psi_p": psi_p, "psi_n": psi_n, "draws": draws, "rows": rows}
+    get = lambda key: np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)  # noqa: E731
+    for key in ("tau_mem_spectrum", "tau_mem_curves", "tau_gen_spectrum", "tau_gen_curves"):
+        out["slope_" + key], out["slope_" + key + "_stderr"] = fit_slope(n, get(key))
+    out["slope_ratio"], out["slope_ratio_stderr"] = fit_slope(n, get("tau_mem_spectrum") / get("tau_mem_curves"))
+    if model == "per-time":
+        # the paper's reading: tau_mem = psi_p/(Delta_t lambda_min(rho_1)) from the spectral theory
+        from .spectrum import SpectralProblem, gep_coefficients
+
+        t = kwargs.get("t", 0.1)
+        coeffs = gep_coefficients(kwargs.get("activation", "tanh"), t)
+        theory = []
+        for psi in psi_n:
+            ts = SpectralProblem(coeffs, psi_p, psi).solve(300).timescales()
+            theory.append(np.nan if ts["tau_mem"] is None else ts["tau_mem"])
+        out["tau_mem_theory"] = theory
+        out["slope_tau_mem_theory"], _ = fit_slope(np.array(psi_n) * d, np.array(theory))
+    return out
