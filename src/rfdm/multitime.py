@@ -204,45 +204,32 @@ def _v_matrices(model, coeffs):
     return V, Vp
 
 
-POPULATIONS = ("exact", "equivalent")
-
-
-def equivalent_statistics(model: TimeIntegratedModel, X, rng, law=None, t_nodes: int = 33,
-                          population: str = "exact", coeffs: MultiTimeCoefficients | None = None):
+def equivalent_statistics(model: TimeIntegratedModel, X, rng, t_nodes: int = 33,
+                          coeffs: MultiTimeCoefficients | None = None):
     """(TrainingStatistics, PopulationStatistics) of the multi-time equivalent for the training set X, data
-    N(0, sigma_x2 I) with the model's sigma_x2.
+    N(0, sigma_x2 I) with the model's sigma_x2: U from :func:`equivalent_training_matrix`, U~ from
+    :func:`equivalent_population_matrix` (no Mehler series at all), V and V~ by Stein's lemma with the
+    population E sigma'; Y and E|S|^2 those of the score error at t_min (as
+    TimeIntegratedModel.population_statistics).  Only beta = "none" (the gaussian-skip V has a data term
+    E[phi] x^T that the equivalent does not model).
 
-    ``population="exact"`` (default): U~ is the exact population matrix (Mehler series with a single "data
-    point", O(m p^2 K), no n p^2 term; ``law`` must then be the Gaussian data law) and the training matrix is
-    U~ + (U_eq - U~_eq): the equivalent supplies only the training set's fluctuation around the population,
-    while the higher Hermite orders of the population part (R o R etc., O(p/d^2) in operator norm, not small
-    at moderate d) are exact.  ``"equivalent"``: U_eq and U~_eq as they are (no Mehler series at all).
-    V and V~ by Stein's lemma with the population E sigma'.  Only beta = "none" (the gaussian-skip V has a
-    data term E[phi] x^T that the equivalent does not model)."""
-    if population not in POPULATIONS:
-        raise InvalidParameterError(f"population must be one of {', '.join(POPULATIONS)}, got {population!r}.")
+    (Mixing the exact population U~ with the equivalent's training fluctuation, U~ + U_eq - U~_eq, is not an
+    option: U~ - U~_eq has a zero diagonal, so it is indefinite, and at psi_p >> psi_n the sum is not
+    positive semi-definite.)"""
     if model.beta != "none":
         raise InvalidParameterError("the multi-time equivalent statistics support beta = 'none' only.")
-    if population == "exact" and law is None:
-        raise InvalidParameterError("population='exact' needs the Gaussian data law.")
     coeffs = coeffs or multitime_coefficients(model, t_nodes, sigma_x2=model.sigma_x2)
     X = model.features.check_data(X)
     U = equivalent_training_matrix(model, coeffs, X, rng)
     Up = equivalent_population_matrix(model, coeffs)
     V, Vp = _v_matrices(model, coeffs)
     c = 1.0  # beta = none: c = E_t[(1 + Delta beta)^2] = 1 for both losses
-    info = {"t_nodes": int(coeffs.t.size), "equivalent": "multi-time Gaussian", "population": population}
-    if population == "exact":
-        pop = model.population_statistics(law)
-        U += pop.U - Up
-    else:
-        # Y and E|S|^2 of the score error at t_min (as TimeIntegratedModel.population_statistics): t_min is
-        # the last node of the Clenshaw-Curtis rule; Sigma_t = (sigma_x2 e^{-2t} + Delta_t) I
-        f, k, t0 = model.features, int(np.argmin(coeffs.t)), float(np.min(coeffs.t))
-        Y = float(model.alpha(t0)) * coeffs.dmean[k][:, None] * f.W / math.sqrt(f.d)
-        lam = coeffs.sigma_x2 * math.exp(-2 * t0) + float(delta_t(t0))
-        pop = PopulationStatistics(U=Up, V=Vp, Y=Y, score_norm=f.d / lam, t=model.t_min, info=dict(info),
-                                   loss_scale=1.0, loss_constant=c)
+    info = {"t_nodes": int(coeffs.t.size), "equivalent": "multi-time Gaussian"}
+    f, k, t0 = model.features, int(np.argmin(coeffs.t)), float(np.min(coeffs.t))
+    Y = float(model.alpha(t0)) * coeffs.dmean[k][:, None] * f.W / math.sqrt(f.d)
+    lam = coeffs.sigma_x2 * math.exp(-2 * t0) + float(delta_t(t0))  # Sigma_t = lam I
+    pop = PopulationStatistics(U=Up, V=Vp, Y=Y, score_norm=f.d / lam, t=model.t_min, info=dict(info),
+                               loss_scale=1.0, loss_constant=c)
     stats = TrainingStatistics(U=U, V=V, t=model.t_min, n=X.shape[0], info=dict(info), loss_scale=1.0,
                                loss_constant=c)
     return stats, pop

@@ -33,7 +33,7 @@ from .diffusion import decay, delta_t
 from .dynamics import GradientFlow, checkpoint_steps, descend
 from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
                      check_positive_int)
-from .features import (PopulationStatistics, RandomFeatures, TrainingStatistics, _unit_rows,
+from .features import (KMAX_FIRST, PopulationStatistics, RandomFeatures, TrainingStatistics, _unit_rows,
                        mehler_second_moment)
 
 BETAS = ("none", "gaussian-skip")
@@ -97,6 +97,10 @@ class TimeIntegratedModel:
     t_nodes_min: int = 5
     time_law: str = "uniform"
     info: dict = field(default_factory=dict)
+    #: speed options of the Mehler series across t nodes (rfdm.features.mehler_second_moment): the first pass
+    #: examines up to the highest order any node needed so far (+1), and keeps its Hermite coefficients for
+    #: pass 2 when they fit in 4 times the memory budget.  Same U to the quadrature's rounding (~1e-13).
+    reuse_across_nodes: bool = True
 
     def __post_init__(self):
         (self.t_min, self.t_max, self.beta, self.time_law, self.t_rtol, self.t_nodes_max) = check_model_options(
@@ -187,6 +191,7 @@ class TimeIntegratedModel:
         directions, wnorm = _unit_rows(f.W)
         h0 = f.preactivations(X)
         sq_norm = float(np.mean(np.sum(X * X, axis=1)))
+        state = {"order": KMAX_FIRST - 1}  # the highest Mehler order a node has needed so far
 
         def per_time(t):
             dt, a = float(delta_t(t)), float(decay(t))
@@ -194,7 +199,10 @@ class TimeIntegratedModel:
             beta = float(self.beta_t(t))
             stds = math.sqrt(dt / d) * wnorm
             means = a * h0 + t * self.b
-            U_t, info = mehler_second_moment(directions, stds, means, f.activation, rtol)
+            speed = ({"kmax_first": max(KMAX_FIRST, state["order"] + 1), "cache_budget": None}
+                     if self.reuse_across_nodes else {})
+            U_t, info = mehler_second_moment(directions, stds, means, f.activation, rtol, **speed)
+            state["order"] = max(state["order"], int(info["truncation_order"]))
             V_t = (1 + dt * beta) * math.sqrt(dt / d) * info["mean_derivative"][:, None] * f.W
             if beta != 0.0:
                 a0, _ = f.activation.gaussian_coefficients(means, stds, 0)
@@ -574,7 +582,8 @@ def generalized_curvature_modes(U, U_pop, floor_rtol: float = 1e-12) -> tuple[np
 
 # -- the n-scaling of tau_mem from both readings (issue 15) ---------------------------------------------------
 
-SCALING_MODELS = ("per-time", "time-integrated")
+#: "time-integrated-equivalent": the multi-time Gaussian equivalent (rfdm.multitime) of the time-integrated model
+SCALING_MODELS = ("per-time", "time-integrated", "time-integrated-equivalent")
 
 
 def fit_slope(n, tau) -> tuple:
@@ -595,8 +604,9 @@ def fit_slope(n, tau) -> tuple:
 
 def scaling_point(model: str, d: int, psi_p: float, n: int, draw: int = 0, seed: int = 0, t: float = 0.1,
                   activation: str = "tanh", share: float = 0.5, tau=None, **options) -> dict:
-    """One draw of (W, X, b) at (d, p = psi_p d, n) for the per-time model at time t or the time-integrated
-    model (``options``: the fields of :class:`TimeIntegratedOptions`), Gaussian data N(0, I_d): tau_mem and
+    """One draw of (W, X, b) at (d, p = psi_p d, n) for the per-time model at time t, the time-integrated
+    model (``options``: the fields of :class:`TimeIntegratedOptions`) or its multi-time Gaussian equivalent
+    (rfdm.multitime; Omega drawn from the b generator after b), Gaussian data N(0, I_d): tau_mem and
     tau_gen from the gap shares (:func:`gap_share_timescales`) and from the loss curves
     (:func:`timescales_from_curves` on ``tau``, default 10^-2..10^9, 12 points per decade).  Draw k uses the
     children 3k..3k+2 of SeedSequence([seed, n]) (as ``rfdm timescales``)."""
@@ -618,7 +628,12 @@ def scaling_point(model: str, d: int, psi_p: float, n: int, draw: int = 0, seed:
         opts = TimeIntegratedOptions(**options)
         opts.check_time_integrated()
         m = opts.sample_model(features, rng_b, sigma_x2=1.0)
-        stats, pop = m.training_statistics(X), m.population_statistics(law)
+        if model == "time-integrated":
+            stats, pop = m.training_statistics(X), m.population_statistics(law)
+        else:
+            from .multitime import equivalent_statistics
+
+            stats, pop = equivalent_statistics(m, X, rng_b)
     flow = GradientFlow(stats)
     flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
     tau = np.logspace(-2, 9, 133) if tau is None else np.asarray(tau, dtype=float)
