@@ -190,3 +190,23 @@ def test_n_scaling_readings_agree_on_the_time_integrated_model():
     ok, vals = _agree(res)
     assert ok, vals
     assert res["slope_tau_mem_spectrum"] > 0.5 and res["slope_tau_mem_curves"] > 0.5
+
+
+def test_fit_slope_on_a_known_line_and_bad_model():
+    """fit_slope against the closed form: exact line -> slope exactly, error 0; with residuals +-e at
+    alternating points the standard error is the textbook sqrt(RSS/(m-2)/Sxx), computed here by hand."""
+    from rfdm.time_integrated import fit_slope, scaling_point
+
+    n = np.array([10.0, 20.0, 40.0, 80.0])
+    s, e = fit_slope(n, 3.0 * n ** 1.5)
+    assert s == pytest.approx(1.5, abs=1e-12) and e == pytest.approx(0.0, abs=1e-10)
+    x = np.log(n)
+    y = 1.5 * x + np.array([0.1, -0.1, -0.1, 0.1])
+    A = np.vstack([x, np.ones_like(x)]).T
+    coef, rss, *_ = np.linalg.lstsq(A, y, rcond=None)
+    s, e = fit_slope(n, np.exp(y))
+    assert s == pytest.approx(coef[0], abs=1e-12)
+    assert e == pytest.approx(math.sqrt(rss[0] / 2 / np.sum((x - x.mean()) ** 2)), rel=1e-10)
+    assert fit_slope(np.array([5.0, 5.0]), np.array([1.0, 2.0])) == (None, None)
+    with pytest.raises(InvalidParameterError, match="model"):
+        scaling_point("per-dimension", 4, 2.0, 8)

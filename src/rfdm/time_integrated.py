@@ -487,10 +487,10 @@ def mode_contributions(flow: GradientFlow, tau=np.inf, form: str = "test_loss",
                              train=train, test=test)
 
 
-def mode_contributions_of_matrices(U, V, U_pop, V_pop, kappa: float = 1.0, kappa_pop: float | None = None,
-                                   tau=np.inf) -> ModeContributions:
-    """:func:`mode_contributions` for a training loss (U, V, kappa) and a test loss (U~, V~, kappa~) given
-    as matrices (kappa~ defaults to kappa; the constants do not enter the contributions)."""
+def flow_of_matrices(U, V, U_pop, V_pop, kappa: float = 1.0, kappa_pop: float | None = None) -> GradientFlow:
+    """The GradientFlow of a training loss (U, V, kappa) with the test loss (U~, V~, kappa~) registered as
+    "test_loss" (kappa~ defaults to kappa; the constants are 0, they do not enter the contributions), for
+    :func:`mode_contributions` and :func:`gap_share_timescales` on matrices from any model."""
     U = check_finite_array("U", U, ndim=2)
     V = check_finite_array("V", V, ndim=2)
     kappa = check_positive_float("kappa", kappa)
@@ -499,7 +499,14 @@ def mode_contributions_of_matrices(U, V, U_pop, V_pop, kappa: float = 1.0, kappa
     flow = GradientFlow(stats)
     flow.add_quadratic_form("test_loss", check_finite_array("U~", U_pop, ndim=2),
                             check_finite_array("V~", V_pop, ndim=2), kappa_pop, 0.0)
-    return mode_contributions(flow, tau)
+    return flow
+
+
+def mode_contributions_of_matrices(U, V, U_pop, V_pop, kappa: float = 1.0, kappa_pop: float | None = None,
+                                   tau=np.inf, attribution: str = "sequential") -> ModeContributions:
+    """:func:`mode_contributions` of :func:`flow_of_matrices`."""
+    return mode_contributions(flow_of_matrices(U, V, U_pop, V_pop, kappa, kappa_pop), tau,
+                              attribution=attribution)
 
 
 def _weighted_quantile_time(timescales, weights, share: float) -> float | None:
