@@ -1,4 +1,4 @@
-"""A multi-time Gaussian equivalent of the time-integrated U (issue 15; docs/theory.md §7.1).
+"""A multi-time Gaussian equivalent of the time-integrated U (issue 15; docs/theory.md §7.2).
 
 The time-integrated training matrix is U = sum_j w_j kappa_j^2 U_{t_j} over the nodes t_j of the t quadrature
 (:class:`rfdm.time_integrated.TimeIntegratedModel`), each U_t the exact noise average of the features

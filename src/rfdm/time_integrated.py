@@ -423,10 +423,12 @@ class ModeContributions:
         L_test  - c~ = (1/d) [ (s/kappa) g^T H g - 2 sqrt(s/kappa) g . b ],  H = (Q^T U~ Q) o (B B^T),
                                                                            b_k = B_k . (Q^T V~)_k.
 
-    The contribution of mode k is its Shapley value in the game "modes trained to tau, the others frozen at
-    A = 0": for a quadratic f(g) = a . g + g^T H g it is a_k g_k + g_k (H g)_k (each cross term split evenly),
-    and equals (1/2)[f(only k) - f(none)] + (1/2)[f(all) - f(all but k)].  The contributions sum exactly to
-    L(tau) - L(0) (train, test) and to gap(tau) - gap(0).  Arrays are (p, T) for T values of tau.
+    In the game "these modes trained to tau, the others frozen at A = 0", mode k's contribution is either
+    its sequential marginal (modes added fastest first; :func:`mode_contributions`) or its Shapley value: for
+    a quadratic f(g) = a . g + g^T H g, a_k g_k + g_k (H g)_k (each cross term split evenly), which equals
+    (1/2)[f(only k) - f(none)] + (1/2)[f(all) - f(all but k)].  Either way the contributions sum exactly to
+    L(tau) - L(0) (train, test) and to gap(tau) - gap(0).  Arrays are (p, T) for T values of tau; the
+    timescales are psi_p/(kappa lambda_k) (docs/theory.md §7.1).
     """
 
     tau: np.ndarray
