@@ -558,3 +558,25 @@ def test_population_statistics_rejects_bad_rtol():
     for rtol in (0.0, -1.0, np.nan, np.inf, "x"):
         with pytest.raises(InvalidParameterError):
             population_statistics(feats, law, 0.3, rtol=rtol)
+
+
+@pytest.mark.parametrize("t", [0.01, 2.0])
+def test_first_pass_hint_and_coefficient_cache_leave_u_unchanged(t):
+    """kmax_first and cache_budget change only how the passes are organised (rfdm.features docstring): the
+    same order K is chosen by the same bound, and pass 2 reads the first pass's coefficients instead of
+    recomputing them, so U agrees with the default path to rounding (1e-12 relative; observed 0).  At t = 2
+    the series needs ~30 orders, so the default first pass (12 orders) is redone, while a hint of 40 is not."""
+    from rfdm.features import _unit_rows, mehler_second_moment
+    d, p, n = 16, 256, 64
+    f = RandomFeatures.sample(d, p, "tanh", 0)
+    X = GaussianData(d).sample(n, np.random.default_rng(1))
+    b = np.random.default_rng(2).standard_normal(p)
+    dirs, wn = _unit_rows(f.W)
+    dt = 1 - math.exp(-2 * t)
+    args = (dirs, math.sqrt(dt / d) * wn, math.exp(-t) * f.preactivations(X) + t * b, f.activation)
+    U0, i0 = mehler_second_moment(*args)
+    for kw, cached in [(dict(kmax_first=40, cache_budget=None), True), (dict(kmax_first=3, cache_budget=None), True),
+                       (dict(kmax_first=40, cache_budget=1000), False)]:
+        U1, i1 = mehler_second_moment(*args, **kw)
+        assert i1["truncation_order"] == i0["truncation_order"] and i1["coefficients_cached"] is cached
+        assert np.abs(U1 - U0).max() <= 1e-12 * np.abs(U0).max()

@@ -266,9 +266,10 @@ def _coefficients(act, means, stds, kmax, rule):
     return bk.asarray(a), bk.asarray(sec)
 
 
-def _hermite_energies(act, means, stds, kcap, rule, budget, width):
+def _hermite_energies(act, means, stds, kcap, rule, budget, width, cache=None):
     """Pass over the data: (1/n) sums of E sigma^2, a_k^2, the tails E sigma^2 - sum_{k'<=k} a_k'^2,
-    and of (a_0, a_1), on the device of ``means``."""
+    and of (a_0, a_1), on the device of ``means``.  With ``cache`` (an (n, p, kcap + 1) array) the
+    coefficients a_k are also kept there, for pass 2 to reuse."""
     bk = backend_of(means)
     xp = bk.xp
     n, p = means.shape
@@ -279,6 +280,8 @@ def _hermite_energies(act, means, stds, kcap, rule, budget, width):
     b1 = max(1, budget // (8 * 3 * p * width))
     for s in range(0, n, b1):
         a, sec = _coefficients(act, means[s:s + b1], stds, kcap, rule)
+        if cache is not None:
+            cache[s:s + b1] = a
         diag += xp.sum(sec, axis=0)
         mean01 += xp.sum(a[..., :2], axis=0)
         a *= a
@@ -291,7 +294,8 @@ def _hermite_energies(act, means, stds, kcap, rule, budget, width):
 
 
 def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-10,
-                         memory_budget: int | None = None, kmax_cap: int = KMAX_CAP, device=None):
+                         memory_budget: int | None = None, kmax_cap: int = KMAX_CAP, device=None,
+                         kmax_first: int = KMAX_FIRST, cache_budget: int | None = 0):
     """(1/n) sum_nu E[sigma(h^nu) sigma(h^nu)^T] for h^nu ~ N(means[nu], C), C_ij = s_i s_j rho_ij.
 
     ``directions`` (p x r) has unit rows with rho = directions directions^T; ``stds`` (p,) are the s_i;
@@ -301,6 +305,13 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
     batch sized from ``memory_budget`` bytes (on the device when there is one).  ``device``: see
     :func:`rfdm.backend.resolve_device`; the correlation blocks, both passes and the bound sums run there,
     M and info come back as NumPy arrays.
+
+    Speed options (the result is the same up to the quadrature's rounding, ~1e-13: the order K, the cut and
+    the pairs are chosen by the same bound): ``kmax_first`` is the highest order examined by the first pass
+    (default KMAX_FIRST; the pass is redone up to ``kmax_cap`` if the series needs more, so a good guess,
+    e.g. the order of a neighbouring diffusion time, saves a pass); with ``cache_budget`` bytes (None: 4 times
+    the memory budget; 0, the default: off) the first pass keeps its Hermite coefficients (n p (kcap + 1)
+    doubles) when they fit, and pass 2 reuses them instead of recomputing the 1-D quadratures.
     """
     bk = resolve_device(device)
     xp = bk.xp
@@ -321,8 +332,11 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
 
     # Pass 1: diagonal, per-order energies and tails of the Hermite expansion, averaged over the data.
     # Orders up to ``kmax_cap`` are examined only if the first KMAX_FIRST do not reach the target.
-    kcap = min(KMAX_FIRST, kmax_cap)
-    diag, energy, tail2, mean01 = _hermite_energies(act, means_x, stds_x, kcap, rule, budget, width)
+    kcap = max(1, min(int(kmax_first), kmax_cap))
+    cache_bytes = 4 * budget if cache_budget is None else int(cache_budget)
+    fits = lambda k: 8 * n * p * (k + 1) <= cache_bytes  # noqa: E731
+    cache = bk.empty((n, p, kcap + 1)) if fits(kcap) else None
+    diag, energy, tail2, mean01 = _hermite_energies(act, means_x, stds_x, kcap, rule, budget, width, cache)
     target = rtol * float(np.linalg.norm(bk.to_numpy(diag)))
 
     # Smallest order K meeting the target; if the series converges too slowly for the most correlated
@@ -330,7 +344,9 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
     cuts = [1.0] + [c for c in PAIR_CUTS if c < rho_max]
     choice = _choose_order(dirs, tail2, target, rows, rho_max, cuts[:1])
     if choice is None and kcap < kmax_cap:
-        diag, energy, tail2, mean01 = _hermite_energies(act, means_x, stds_x, kmax_cap, rule, budget, width)
+        cache = None
+        cache = bk.empty((n, p, kmax_cap + 1)) if fits(kmax_cap) else None
+        diag, energy, tail2, mean01 = _hermite_energies(act, means_x, stds_x, kmax_cap, rule, budget, width, cache)
         kcap = kmax_cap
     if choice is None:
         choice = _choose_order(dirs, tail2, target, rows, rho_max, cuts)
@@ -355,7 +371,10 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
         m_b = means_x[s:s + b2]
         coeffs = [bk.empty((p, m_b.shape[0])) for _ in kept]  # (p, batch): contiguous row blocks
         for u in range(0, m_b.shape[0], sub):
-            a, _ = _coefficients(act, m_b[u:u + sub], stds_x, order, rule)
+            if cache is not None:
+                a = cache[s + u:s + u + min(sub, m_b.shape[0] - u)]
+            else:
+                a, _ = _coefficients(act, m_b[u:u + sub], stds_x, order, rule)
             for ck, k in zip(coeffs, kept):
                 ck[:, u:u + sub] = a[..., k].T
             del a
@@ -388,7 +407,8 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
     M = bk.to_numpy(M)
     mean01 = bk.to_numpy(mean01)
     diag = bk.to_numpy(diag)
-    info = {"truncation_order": order, "direct_pairs": n_pairs, "direct_pair_cut": cut, "orders_used": kept, "truncation_bound": bound,
+    info = {"truncation_order": order, "direct_pairs": n_pairs, "coefficients_cached": cache is not None,
+            "first_pass_order": kcap, "direct_pair_cut": cut, "orders_used": kept, "truncation_bound": bound,
             "relative_truncation_bound": bound / max(float(np.linalg.norm(diag)), 1e-300),
             "quadrature_rule": list(rule), "quadrature_nodes": n_nodes, "rho_max": rho_max,
             "mean_value": mean01[:, 0], "mean_derivative": mean01[:, 1] / stds}

@@ -31,8 +31,9 @@ import numpy as np
 
 from .diffusion import decay, delta_t
 from .dynamics import GradientFlow, checkpoint_steps, descend
-from .errors import InvalidParameterError, NumericalError, check_positive_float, check_positive_int
-from .features import (PopulationStatistics, RandomFeatures, TrainingStatistics, _unit_rows,
+from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
+                     check_positive_int)
+from .features import (KMAX_FIRST, PopulationStatistics, RandomFeatures, TrainingStatistics, _unit_rows,
                        mehler_second_moment)
 
 BETAS = ("none", "gaussian-skip")
@@ -110,6 +111,10 @@ class TimeIntegratedModel:
     t_nodes_min: int = 5
     time_law: str = "uniform"
     info: dict = field(default_factory=dict)
+    #: speed options of the Mehler series across t nodes (rfdm.features.mehler_second_moment): the first pass
+    #: examines up to the highest order any node needed so far (+1), and keeps its Hermite coefficients for
+    #: pass 2 when they fit in 4 times the memory budget.  Same U to the quadrature's rounding (~1e-13).
+    reuse_across_nodes: bool = True
 
     def __post_init__(self):
         (self.t_min, self.t_max, self.beta, self.time_law, self.t_rtol, self.t_nodes_max) = check_model_options(
@@ -200,6 +205,7 @@ class TimeIntegratedModel:
         directions, wnorm = _unit_rows(f.W)
         h0 = f.preactivations(X)
         sq_norm = float(np.mean(np.sum(X * X, axis=1)))
+        state = {"order": KMAX_FIRST - 1}  # the highest Mehler order a node has needed so far
 
         def per_time(t):
             dt, a = float(delta_t(t)), float(decay(t))
@@ -207,7 +213,10 @@ class TimeIntegratedModel:
             beta = float(self.beta_t(t))
             stds = math.sqrt(dt / d) * wnorm
             means = a * h0 + t * self.b
-            U_t, info = mehler_second_moment(directions, stds, means, f.activation, rtol)
+            speed = ({"kmax_first": max(KMAX_FIRST, state["order"] + 1), "cache_budget": None}
+                     if self.reuse_across_nodes else {})
+            U_t, info = mehler_second_moment(directions, stds, means, f.activation, rtol, **speed)
+            state["order"] = max(state["order"], int(info["truncation_order"]))
             V_t = (1 + dt * beta) * math.sqrt(dt / d) * info["mean_derivative"][:, None] * f.W
             if beta != 0.0:
                 a0, _ = f.activation.gaussian_coefficients(means, stds, 0)
@@ -413,3 +422,283 @@ def timescales_from_curves(tau, train_loss, test_loss) -> dict:
     tau_gen = _first_crossing(tau, -test, -(test[0] - 0.5 * drop)) if drop > 0 else None
     tau_mem = _first_crossing(tau, gap, 0.5 * gap[-1]) if gap[-1] > 0 else None
     return {"tau_gen": tau_gen, "tau_mem": tau_mem, "tau_test_min": float(tau[k])}
+
+
+# -- memorization modes by their share of the generalization gap (issue 15) ------------------------------
+
+@dataclass
+class ModeContributions:
+    """Per-mode contributions of U's eigenmodes to the train loss, the test loss and the gap at given tau.
+
+    With A(0) = 0 the flow is D(tau) = A Q/sqrt(p) = -(1/sqrt(kappa)) diag(g) B, B = Q^T V, g_k = (1 - e^{-2 kappa
+    lambda_k tau/psi_p})/lambda_k, and (dynamics.GradientFlow) the losses are quadratic in g:
+
+        L_train - c  = (1/d) sum_k (lambda_k g_k^2 - 2 g_k) |B_k|^2,
+        L_test  - c~ = (1/d) [ (s/kappa) g^T H g - 2 sqrt(s/kappa) g . b ],  H = (Q^T U~ Q) o (B B^T),
+                                                                           b_k = B_k . (Q^T V~)_k.
+
+    In the game "these modes trained to tau, the others frozen at A = 0", mode k's contribution is either
+    its sequential marginal (modes added fastest first; :func:`mode_contributions`) or its Shapley value: for
+    a quadratic f(g) = a . g + g^T H g, a_k g_k + g_k (H g)_k (each cross term split evenly), which equals
+    (1/2)[f(only k) - f(none)] + (1/2)[f(all) - f(all but k)].  Either way the contributions sum exactly to
+    L(tau) - L(0) (train, test) and to gap(tau) - gap(0).  Arrays are (p, T) for T values of tau; the
+    timescales are psi_p/(kappa lambda_k) (docs/theory.md §7.1).
+    """
+
+    tau: np.ndarray
+    timescales: np.ndarray
+    eigenvalues: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+    @property
+    def gap(self) -> np.ndarray:
+        return self.test - self.train
+
+
+def _flow_with_form(flow_or_stats, form):
+    if not isinstance(flow_or_stats, GradientFlow):
+        raise InvalidParameterError("mode contributions need a GradientFlow (see mode_contributions_of_matrices).")
+    flow = flow_or_stats
+    if form not in flow._forms:
+        raise InvalidParameterError(f"the flow has no quadratic form {form!r} (add the test loss first).")
+    if flow._A0 is not None:
+        raise InvalidParameterError("mode contributions are defined for training from A(0) = 0.")
+    return flow
+
+
+ATTRIBUTIONS = ("sequential", "shapley")
+
+
+def mode_contributions(flow: GradientFlow, tau=np.inf, form: str = "test_loss",
+                       attribution: str = "sequential") -> ModeContributions:
+    """Contributions of every eigenmode of U to the train loss, to the registered form ``form`` (the test loss)
+    and to their gap, at each tau (:class:`ModeContributions`; tau = inf is the ridgeless end).
+
+    ``attribution``: "sequential" (default) adds the modes in the order of their timescales, fastest first,
+    and gives mode k its marginal f(faster modes and k) - f(faster modes): a_k g_k + H_kk g_k^2 + 2 g_k
+    sum_{l faster} H_kl g_l (each cross term to the slower mode of the pair, when it appears along the flow),
+    so the cumulative sum over the modes faster than tau is the loss of the "step" flow in which those
+    modes have relaxed and the others not yet moved; "shapley": a_k g_k + g_k (H g)_k (each cross term
+    split evenly).  Both sum exactly to L(tau) - L(0).  The train loss is diagonal (both agree)."""
+    from .dynamics import as_tau_array
+
+    if attribution not in ATTRIBUTIONS:
+        raise InvalidParameterError(f"attribution must be one of {', '.join(ATTRIBUTIONS)}, got {attribution!r}.")
+    flow = _flow_with_form(flow, form)
+    f = flow._forms[form]
+    tau, g, _ = flow._modes(as_tau_array(tau))
+    lam = flow.eigenvalues[:, None]
+    bb = flow._c_bb[:, None]
+    train = (lam * g * g - 2.0 * g) * bb / flow.d
+    s, k = f["scale"], flow.kappa
+    H = f["H_bb"]
+    if attribution == "shapley":
+        quad = g * (H @ g)
+    else:
+        # eigenvalues ascend, so the modes faster than k (larger lambda) are those with a larger index
+        quad = g * (np.diag(H)[:, None] * g + 2.0 * (np.triu(H, 1) @ g))
+    test = (s / k * quad - 2.0 * math.sqrt(s / k) * g * f["c_bv"][:, None]) / flow.d
+    return ModeContributions(tau=tau, timescales=flow.timescales, eigenvalues=flow.eigenvalues.copy(),
+                             train=train, test=test)
+
+
+def flow_of_matrices(U, V, U_pop, V_pop, kappa: float = 1.0, kappa_pop: float | None = None) -> GradientFlow:
+    """The GradientFlow of a training loss (U, V, kappa) with the test loss (U~, V~, kappa~) registered as
+    "test_loss" (kappa~ defaults to kappa; the constants are 0, they do not enter the contributions), for
+    :func:`mode_contributions` and :func:`gap_share_timescales` on matrices from any model."""
+    U = check_finite_array("U", U, ndim=2)
+    V = check_finite_array("V", V, ndim=2)
+    kappa = check_positive_float("kappa", kappa)
+    kappa_pop = kappa if kappa_pop is None else check_positive_float("kappa of the test loss", kappa_pop)
+    stats = TrainingStatistics(U=U, V=V, t=1.0, n=1, loss_scale=kappa, loss_constant=0.0)
+    flow = GradientFlow(stats)
+    flow.add_quadratic_form("test_loss", check_finite_array("U~", U_pop, ndim=2),
+                            check_finite_array("V~", V_pop, ndim=2), kappa_pop, 0.0)
+    return flow
+
+
+def mode_contributions_of_matrices(U, V, U_pop, V_pop, kappa: float = 1.0, kappa_pop: float | None = None,
+                                   tau=np.inf, attribution: str = "sequential") -> ModeContributions:
+    """:func:`mode_contributions` of :func:`flow_of_matrices`."""
+    return mode_contributions(flow_of_matrices(U, V, U_pop, V_pop, kappa, kappa_pop), tau,
+                              attribution=attribution)
+
+
+def _weighted_quantile_time(timescales, weights, share: float) -> float | None:
+    """The smallest mode timescale tau_k (modes sorted by tau_k, fastest first) at which the cumulative sum
+    of ``weights`` first reaches ``share`` of their total; None if the total is not positive."""
+    order = np.argsort(timescales, kind="stable")
+    w = np.asarray(weights, dtype=float)[order]
+    total = float(w.sum())
+    if not total > 0:
+        return None
+    cum = np.cumsum(w)
+    k = int(np.argmax(cum >= share * total - 1e-15 * abs(total)))
+    return float(np.asarray(timescales)[order][k])
+
+
+def check_share(share) -> float:
+    share = check_positive_float("gap share", share)
+    if share >= 1.0:
+        raise InvalidParameterError(f"the gap share must lie in (0, 1), got {share:g}.")
+    return share
+
+
+def gap_share_timescales(flow: GradientFlow, share: float = 0.5, form: str = "test_loss",
+                         grid_points: int = 400) -> dict:
+    """tau_mem and tau_gen read off the spectrum by the modes' shares of the losses (issue 15).
+
+    With the sequential contributions of :func:`mode_contributions` (modes added fastest first, tau_k =
+    psi_p/(kappa lambda_k)), the cumulative sum over the modes with tau_k <= tau is the loss of the "step"
+    flow in which those modes have fully relaxed and the slower ones not yet moved.  tau_mem is the first
+    tau_k at which the step flow's generalization gap reaches ``share`` of gap(inf) - gap(0) (the spectral
+    counterpart of "the gap reaches half its final value" on the loss curves; the modes up to it are the
+    memorization modes that carry that share).  tau_gen is the first tau_k at which the step flow's test
+    loss, with each mode at its value g_k(tau*) at the minimum tau* of the test loss (closed form, on a log
+    grid of ``grid_points`` from 1e-2 of the fastest to 10 times the slowest finite timescale), has made
+    ``share`` of its drop L(tau*) - L(0).
+
+    The step flow replaces the gradual relaxation of g_k (e-folding time tau_k/2) by a step at tau_k, so each
+    reading differs from its loss-curve counterpart by a factor of order one, the same at every n when the
+    relaxation profile is: the n-scaling is what the two readings must share.  Also returned:
+    ``memorization_modes`` (the number of modes up to tau_mem that add to the gap), the totals, tau* and the
+    contributions at tau = inf."""
+    share = check_share(share)
+    grid_points = check_positive_int("number of grid points", grid_points)
+    mc = mode_contributions(flow, np.inf, form)
+    G = mc.gap[:, 0]
+    ts = mc.timescales
+    fin = np.isfinite(ts)
+    if not fin.any():
+        raise InvalidParameterError("U has no mode with a finite timescale (U = 0).")
+    lo, hi = float(ts[fin].min()) * 1e-2, float(ts[fin].max()) * 10.0
+    grid = np.geomspace(lo, hi, max(grid_points, 2))
+    test = flow.quadratic_form(form, grid)
+    tau_star = float(grid[int(np.argmin(test))])
+    T = mode_contributions(flow, tau_star, form).test[:, 0]
+    tau_mem = _weighted_quantile_time(ts[fin], G[fin], share)
+    count = int(np.sum((ts <= tau_mem) & (G > 0))) if tau_mem is not None else 0
+    return {"tau_mem": tau_mem, "tau_gen": _weighted_quantile_time(ts[fin], -T[fin], share),
+            "gap_total": float(G.sum()), "test_drop_total": float(-T.sum()), "tau_test_min": tau_star,
+            "memorization_modes": count, "share": share, "contributions": mc}
+
+
+def generalized_curvature_modes(U, U_pop, floor_rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """The generalized eigenproblem U q = mu U~ q: directions in which the training set's feature curvature
+    exceeds the population's (mu > 1).  Returns (mu ascending, q as columns, U~-orthonormal:
+    q^T U~ q = I, q^T U q = diag(mu)).  U~ must be positive definite (its eigenvalues above ``floor_rtol``
+    times the largest), else NumericalError."""
+    import scipy.linalg
+
+    U = check_finite_array("U", U, ndim=2)
+    U_pop = check_finite_array("U~", U_pop, ndim=2)
+    if U.shape != U_pop.shape or U.shape[0] != U.shape[1]:
+        raise InvalidParameterError(f"U and U~ must be square of one shape, got {U.shape} and {U_pop.shape}.")
+    ev = np.linalg.eigvalsh(U_pop)
+    if ev[0] <= floor_rtol * ev[-1]:
+        raise NumericalError(f"U~ is not positive definite (smallest eigenvalue {ev[0]:.3g}, largest "
+                             f"{ev[-1]:.3g}); the generalized eigenproblem is ill-posed.")
+    mu, q = scipy.linalg.eigh(U, U_pop)
+    return mu, q
+
+
+# -- the n-scaling of tau_mem from both readings (issue 15) ---------------------------------------------------
+
+#: "time-integrated-equivalent": the multi-time Gaussian equivalent (rfdm.multitime) of the time-integrated model
+SCALING_MODELS = ("per-time", "time-integrated", "time-integrated-equivalent")
+
+
+def fit_slope(n, tau) -> tuple:
+    """Least-squares slope of log tau against log n over the finite positive values, with its standard
+    error sqrt(RSS/(m - 2) / sum (log n - mean)^2) ((None, None) with fewer than two distinct n; error None
+    with fewer than three points)."""
+    n, tau = np.asarray(n, dtype=float), np.asarray(tau, dtype=float)
+    ok = np.isfinite(tau) & (tau > 0)
+    x, y = np.log(n[ok]), np.log(tau[ok])
+    if np.unique(x).size < 2:
+        return None, None
+    slope, icpt = np.polyfit(x, y, 1)
+    if x.size < 3:
+        return float(slope), None
+    resid = y - (slope * x + icpt)
+    return float(slope), math.sqrt(float(resid @ resid) / (x.size - 2) / float(np.sum((x - x.mean()) ** 2)))
+
+
+def scaling_point(model: str, d: int, psi_p: float, n: int, draw: int = 0, seed: int = 0, t: float = 0.1,
+                  activation: str = "tanh", share: float = 0.5, tau=None, **options) -> dict:
+    """One draw of (W, X, b) at (d, p = psi_p d, n) for the per-time model at time t, the time-integrated
+    model (``options``: the fields of :class:`TimeIntegratedOptions`) or its multi-time Gaussian equivalent
+    (rfdm.multitime; Omega drawn from the b generator after b), Gaussian data N(0, I_d): tau_mem and
+    tau_gen from the gap shares (:func:`gap_share_timescales`) and from the loss curves
+    (:func:`timescales_from_curves` on ``tau``, default 10^-2..10^9, 12 points per decade).  Draw k uses the
+    children 3k..3k+2 of SeedSequence([seed, n]) (as ``rfdm timescales``)."""
+    if model not in SCALING_MODELS:
+        raise InvalidParameterError(f"model must be one of {', '.join(SCALING_MODELS)}, got {model!r}.")
+    from .data import GaussianData
+    from .features import noise_averaged_statistics, population_statistics
+
+    d, n = check_positive_int("d", d), check_positive_int("n", n)
+    p = int(round(check_positive_float("psi_p", psi_p) * d))
+    children = np.random.SeedSequence([int(seed), n]).spawn(3 * (draw + 1))[3 * draw:]
+    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in children)
+    law = GaussianData(d)
+    features = RandomFeatures.sample(d, p, activation, rng_w)
+    X = law.sample(n, rng_x)
+    if model == "per-time":
+        stats, pop = noise_averaged_statistics(features, X, t), population_statistics(features, law, t)
+    else:
+        opts = TimeIntegratedOptions(**options)
+        opts.check_time_integrated()
+        m = opts.sample_model(features, rng_b, sigma_x2=1.0)
+        if model == "time-integrated":
+            stats, pop = m.training_statistics(X), m.population_statistics(law)
+        else:
+            from .multitime import equivalent_statistics
+
+            stats, pop = equivalent_statistics(m, X, rng_b)
+    flow = GradientFlow(stats)
+    flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
+    tau = np.logspace(-2, 9, 133) if tau is None else np.asarray(tau, dtype=float)
+    cur = timescales_from_curves(tau, flow.train_loss(tau), flow.test_loss(tau))
+    gs = gap_share_timescales(flow, share)
+    return {"n": n, "p": p, "draw": draw, "tau_mem_spectrum": gs["tau_mem"], "tau_gen_spectrum": gs["tau_gen"],
+            "tau_mem_curves": cur["tau_mem"], "tau_gen_curves": cur["tau_gen"],
+            "memorization_modes": gs["memorization_modes"], "eigenvalues": flow.eigenvalues}
+
+
+def timescale_scaling(model: str, d: int, psi_p: float, psi_n, draws: int = 3, seed: int = 0,
+                      log=None, **kwargs) -> dict:
+    """tau_mem and tau_gen against n = psi_n d from both readings, ``draws`` draws per n
+    (:func:`scaling_point`), and the slopes of log tau against log n over all draws with standard errors
+    (``slope_<key>``, ``slope_<key>_stderr``).  ``slope_ratio`` is the slope of log(tau_mem spectrum /
+    tau_mem curves), paired draw by draw: the two readings share the n-scaling when it is 0 within its
+    error (the pairing removes the draw-to-draw scatter common to both)."""
+    draws = check_positive_int("number of draws", draws)
+    psi_n = [check_positive_float("psi_n", x) for x in np.atleast_1d(psi_n)]
+    rows = []
+    for psi in psi_n:
+        n = int(round(psi * d))
+        for k in range(draws):
+            if log is not None:
+                log(f"{model}: d={d}, psi_p={psi_p:g}, n={n}, draw {k}")
+            rows.append(scaling_point(model, d, psi_p, n, k, seed, **kwargs))
+    n = np.array([r["n"] for r in rows], dtype=float)
+    out = {"model": model, "d": d, "psi_p": psi_p, "psi_n": psi_n, "draws": draws, "rows": rows}
+    get = lambda key: np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)  # noqa: E731
+    for key in ("tau_mem_spectrum", "tau_mem_curves", "tau_gen_spectrum", "tau_gen_curves"):
+        out["slope_" + key], out["slope_" + key + "_stderr"] = fit_slope(n, get(key))
+    out["slope_ratio"], out["slope_ratio_stderr"] = fit_slope(n, get("tau_mem_spectrum") / get("tau_mem_curves"))
+    if model == "per-time":
+        # the paper's reading: tau_mem = psi_p/(Delta_t lambda_min(rho_1)) from the spectral theory
+        from .spectrum import SpectralProblem, gep_coefficients
+
+        t = kwargs.get("t", 0.1)
+        coeffs = gep_coefficients(kwargs.get("activation", "tanh"), t)
+        theory = []
+        for psi in psi_n:
+            ts = SpectralProblem(coeffs, psi_p, psi).solve(300).timescales()
+            theory.append(np.nan if ts["tau_mem"] is None else ts["tau_mem"])
+        out["tau_mem_theory"] = theory
+        out["slope_tau_mem_theory"], _ = fit_slope(np.array(psi_n) * d, np.array(theory))
+    return out
