@@ -91,8 +91,9 @@ class SampleConfig(Config):
                           check=POSITIVE_INT, label="number of rf training times")
     rf_scheme: str = param("interpolate", "rf: interpolate or nearest between training times",
                            check=OneOf(SCHEMES), label="scheme")
-    ti_beta: str = param("none", "rf-time-integrated: skip term, none or gaussian-skip", check=OneOf(BETAS),
-                         label="ti_beta")
+    ti_beta: str = param("gaussian-skip", "rf-time-integrated: skip term beta_t x: gaussian-skip (-x/Gamma_t^2, the "
+                         "linear part exact) or none (a bounded score then lets samples run away; docs/theory.md "
+                         "§7.4)", check=OneOf(BETAS), label="ti_beta")
     ti_time_law: str = param("uniform", "rf-time-integrated: law Q of the training times on [t-min, T]",
                              check=OneOf(TIME_LAWS), label="time law", flag="--ti-t-law")
     rtol: float = param(1e-8, "relative truncation tolerance of the Mehler series", check=TOLERANCE, cli=False)
