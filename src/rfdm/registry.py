@@ -99,6 +99,8 @@ def _time_integrated_timescales(cfg, out):
                          "slope of log tau_mem vs log n (loss curves)": slope("tau_mem_curves"),
                          "tau_mem (spectrum, slowest memorization mode)": fmt(res["tau_mem"]),
                          "slope (spectrum)": slope("tau_mem"),
+                         "tau_mem (spectrum, modes carrying half the gap)": fmt(res["tau_mem_gap_share"]),
+                         "slope (spectrum, gap share)": slope("tau_mem_gap_share"),
                          "tau_gen (loss curves)": fmt(res["tau_gen_curves"]),
                          "tau_gen (spectrum)": fmt(res["tau_gen"])}}
 

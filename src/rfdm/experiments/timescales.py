@@ -21,7 +21,7 @@ from ..progress import messages, progress
 from ..protocol import register, POSITIVE, POSITIVE_INT, FloatList, OneOf, Tau, WholeTimes, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..results import Result, load_result, provenance, render
-from ..time_integrated import timescales_from_curves, timescales_from_spectrum
+from ..time_integrated import gap_share_timescales, timescales_from_curves, timescales_from_spectrum
 from .common import TimeIntegratedFields, activation_field, d_field, psi_field, seed_field, t_field
 
 MODELS = ("per-time", "time-integrated")
@@ -90,6 +90,8 @@ def spectrum_point(config, n: int, log=lambda m: None, draw: int = 0) -> dict:
         cur = timescales_from_curves(tau, train, L)
         out.update(tau_gen_curves=cur["tau_gen"], tau_mem_curves=cur["tau_mem"], tau_test_min=cur["tau_test_min"],
                    test_loss=L, train_loss=train)
+        shares = gap_share_timescales(flow)
+        out.update(tau_mem_gap_share=shares["tau_mem"], tau_gen_gap_share=shares["tau_gen"])
     return out
 
 
@@ -100,7 +102,10 @@ def eigenvalues_summary(ev) -> dict:
             "median": float(q[3]), "q90": float(q[4]), "q99": float(q[5]), "max": float(q[6])}
 
 
-TIMESCALE_KEYS = ("tau_gen", "tau_mem", "tau_gen_curves", "tau_mem_curves")
+#: tau_mem / tau_gen read off the spectrum (slowest memorization mode; population cluster), the loss curves
+#: and the spectrum by the modes' shares of the gap (rfdm.time_integrated.gap_share_timescales, docs/theory.md
+#: §7.1: the reading whose n-scaling agrees with the curves')
+TIMESCALE_KEYS = ("tau_gen", "tau_mem", "tau_gen_curves", "tau_mem_curves", "tau_gen_gap_share", "tau_mem_gap_share")
 
 
 def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
