@@ -171,7 +171,7 @@ def test_n_scaling_readings_agree_on_the_per_time_model():
     log tau_mem against log n from the gap shares and from the loss curves agree within twice their joint
     standard error (measured 1.04 +- 0.02 and 1.11 +- 0.04), and both are near the theory's 1 (within 0.3;
     at psi_p/psi_n = 8..32 the leading-order law is not yet reached)."""
-    from rfdm.time_integrated import timescale_scaling
+    from rfdm.experiments.timescales import timescale_scaling
 
     res = timescale_scaling("per-time", 20, 64.0, (2.0, 4.0, 8.0), draws=3, t=0.1)
     ok, vals = _agree(res)
@@ -184,7 +184,7 @@ def test_n_scaling_readings_agree_on_the_time_integrated_model():
     """Time-integrated model, Q log-uniform on [0.01, 2], d = 12, psi_p = 64, n = 24, 48, 96, two draws per n
     (a few minutes): the two readings' slopes agree within twice their joint standard error, and tau_mem
     grows with n from both (slopes > 0.5)."""
-    from rfdm.time_integrated import timescale_scaling
+    from rfdm.experiments.timescales import timescale_scaling
 
     res = timescale_scaling("time-integrated", 12, 64.0, (2.0, 4.0, 8.0), draws=2, time_law="log-uniform")
     ok, vals = _agree(res)
@@ -195,7 +195,8 @@ def test_n_scaling_readings_agree_on_the_time_integrated_model():
 def test_fit_slope_on_a_known_line_and_bad_model():
     """fit_slope against the closed form: exact line -> slope exactly, error 0; with residuals +-e at
     alternating points the standard error is the textbook sqrt(RSS/(m-2)/Sxx), computed here by hand."""
-    from rfdm.time_integrated import fit_slope, scaling_point
+    from rfdm.experiments.timescales import scaling_point
+    from rfdm.time_integrated import fit_slope
 
     n = np.array([10.0, 20.0, 40.0, 80.0])
     s, e = fit_slope(n, 3.0 * n ** 1.5)

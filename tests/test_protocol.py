@@ -139,7 +139,8 @@ def _classes():
     for exp in EXPERIMENTS.values():
         seen[exp.config.__name__] = exp.config
     for fig in registry.all_figures():
-        seen[fig.config.__name__] = fig.config
+        if fig.config is not None:  # a published figure runs its module's fixed settings (rfdm.published)
+            seen[fig.config.__name__] = fig.config
     return [seen[k] for k in sorted(seen)]
 
 

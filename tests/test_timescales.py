@@ -9,7 +9,8 @@ import pytest
 
 from rfdm.cli import main
 from rfdm.errors import InvalidParameterError
-from rfdm.experiments.timescales import TimescalesConfig, _slope, compute_scaling
+from rfdm.experiments.timescales import TimescalesConfig, compute_scaling
+from rfdm.time_integrated import fit_slope as _slope
 
 TINY = dict(model="time-integrated", d=6, psi_p=4.0, psi_n=(2.0, 4.0), t_rtol=1e-3, time_law="log-uniform",
             tau=tuple(np.logspace(-2, 7, 91)))

@@ -18,7 +18,7 @@ Gaussian vector Omega_{i nu} over the nodes with covariance C_i, independent acr
     U_eq = sum_j w_j kappa_j^2 [ G_j G_j^T/n + diag(beta_j) R diag(beta_j) + diag(s_j^2) ],
     G_j[i, nu] = mu0_i(t_j) + alpha_i(t_j) u_{i nu} + Omega_{i nu}(t_j),      R_ik = w_i.w_k/(|w_i||w_k|),
 
-the per-time Gaussian equivalence of docs/theory.md §4 (THEORY §3) applied node by node, with two changes the
+the per-time Gaussian equivalence of docs/theory.md §4 applied node by node, with two changes the
 time integral forces: the coefficients are per feature (the bias t b_i shifts each pre-activation), and the
 random parts at different times of one data point are correlated (one Gaussian vector per (i, nu) across all
 nodes, not an independent Omega per node).  Nothing here needs the Mehler series: the coefficients are 1-D

@@ -224,6 +224,8 @@ class PublishedFigure:
     title: str
     claim: str
     published: str
+    #: no declared configuration: the module's "paper" setting is the published one, "quick" its reduction
+    config = None
 
     def preset(self, preset: str) -> str:
         if preset not in PRESETS:

@@ -605,10 +605,6 @@ def generalized_curvature_modes(U, U_pop, floor_rtol: float = 1e-12) -> tuple[np
 
 # -- the n-scaling of tau_mem from both readings (issue 15) ---------------------------------------------------
 
-#: "time-integrated-equivalent": the multi-time Gaussian equivalent (rfdm.multitime) of the time-integrated model
-SCALING_MODELS = ("per-time", "time-integrated", "time-integrated-equivalent")
-
-
 def fit_slope(n, tau) -> tuple:
     """Least-squares slope of log tau against log n over the finite positive values, with its standard
     error sqrt(RSS/(m - 2) / sum (log n - mean)^2) ((None, None) with fewer than two distinct n; error None
@@ -623,82 +619,3 @@ def fit_slope(n, tau) -> tuple:
         return float(slope), None
     resid = y - (slope * x + icpt)
     return float(slope), math.sqrt(float(resid @ resid) / (x.size - 2) / float(np.sum((x - x.mean()) ** 2)))
-
-
-def scaling_point(model: str, d: int, psi_p: float, n: int, draw: int = 0, seed: int = 0, t: float = 0.1,
-                  activation: str = "tanh", share: float = 0.5, tau=None, **options) -> dict:
-    """One draw of (W, X, b) at (d, p = psi_p d, n) for the per-time model at time t, the time-integrated
-    model (``options``: the fields of :class:`TimeIntegratedOptions`) or its multi-time Gaussian equivalent
-    (rfdm.multitime; Omega drawn from the b generator after b), Gaussian data N(0, I_d): tau_mem and
-    tau_gen from the gap shares (:func:`gap_share_timescales`) and from the loss curves
-    (:func:`timescales_from_curves` on ``tau``, default 10^-2..10^9, 12 points per decade).  Draw k uses the
-    children 3k..3k+2 of SeedSequence([seed, n]) (as ``rfdm timescales``)."""
-    if model not in SCALING_MODELS:
-        raise InvalidParameterError(f"model must be one of {', '.join(SCALING_MODELS)}, got {model!r}.")
-    from .data import GaussianData
-    from .features import noise_averaged_statistics, population_statistics
-
-    d, n = check_positive_int("d", d), check_positive_int("n", n)
-    p = int(round(check_positive_float("psi_p", psi_p) * d))
-    children = np.random.SeedSequence([int(seed), n]).spawn(3 * (draw + 1))[3 * draw:]
-    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in children)
-    law = GaussianData(d)
-    features = RandomFeatures.sample(d, p, activation, rng_w)
-    X = law.sample(n, rng_x)
-    if model == "per-time":
-        stats, pop = noise_averaged_statistics(features, X, t), population_statistics(features, law, t)
-    else:
-        opts = TimeIntegratedOptions(**options)
-        opts.check_time_integrated()
-        m = opts.sample_model(features, rng_b, sigma_x2=1.0)
-        if model == "time-integrated":
-            stats, pop = m.training_statistics(X), m.population_statistics(law)
-        else:
-            from .multitime import equivalent_statistics
-
-            stats, pop = equivalent_statistics(m, X, rng_b)
-    flow = GradientFlow(stats)
-    flow.add_quadratic_form("test_loss", pop.U, pop.V, pop.kappa, pop.loss_constant)
-    tau = np.logspace(-2, 9, 133) if tau is None else np.asarray(tau, dtype=float)
-    cur = timescales_from_curves(tau, flow.train_loss(tau), flow.test_loss(tau))
-    gs = gap_share_timescales(flow, share)
-    return {"n": n, "p": p, "draw": draw, "tau_mem_spectrum": gs["tau_mem"], "tau_gen_spectrum": gs["tau_gen"],
-            "tau_mem_curves": cur["tau_mem"], "tau_gen_curves": cur["tau_gen"],
-            "memorization_modes": gs["memorization_modes"], "eigenvalues": flow.eigenvalues}
-
-
-def timescale_scaling(model: str, d: int, psi_p: float, psi_n, draws: int = 3, seed: int = 0,
-                      log=None, **kwargs) -> dict:
-    """tau_mem and tau_gen against n = psi_n d from both readings, ``draws`` draws per n
-    (:func:`scaling_point`), and the slopes of log tau against log n over all draws with standard errors
-    (``slope_<key>``, ``slope_<key>_stderr``).  ``slope_ratio`` is the slope of log(tau_mem spectrum /
-    tau_mem curves), paired draw by draw: the two readings share the n-scaling when it is 0 within its
-    error (the pairing removes the draw-to-draw scatter common to both)."""
-    draws = check_positive_int("number of draws", draws)
-    psi_n = [check_positive_float("psi_n", x) for x in np.atleast_1d(psi_n)]
-    rows = []
-    for psi in psi_n:
-        n = int(round(psi * d))
-        for k in range(draws):
-            if log is not None:
-                log(f"{model}: d={d}, psi_p={psi_p:g}, n={n}, draw {k}")
-            rows.append(scaling_point(model, d, psi_p, n, k, seed, **kwargs))
-    n = np.array([r["n"] for r in rows], dtype=float)
-    out = {"model": model, "d": d, "psi_p": psi_p, "psi_n": psi_n, "draws": draws, "rows": rows}
-    get = lambda key: np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)  # noqa: E731
-    for key in ("tau_mem_spectrum", "tau_mem_curves", "tau_gen_spectrum", "tau_gen_curves"):
-        out["slope_" + key], out["slope_" + key + "_stderr"] = fit_slope(n, get(key))
-    out["slope_ratio"], out["slope_ratio_stderr"] = fit_slope(n, get("tau_mem_spectrum") / get("tau_mem_curves"))
-    if model == "per-time":
-        # the paper's reading: tau_mem = psi_p/(Delta_t lambda_min(rho_1)) from the spectral theory
-        from .spectrum import SpectralProblem, gep_coefficients
-
-        t = kwargs.get("t", 0.1)
-        coeffs = gep_coefficients(kwargs.get("activation", "tanh"), t)
-        theory = []
-        for psi in psi_n:
-            ts = SpectralProblem(coeffs, psi_p, psi).solve(300).timescales()
-            theory.append(np.nan if ts["tau_mem"] is None else ts["tau_mem"])
-        out["tau_mem_theory"] = theory
-        out["slope_tau_mem_theory"], _ = fit_slope(np.array(psi_n) * d, np.array(theory))
-    return out
