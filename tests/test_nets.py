@@ -264,7 +264,11 @@ def test_monitor_loss_gap_on_score_network():
 
 
 def test_monitor_example_runs():
-    """examples/monitor_example.py runs as written and stops when memorization starts."""
+    """The README's monitor example is examples/monitor_example.py, which runs as written and stops when
+    memorization starts."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = (ROOT / "examples" / "monitor_example.py").read_text(encoding="utf-8").rstrip("\n")
+    assert f"```python\n{example}\n```" in readme
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, str(ROOT / "examples" / "monitor_example.py")], env=env, timeout=600,
                        capture_output=True, text=True)
