@@ -379,6 +379,8 @@ def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: f
     out = {"bulks": bulks, "tau_gen": None, "tau_mem": None}
     main = [b for b in bulks if not b["outlier"]]
     if not main:
+        out["why"] = {"tau_gen": "the spectrum has no cluster of eigenvalues", "tau_mem": "the spectrum has no "
+                      "cluster of eigenvalues"}
         return out
     out["tau_gen"] = psi_p / (kappa * main[-1]["mean"])
     if population_curvature is not None:
@@ -388,11 +390,17 @@ def timescales_from_spectrum(eigenvalues, n: int, d: int, psi_p: float, kappa: f
         if mem.any():
             out["tau_mem"] = psi_p / (kappa * float(lam[mem].min()))
             out["tau_mem_median"] = psi_p / (kappa * float(np.median(lam[mem])))
+        else:
+            out["why"] = {"tau_mem": "no eigenmode below the population cluster has more curvature on the training "
+                                     "set than on the population (no memorization mode)"}
         return out
     others = main[:-1]
     if others and n > d:
         mem = min(others, key=lambda b: abs(b["count"] - (n - d)))
         out["tau_mem"] = psi_p / (kappa * mem["left"])
+    else:
+        out["why"] = {"tau_mem": f"n = {n} <= d = {d}: no memorization cluster" if n <= d else
+                      "no gap in the spectrum separates a memorization cluster from the population one"}
     return out
 
 
@@ -421,7 +429,17 @@ def timescales_from_curves(tau, train_loss, test_loss) -> dict:
     drop = test[0] - test[k]
     tau_gen = _first_crossing(tau, -test, -(test[0] - 0.5 * drop)) if drop > 0 else None
     tau_mem = _first_crossing(tau, gap, 0.5 * gap[-1]) if gap[-1] > 0 else None
-    return {"tau_gen": tau_gen, "tau_mem": tau_mem, "tau_test_min": float(tau[k])}
+    out = {"tau_gen": tau_gen, "tau_mem": tau_mem, "tau_test_min": float(tau[k])}
+    why = {}
+    if tau_gen is None:
+        why["tau_gen"] = ("the test loss never falls below its first value" if drop <= 0 else
+                          "the test loss makes half its drop before the first tau of the grid")
+    if tau_mem is None:
+        why["tau_mem"] = ("the generalization gap at the largest tau is not positive" if gap[-1] <= 0 else
+                          "the gap reaches half its final value before the first tau of the grid")
+    if why:
+        out["why"] = why
+    return out
 
 
 # -- memorization modes by their share of the generalization gap (issue 15) ------------------------------

@@ -90,6 +90,8 @@ def spectrum_point(config, n: int, log=lambda m: None, draw: int = 0) -> dict:
         cur = timescales_from_curves(tau, train, L)
         out.update(tau_gen_curves=cur["tau_gen"], tau_mem_curves=cur["tau_mem"], tau_test_min=cur["tau_test_min"],
                    test_loss=L, train_loss=train)
+        for key, why in cur.get("why", {}).items():
+            out.setdefault("why", {})[key + "_curves"] = why
         shares = gap_share_timescales(flow)
         out.update(tau_mem_gap_share=shares["tau_mem"], tau_gen_gap_share=shares["tau_gen"])
     return out
@@ -119,7 +121,11 @@ def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
             rows.append(spectrum_point(config, int(round(psi * config.d)), log, k))
             bar.update(1)
     n = np.array([int(round(psi * config.d)) for psi in config.psi_n], dtype=float)
-    out = {"rows": rows, "n": n, "header": provenance(asdict(config), config.seed)}
+    notes = [f"{key} at n = {r['n']} (draw {r['draw']}): none, because {why}."
+             for r in rows for key, why in r.get("why", {}).items()]
+    for note in notes:
+        log(note)
+    out = {"rows": rows, "n": n, "header": provenance(asdict(config), config.seed), "notes": notes}
     for key in TIMESCALE_KEYS:
         if key not in rows[0]:
             continue
@@ -129,6 +135,8 @@ def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
         if key.startswith("tau_mem"):
             slope, err = fit_slope(np.repeat(n, config.draws), per_draw.ravel())
             out["slope_" + key], out["slope_" + key + "_stderr"] = slope, err
+            if slope is None:
+                notes.append(f"slope of {key}: none, because fewer than two values of n have this reading.")
     return Result(out)
 
 
@@ -136,7 +144,7 @@ def scaling_summary(result: dict) -> dict:
     """The JSON summary: per n the timescales (geometric mean over the draws), the slopes with their standard
     errors, and every draw's readings (``draws``; with curves, its gap curve over ``tau``)."""
     rows = result["rows"]
-    obj = {"n": [int(x) for x in result["n"]]}
+    obj = {"n": [int(x) for x in result["n"]], "notes": result.get("notes", [])}
     for key in TIMESCALE_KEYS:
         if key in result:
             obj[key] = result[key]
