@@ -60,6 +60,8 @@ class Integer(Constraint):
             return f"a positive integer (at most {MAX_COUNT:,})"
         if self.hi is None:
             return "an integer" if self.lo is None else f"an integer with {label} >= {self.lo}"
+        if self.hi == MAX_COUNT and self.lo is not None:
+            return f"an integer with {label} >= {self.lo} (at most {MAX_COUNT:,})"
         return f"an integer in [{self.lo}, {self.hi}]"
 
     def __call__(self, label, value, config):
