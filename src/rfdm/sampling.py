@@ -61,7 +61,7 @@ import numpy as np
 from .activations import evaluate
 from .backend import NUMPY, resolve_device
 from .data import EmpiricalData
-from .diffusion import delta_t
+from .diffusion import DEFAULT_GRID, DEFAULT_INTEGRATOR, INTEGRATORS, TIME_GRIDS, delta_t
 from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
                      check_positive_int)
 
@@ -71,8 +71,7 @@ DEFAULT_MEMORY_BUDGET = 64 * 2 ** 20
 MAX_BATCH = 4096
 #: largest number of steps whose noise is drawn at once
 MAX_CHUNK = 256
-GRIDS = ("log-snr", "geometric", "uniform")
-INTEGRATORS = ("exponential", "euler")
+GRIDS = TIME_GRIDS  # declared once, with the defaults, by the OU process (rfdm.diffusion)
 #: spawn-key tag of the sampler's per-sample streams (keeps them apart from other uses of a seed)
 SAMPLER_STREAM = 0x5A3
 
@@ -326,7 +325,7 @@ def check_times(T, t_min, steps):
     return float(T), float(t_min), int(steps)
 
 
-def time_grid(T: float, t_min: float, steps: int, kind: str = "geometric", include=()) -> np.ndarray:
+def time_grid(T: float, t_min: float, steps: int, kind: str = DEFAULT_GRID, include=()) -> np.ndarray:
     """Decreasing diffusion times T = t_0 > ... > t_K = t_min (K = ``steps``): equal steps in t
     ("uniform") or in log t ("geometric").  Times in ``include`` (inside (t_min, T)) are merged in, so the
     grid then has K + len(include) steps."""
@@ -441,7 +440,7 @@ def tweedie_denoise(score, x, t: float) -> np.ndarray:
 
 
 def sample(score: ScoreSource, n_samples: int, *, T: float = 8.0, t_min: float = 0.01, steps: int = 200,
-           grid: str = "geometric", integrator: str = "exponential", times=None, seed=0, x_init=None,
+           grid: str = DEFAULT_GRID, integrator: str = DEFAULT_INTEGRATOR, times=None, seed=0, x_init=None,
            record_times=(), first_index: int = 0, batch_size: int | None = None,
            memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: Callable | None = None,
            device=None, denoise: bool = True) -> SamplingResult:
