@@ -201,17 +201,26 @@ def build_claim(m: dict, cfg: dict, setting: dict) -> FigureClaim:
         return (f"; {f['left_out']} run(s) reached no τ within {cfg['steps']} steps and are left out of the fit, which "
                 "biases the slope low") if f["left_out"] else ""
 
+    # local slope between the two largest n (per seed, then averaged): how the law bends over the range
+    top = np.log(m["tau_mem_mid"][:, -1] / m["tau_mem_mid"][:, -2]) / math.log(ns[-1] / ns[-2])
+    top = top[np.isfinite(top)]
+    local = float(top.mean()) if top.size else None
+    bend = (f"; the local slope between n = {int(ns[-2])} and {int(ns[-1])} is {local:.2f}, so the growth steepens "
+            "towards linear at the largest n" if local is not None and fit["tau_mem"]["slope"] is not None
+            and local > fit["tau_mem"]["slope"] + 0.1 else "")
     f = fit["tau_mem"]
     claim.add(Check("slope of log τ_mem against log n (network)", 1.0, "[B25] §2, Fig. 2 (τ_mem ∝ n)", f["slope"],
                     tol(f, res_n, "log τ_mem"), converged=f["stderr"] is not None,
-                    difference_reason=f"τ_mem grows sub-linearly with n {scale}{left_out(f)}; the random-features "
+                    difference_reason=f"τ_mem grows sub-linearly with n {scale}{bend}{left_out(f)}; the random-features "
                     f"model's exact τ_mem on the same digits has slope {_fmt(fit['rf_tau_mem']['slope'])} (row below)",
                     note="" if f["stderr"] is not None else "fewer than 3 runs memorized: no slope error."))
     f = fit["tau_gen"]
     claim.add(Check("slope of log τ_gen against log n (network)", 0.0, "[B25] §2, Fig. 2 (τ_gen flat in n)", f["slope"],
                     tol(f, res_n, "log τ_gen"), converged=f["stderr"] is not None,
-                    difference_reason=f"the digits FID of small training sets stops improving at a worse level, which "
-                    f"moves the 10 %-of-the-way point; {scale}{left_out(f)}"))
+                    difference_reason=f"τ_gen grows with n at this scale, and so does the random-features model's "
+                    f"exact τ_gen on the same digits (slope {_fmt(fit['rf_tau_gen']['slope'])}, row below): with n ≤ "
+                    f"{int(ns.max())} points the best reachable quality still improves with n, which moves the "
+                    f"10 %-of-the-way point of the FID later; {scale}{left_out(f)}"))
     f = fit["width_tau_mem"]
     claim.add(Check(f"slope of log τ_mem against log W at n = {cfg['n_width']} (network)", -1.0,
                     "[B25] §2 (τ_mem ∝ n/W)", f["slope"], tol(f, res_w, "log τ_mem against log W"),
@@ -239,6 +248,10 @@ def build_claim(m: dict, cfg: dict, setting: dict) -> FigureClaim:
             explanation="the network's τ_mem is read off f_mem of generated samples (a threshold on a grid of steps, "
             "Adam), the random-features τ_mem is the half-gap time of the exact per-time flow at one t; the two "
             "models and readings differ, so only the trends are expected to agree"))
+    if local is not None:
+        claim.add(Check(f"local slope of log τ_mem between n = {int(ns[-2])} and {int(ns[-1])} (network, mean over "
+                        "seeds)", None, "", local,
+                        note=f"standard error {top.std(ddof=1) / math.sqrt(top.size):.3f}" if top.size > 1 else ""))
     for key, label in (("tau_mem_lo", "lower"), ("tau_mem_hi", "upper")):
         claim.add(Check(f"slope of log τ_mem against log n through the {label} bracket ends", None, "", fit[key]["slope"],
                         note=f"standard error {_fmt(fit[key]['stderr'])}"))
@@ -283,7 +296,17 @@ def compute_setting(cfg: dict, seed: int = 0, preset: str = "custom") -> dict:
     return m
 
 
+def _ticks(ax, values, axis="x"):
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator(list(values)))
+    target.set_minor_locator(NullLocator())
+    target.set_major_formatter(lambda v, _: f"{v:g}")
+
+
 def plot(result: dict, fig) -> None:
+    fig.set_layout_engine("constrained")
     axes = fig.subplots(1, 4)
     steps = np.asarray(result["steps"], float)
     ns = np.asarray(result["n"], float)
@@ -316,6 +339,7 @@ def plot(result: dict, fig) -> None:
         scale = np.exp(np.mean(np.log(ref[both]) - np.log(g[both])))
         ax.plot(ns, g * scale, "d--", color="C3", label=f"RF exact τ_mem (rescaled), n^{_fmt(fit['rf_tau_mem']['slope'])}")
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="τ (steps)")
+    _ticks(ax, ns)
     ax.legend(fontsize=6)
     ax = axes[3]
     w = np.asarray(result["widths"], float)
@@ -324,6 +348,7 @@ def plot(result: dict, fig) -> None:
         for s in range(y.shape[0]):
             ax.plot(w, y[s], mk, color="C0" if "mem" in key else "C1", alpha=0.6, label=lab if s == 0 else None)
     ax.set(xscale="log", yscale="log", xlabel="width W", ylabel=f"τ (steps), n = {result['config']['n_width']}")
+    _ticks(ax, w)
     ax.set_title(f"τ_mem ∝ W^{_fmt(fit['width_tau_mem']['slope'])}, τ_gen ∝ W^{_fmt(fit['width_tau_gen']['slope'])}",
                  fontsize=8)
     ax.legend(fontsize=7)
