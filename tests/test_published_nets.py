@@ -105,8 +105,10 @@ def test_registered_outside_the_quick_reproduce():
     registry.get_figure("B25-sec2-nets")
 
 
-def test_without_torch_one_sentence(monkeypatch):
+def test_without_torch_one_sentence(monkeypatch, tmp_path, capsys):
     import importlib.util
+
+    from rfdm.cli import main
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
@@ -116,6 +118,10 @@ def test_without_torch_one_sentence(monkeypatch):
     assert "PyTorch" in msg and msg.endswith(".") and "\n" not in msg
     with pytest.raises(InvalidParameterError):
         nets.compute("no-such-preset", 0)
+    # from the command line: exit status 2, the sentence on one line, nothing written
+    assert main(["figure", "B25-sec2-nets", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "PyTorch" in err and err.count("\n") == 1 and not (tmp_path / "x").exists()
 
 
 TINY = dict(nets.PRESETS["quick"], ns=(8, 16, 32), seeds=1, steps=120, widths=(64, 96), n_width=8, width=64,

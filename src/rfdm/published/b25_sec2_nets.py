@@ -59,7 +59,11 @@ PRESETS = {
 def require_torch() -> None:
     """One sentence (InvalidParameterError) when PyTorch or scikit-learn is missing."""
     for module, what in (("torch", "PyTorch"), ("sklearn", "scikit-learn")):
-        if importlib.util.find_spec(module) is None:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):  # a module set to None in sys.modules (blocked)
+            spec = None
+        if spec is None:
             raise InvalidParameterError(f"{FIGURE_ID} trains PyTorch networks on the digits and needs {what}, which "
                                         "is not installed; install the extra: pip install 'rfdm[nets]'.")
 
