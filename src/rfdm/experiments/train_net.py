@@ -23,8 +23,8 @@ def compute(config: TrainNetConfig) -> dict:
     try:
         from ..nets.train import train_net
     except ImportError as exc:
-        raise InvalidParameterError(f"the train-net sweep kind needs PyTorch ({exc.name} is not installed): pip install "
-                                    "'rfdm[nets]'.") from None
+        raise InvalidParameterError(f"the train-net sweep kind needs PyTorch ({exc.name} is not installed): "
+                                    "pip install 'rfdm[nets]'.") from None
     return train_net(config)
 
 

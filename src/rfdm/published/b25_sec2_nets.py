@@ -110,7 +110,8 @@ def _net_run(cfg: dict, n: int, width: int, seed: int) -> dict:
 
     r = train_net(_run_config(cfg, n, width, seed))
     return {"step": np.asarray(r["step"], float), "f_mem": np.asarray(r["f_mem"], float),
-            "quality": np.asarray(r["quality"], float), "tau_mem": r["tau_mem"], "tau_mem_interval": r["tau_mem_interval"],
+            "quality": np.asarray(r["quality"], float), "tau_mem": r["tau_mem"],
+            "tau_mem_interval": r["tau_mem_interval"],
             "tau_gen": r["tau_gen"], "tau_gen_interval": r["tau_gen_interval"]}
 
 
@@ -127,7 +128,8 @@ def rf_timescales(n: int, seed: int, p: int, t: float, n_test: int) -> dict:
 
     data = load_dataset(TrainNetConfig(data="digits", n_train=n, n_test=n_test, seed=seed))
     train, test = np.asarray(data.train, np.float64), np.asarray(data.test, np.float64)
-    features = RandomFeatures.sample(train.shape[1], p, "tanh", np.random.default_rng(np.random.SeedSequence([seed, p])))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, p]))
+    features = RandomFeatures.sample(train.shape[1], p, "tanh", rng)
     held = noise_averaged_statistics(features, test, t)
     flow = GradientFlow(noise_averaged_statistics(features, train, t), overwrite=True)
     flow.add_quadratic_form("test_loss", held.U, held.V, float(delta_t(t)), 1.0)
@@ -207,8 +209,9 @@ def build_claim(m: dict, cfg: dict, setting: dict) -> FigureClaim:
     def tol(f, res, what):
         se = f["stderr"]
         a = max(2 * se, res) if se is not None else res
-        return Tolerance(absolute=a, reason=f"the larger of 2 standard errors of the pooled fit of {what} ({f['points']} "
-                         f"runs; SE {se if se is not None else float('nan'):.3f}: seeds, bracket quantisation, curvature) "
+        se_text = f"{se:.3f}" if se is not None else "nan"
+        return Tolerance(absolute=a, reason=f"the larger of 2 standard errors of the pooled fit of {what} "
+                         f"({f['points']} runs; SE {se_text}: seeds, bracket quantisation, curvature) "
                          f"and one evaluation-grid step over the range ({res:.3f})")
 
     def left_out(f):
@@ -225,7 +228,8 @@ def build_claim(m: dict, cfg: dict, setting: dict) -> FigureClaim:
     f = fit["tau_mem"]
     claim.add(Check("slope of log τ_mem against log n (network)", 1.0, "[B25] §2, Fig. 2 (τ_mem ∝ n)", f["slope"],
                     tol(f, res_n, "log τ_mem"), converged=f["stderr"] is not None,
-                    difference_reason=f"τ_mem grows sub-linearly with n {scale}{bend}{left_out(f)}; the random-features "
+                    difference_reason=f"τ_mem grows sub-linearly with n {scale}{bend}{left_out(f)}; the "
+                    "random-features "
                     f"model's exact τ_mem on the same digits has slope {_fmt(fit['rf_tau_mem']['slope'])} (row below)",
                     note="" if f["stderr"] is not None else "fewer than 3 runs memorized: no slope error."))
     f = fit["tau_gen"]
@@ -258,7 +262,8 @@ def build_claim(m: dict, cfg: dict, setting: dict) -> FigureClaim:
         comb = math.hypot(a["stderr"], b["stderr"])
         claim.add(internal_disagreement(
             "slope of τ_mem in n", ("network", a["slope"]), ("random features, exact", b["slope"]),
-            Tolerance(absolute=max(2 * comb, res_n), reason=f"2 combined standard errors ({comb:.3f}) or one grid step"),
+            Tolerance(absolute=max(2 * comb, res_n),
+                      reason=f"2 combined standard errors ({comb:.3f}) or one grid step"),
             explanation="the network's τ_mem is read off f_mem of generated samples (a threshold on a grid of steps, "
             "Adam), the random-features τ_mem is the half-gap time of the exact per-time flow at one t; the two "
             "models and readings differ, so only the trends are expected to agree"))
@@ -267,7 +272,8 @@ def build_claim(m: dict, cfg: dict, setting: dict) -> FigureClaim:
                         "seeds)", None, "", local,
                         note=f"standard error {top.std(ddof=1) / math.sqrt(top.size):.3f}" if top.size > 1 else ""))
     for key, label in (("tau_mem_lo", "lower"), ("tau_mem_hi", "upper")):
-        claim.add(Check(f"slope of log τ_mem against log n through the {label} bracket ends", None, "", fit[key]["slope"],
+        claim.add(Check(f"slope of log τ_mem against log n through the {label} bracket ends", None, "",
+                        fit[key]["slope"],
                         note=f"standard error {_fmt(fit[key]['stderr'])}"))
     for k, n in enumerate(ns):
         done = int(np.isfinite(m["tau_mem_mid"][:, k]).sum())
@@ -351,7 +357,8 @@ def plot(result: dict, fig) -> None:
         ref = np.array([np.exp(np.nanmean(np.log(c))) if np.isfinite(c).any() else np.nan
                         for c in np.asarray(result["tau_mem_mid"]).T])
         scale = np.exp(np.mean(np.log(ref[both]) - np.log(g[both])))
-        ax.plot(ns, g * scale, "d--", color="C3", label=f"RF exact τ_mem (rescaled), n^{_fmt(fit['rf_tau_mem']['slope'])}")
+        ax.plot(ns, g * scale, "d--", color="C3",
+                label=f"RF exact τ_mem (rescaled), n^{_fmt(fit['rf_tau_mem']['slope'])}")
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="τ (steps)")
     _ticks(ax, ns)
     ax.legend(fontsize=6)
