@@ -2,4 +2,4 @@
 self-describing result, a ``save`` step writing it atomically with its figure, and a ``plot`` step that reads
 only the saved result.  Importing this package registers every built-in experiment (rfdm.protocol.EXPERIMENTS)."""
 
-from . import dynamics, figures, outlier, regimes, sampling, spectrum, timescales  # noqa: F401
+from . import dynamics, figures, outlier, regimes, sampling, spectrum, timescales, train_net  # noqa: F401

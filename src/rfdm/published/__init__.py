@@ -30,6 +30,7 @@ FIGURES = {
     "B25-SM-fig11": "b25_sm_fig11_limit",
     "B25-SM-fig13-limit": "b25_sm_fig13_limit",
     "bridge-1-over-d": "bridge_1_over_d",
+    "B25-sec2-nets": "b25_sec2_nets",
 }
 
 PRESETS = ("quick", "paper")
