@@ -197,3 +197,21 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, args, fragm
     assert len(lines) == 1 and lines[0].startswith("rfdm: error: "), err
     assert fragment in lines[0]
     assert not out_dir.exists()
+
+
+def test_the_issue_case_outlier_is_found_against_the_paired_control(tmp_path, capsys):
+    """d = 100, psi_p = 4, psi_n = 2, t = 0.05, |m| = 1.3 (threshold |m|_c = 1.04): the exact U's top eigenvalue
+    5.46 (overlap 0.46 with W m; theory 5.61, 0.47) is an outlier.  The former edge-plus-margin rule reported
+    none; the paired control (same W and noise, m = 0) finds it (rfdm.outlier.paired_outlier_test)."""
+    import json
+
+    rc = main(["outlier", "--d", "100", "--psi-p", "4", "--psi-n", "2", "--t", "0.05", "--m-norm", "1.3",
+               "--empirical", "--out", str(tmp_path), "--json", "--quiet"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["threshold_m_norm"] < 1.3
+    assert res["outlier_empirical"] is not None
+    # the exact top eigenvalue within 5 % of the d -> infinity theory (finite-d shift O(d^{-1/2})), the overlap
+    # within 0.1 (its fluctuation at d = 100)
+    assert abs(res["outlier_empirical"] - res["outlier_theory"]) < 0.05 * res["outlier_theory"]
+    assert abs(res["overlap_empirical"] - res["overlap_theory"]) < 0.1

@@ -23,7 +23,7 @@ from ..errors import InvalidParameterError
 from ..progress import messages
 from ..protocol import SeedStreams, register, POSITIVE, Config, FloatList, Tau, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
-from ..outlier import Modes, OutlierProblem
+from ..outlier import Modes, OutlierProblem, paired_outlier_test
 from ..results import Result, provenance
 from ..spectrum import gep_coefficients
 from .common import TIME, activation_field, d_field, psi_field, seed_field
@@ -89,26 +89,25 @@ def compute(config: OutlierConfig, quiet: bool = True) -> dict:
     rng_w, rng_m, rng_x = (streams.generator(k) for k in ("features", "direction", "train"))
     law = MixtureData(config.d, m_norm=config.norm, direction=rng_m.standard_normal(config.d), sigma_x=config.sigma_x)
     features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
-    X = law.sample(config.n, rng_x, balanced=config.balanced)
-    wm = features.W @ law.m
-    wm /= np.linalg.norm(wm)
+    X, labels = law.sample(config.n, rng_x, balanced=config.balanced, return_labels=True)
     rows = []
     for t in config.t:
         log(f"theory at t={t:g}")
         row = {"t": t, **_theory(config, t, config.norm)}
         if config.empirical:
             log(f"exact U at d={config.d}, p={config.p}, n={config.n}, t={t:g}")
-            U = noise_averaged_statistics(features, X, t).U
-            ev, vec = np.linalg.eigh(U)
-            row["top_eigenvalue"] = float(ev[-1])
-            # the finite-d bulk edge (this W) plus a Tracy–Widom-scale margin: a bulk eigenvalue scatters
-            # around the edge by O(d^{-2/3})
+            # detected against the paired control (same W and z, m = 0) and by the overlap with W m
+            # (rfdm.outlier.paired_outlier_test; the rule and its false-positive rate: docs/theory.md §5)
+            test = paired_outlier_test(features, X, labels, law.m, t)
             coeffs = gep_coefficients(config.activation, t, config.sigma_x ** 2)
-            edge_w = OutlierProblem(coeffs, config.psi_n, Modes.from_weights(features.W, law.m, coeffs)).bulk_right_edge()
-            row["bulk_right_edge_finite_d"] = edge_w
-            above = ev[-1] > edge_w * (1 + 4 * config.d ** (-2 / 3))
-            row["outlier_empirical"] = float(ev[-1]) if above else None
-            row["overlap_empirical"] = float((vec[:, -1] @ wm) ** 2)
+            row["bulk_right_edge_finite_d"] = OutlierProblem(
+                coeffs, config.psi_n, Modes.from_weights(features.W, law.m, coeffs)).bulk_right_edge()
+            row["top_eigenvalue"] = float(test["top_eigenvalues"][0])
+            row["outlier_empirical"] = test["outlier"]
+            row["overlap_empirical"] = test["overlap"]
+            row["control_top_eigenvalue"] = float(test["control_top_eigenvalues"][0])
+            row["control_overlap"] = test["control_overlap"]
+            row["gap_ratio"] = test["gap_ratio"]
         rows.append(row)
     log("phase diagram over (t, |m|)")
     norms = config.norm * np.array([0.5, 1.0, 1.5, 2.0])
