@@ -120,7 +120,9 @@ def compute(config: OutlierConfig, quiet: bool = True) -> dict:
         curves["bulk_right_edge"].append(prob.bulk_right_edge())
         for m in norms:
             curves["outlier"][f"{m:.6g}"].append(prob.outlier(m)[0])
-    out = {"rows": rows, "phase": curves, "speciation_t_of_m": None}
+    # the speciation time t_S = (1/2) log(|m|^2 + sigma_x^2) of each |m| of the phase diagram ([B24]; rfdm.regimes)
+    t_s = {f"{m:.6g}": MixtureData(config.d, m_norm=float(m), sigma_x=config.sigma_x).speciation_time() for m in norms}
+    out = {"rows": rows, "phase": curves, "speciation_t_of_m": t_s}
     log("training along m at the first t")
     out["training"] = _training(config, features, law, X, config.t[0])
     out["header"] = provenance(asdict(config), config.seed)
