@@ -52,7 +52,8 @@ def _spectrum(cfg, out):
                          "rho_1 (memorization bulk)": f"[{b[-2]['left']:.3g}, {b[-2]['right']:.3g}]" if len(b) > 1 else "none",
                          "atom": ", ".join(f"{a['position']:.3g} (weight {a['weight']:.4f})" for a in res["atoms"]),
                          "total mass": f"{res['total_mass']:.10f}", "tau_gen": f"{res['tau_gen']:.3g}",
-                         "tau_mem": f"{res['tau_mem']:.3g}" if res["tau_mem"] else "none"}}
+                         "tau_mem": f"{res['tau_mem']:.3g}" if res["tau_mem"] else "none"},
+            "converged": bool(res["checks"]["converged"])}
 
 
 def _gap_heatmap(cfg, out):
@@ -325,12 +326,15 @@ def run_figure(fig_id: str, preset: str, out_dir) -> dict:
         config = fig.make_config(preset)
         res = fig.run(config, out)
         measured, figures = res["measured"], res["figures"]
+        converged = res.get("converged", True)
         report = {"id": fig.id, "setting": {"measured": config.as_dict(), "published": None,
                                             "same_as_published": False},
                   "published": {"statement": {"value": None, "source": fig.published}},
-                  "measured": measured, "tolerance": None, "verdict": "no published number",
-                  "reason": "a figure of the talk without a published number to compare with; the measured values "
-                            "are shown."}
+                  "measured": measured, "tolerance": None,
+                  "verdict": "no published number" if converged else "not converged",
+                  "reason": ("a figure of the talk without a published number to compare with; the measured values "
+                             "are shown." if converged else "a run-time check of the solver failed (see the "
+                             "figure's result): its numbers are not to be trusted.")}
     entry = {"id": fig.id, "title": fig.title, "claim": fig.claim, "published": fig.published, "measured": measured,
              "figures": figures, "seconds": time.perf_counter() - t0, "preset": preset, "report": report}
     write_json(out / "entry.json", entry)
