@@ -61,7 +61,19 @@ def _log(msg: str, quiet: bool) -> None:
 
 
 @dataclass
-class SampleConfig(Config):
+class BackwardProcessFields(Config):
+    """The options of the backward process shared by the sampling configs (declared once)."""
+
+    steps: int = steps_field()
+    T: float = T_field(4.0)
+    t_min: float = t_min_field()
+    grid: str = grid_field()
+    integrator: str = integrator_field()
+    denoise: bool = denoise_field()
+
+
+@dataclass
+class SampleConfig(BackwardProcessFields):
     """Resolved configuration of one sampling run (every field is recorded with the result)."""
 
     score: str = param("rf", "score source", check=OneOf(SCORES), label="score")
@@ -77,12 +89,6 @@ class SampleConfig(Config):
     n_train: int | None = param(64, "training points (a FILE.npy: all rows by default)", optional=True,
                                 check=Integer(2, MAX_COUNT), label="n_train")
     n_samples: int = param(500, "generated samples", check=Integer(2, MAX_COUNT), label="n_samples")
-    steps: int = steps_field()
-    T: float = T_field(4.0)
-    t_min: float = t_min_field()
-    grid: str = grid_field()
-    integrator: str = integrator_field()
-    denoise: bool = denoise_field()
     tau: float = param(math.inf, "rf: training time tau (a number or inf)", check=Tau(single=True), label="tau",
                        parse="tau1")
     psi_p: float = param(16.0, "rf: p/d", check=POSITIVE, label="psi_p")
@@ -373,7 +379,7 @@ def plot(result, fig) -> None:
 # -- the talk's two regimes -----------------------------------------------------------------------------
 
 @dataclass
-class TwoRegimesConfig(Config):
+class TwoRegimesConfig(BackwardProcessFields):
     """Random-features scores on the mixture with |m| = m_norm (O(1)) and with |m| = m_tilde sqrt(d).
 
     Defaults: d = 32, p = 16 d = 512, n = 1024 > p (tau = inf is then the end of training without
@@ -391,12 +397,6 @@ class TwoRegimesConfig(Config):
     rf_times: int = param(10, "number of diffusion times the scores are trained at", check=POSITIVE_INT,
                           label="number of rf training times")
     n_samples: int = param(2000, "generated samples per regime", check=Integer(2, MAX_COUNT), label="n_samples")
-    steps: int = steps_field()
-    T: float = T_field(4.0)
-    t_min: float = t_min_field()
-    grid: str = grid_field()
-    integrator: str = integrator_field()
-    denoise: bool = denoise_field()
     rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=TOLERANCE, cli=False)
     seed: int = seed_field()
 
@@ -493,7 +493,7 @@ def plot_two_regimes(data, fig) -> None:
 # -- memorization along training -------------------------------------------------------------------------
 
 @dataclass
-class MemorizationConfig(Config):
+class MemorizationConfig(BackwardProcessFields):
     """f_mem of samples from random-features scores stopped at tau, for p >> n (defaults: Gaussian data
     N(0, I), d = 8, p = 128 d = 1024, n = 16, tanh, 12 training times)."""
 
@@ -507,12 +507,6 @@ class MemorizationConfig(Config):
     rf_times: int = param(12, "number of diffusion times the scores are trained at", check=POSITIVE_INT,
                           label="number of rf training times")
     n_samples: int = param(500, "generated samples per tau", check=Integer(2, MAX_COUNT), label="n_samples")
-    steps: int = steps_field()
-    T: float = T_field(4.0)
-    t_min: float = t_min_field()
-    grid: str = grid_field()
-    integrator: str = integrator_field()
-    denoise: bool = denoise_field()
     threshold: float = param(1.0 / 3.0, "memorization threshold on the nearest/second-nearest distance ratio",
                              check=RATIO, label="threshold", show_default="1/3")
     rtol: float = param(1e-6, "relative truncation tolerance of the Mehler series", check=TOLERANCE, cli=False)
