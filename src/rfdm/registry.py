@@ -187,7 +187,7 @@ FIGURES = {f.id: f for f in [
            "same phenomenology as the per-time model (talk); no number quoted", _C["tits"],
            _time_integrated_timescales,
            {"tiny": dict(d=8, psi_p=16.0, psi_n=(2.0, 4.0), draws=1),
-            "quick": dict(d=16, psi_p=64.0, psi_n=(2.0, 4.0, 8.0), draws=2),
+            "quick": dict(d=16, psi_p=64.0, psi_n=(2.0, 4.0, 8.0), draws=1),
             "paper": dict(d=16, psi_p=128.0, psi_n=(2.0, 4.0, 8.0, 16.0), draws=3)},
            {"model": "time-integrated", "time_law": "log-uniform"}),
     Figure("mixture-outlier", "Mixture data: BBP outlier of U, phase diagram, training along m",

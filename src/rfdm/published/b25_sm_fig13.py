@@ -10,6 +10,7 @@ log ψ_n for each draw, averaged over the draws, with its standard error (spread
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -28,6 +29,7 @@ PRESETS = {"paper": {"d": 100, "psi_ns": (1.0, 2.0, 4.0, 8.0, 16.0), "draws": 10
            "quick": {"d": 12, "psi_ns": (1.0, 2.0, 4.0, 8.0, 16.0), "draws": 3}}
 
 
+@functools.lru_cache(maxsize=2)
 def compute(preset: str = "quick", seed: int = 0) -> dict:
     check_preset(preset)
     cfg = PRESETS[preset]
