@@ -104,6 +104,10 @@ ETA_STEPS = 56
 ETA_REL = 1e-11
 NEWTON_ITERS = 30
 NEWTON_TOL = 1e-13
+#: a Newton step below this (relative) that no longer shrinks is at the rounding floor: the point is done
+NEWTON_STALL = 1e-11
+#: the same for r, whose rounding floor (relative to |r|) is ~30x q's near the edges
+NEWTON_STALL_R = 1e-9
 
 
 @dataclass
@@ -136,21 +140,36 @@ class SpectralProblem:
         c = self.coeffs
         psi_p, kappa = self.psi_p, self.psi_p / self.psi_n
         alpha = c.a ** 2 * math.exp(-2 * c.t)
-        lam, w = self.sigma_eigenvalues[:, None], self.sigma_weights[:, None]
         s_hat = c.b ** 2 * psi_p + 1.0 / q
         D = 1.0 + kappa * (alpha * r + c.v2 * q)
         r_hat = psi_p * alpha / D
-        inv = 1.0 / (s_hat[None] + lam * r_hat[None])
-        inv2 = inv * inv
-        s = np.sum(w * inv, axis=0)
-        r_int = np.sum(w * lam * inv, axis=0)
         # d(den)/dq = -1/q^2 - lam r_hat kappa v2 / D ; d(den)/dr = -lam r_hat kappa alpha / D
         dden_dq_a, dden_dq_b = -1.0 / q ** 2, -r_hat * kappa * c.v2 / D
         dden_dr_b = -r_hat * kappa * alpha / D
-        s_q = -np.sum(w * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
-        s_r = -np.sum(w * inv2 * lam * dden_dr_b, axis=0)
-        r_q = -np.sum(w * lam * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
-        r_r = -np.sum(w * lam * lam * inv2 * dden_dr_b, axis=0)
+        if self.sigma_eigenvalues.size == 1:
+            # one eigenvalue l (weight 1): the sums over Sigma's spectrum are single terms; the same
+            # operations as the general branch below in the same order, so the same numbers, without the
+            # reductions' per-call overhead (this is called thousands of times on short arrays)
+            l1 = float(self.sigma_eigenvalues[0])
+            inv = 1.0 / (s_hat + l1 * r_hat)
+            inv2 = inv * inv
+            s = inv
+            r_int = l1 * inv
+            g = inv2 * (dden_dq_a + l1 * dden_dq_b)
+            s_q = -g
+            s_r = -(inv2 * l1 * dden_dr_b)
+            r_q = -(l1 * g)
+            r_r = -(l1 * l1 * inv2 * dden_dr_b)
+        else:
+            lam, w = self.sigma_eigenvalues[:, None], self.sigma_weights[:, None]
+            inv = 1.0 / (s_hat[None] + lam * r_hat[None])
+            inv2 = inv * inv
+            s = np.sum(w * inv, axis=0)
+            r_int = np.sum(w * lam * inv, axis=0)
+            s_q = -np.sum(w * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
+            s_r = -np.sum(w * inv2 * lam * dden_dr_b, axis=0)
+            r_q = -np.sum(w * lam * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
+            r_r = -np.sum(w * lam * lam * inv2 * dden_dr_b, axis=0)
         F1 = r - r_int
         F2 = psi_p * (c.s2 - z) + psi_p * c.v2 / D + (1.0 - psi_p) / q - s / q ** 2
         J11, J12 = -r_q, 1.0 - r_r
@@ -189,33 +208,42 @@ class SpectralProblem:
         eta_rec = record_factor * eta_min
         steps = list(np.exp(np.log(eta0)[None, :] * (1 - ladder[:, None]) + np.log(eta_rec)[None, :] * ladder[:, None]))
         steps.append(eta_min)
-        for k, eta in enumerate(steps):
-            z = lam + 1j * eta
-            ok = np.zeros(lam.shape, bool)
-            for _ in range(NEWTON_ITERS):
-                with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):
+            for k, eta in enumerate(steps):
+                z = lam + 1j * eta
+                done = np.zeros(lam.shape, bool)
+                prev_aq = prev_ar = np.full(lam.shape, np.inf)
+                for _ in range(NEWTON_ITERS):
                     F1, F2, J11, J12, J21, J22 = self._system(q, r, z)
-                with np.errstate(all="ignore"):
                     det = J11 * J22 - J12 * J21
                     dq = (J22 * F1 - J12 * F2) / det
                     dr = (-J21 * F1 + J11 * F2) / det
-                step = np.ones(lam.shape)
-                for _ in range(12):  # backtrack until Im q stays positive
-                    bad = (q - step * dq).imag <= 0
-                    if not bad.any():
+                    if ((q - dq).imag <= 0).any():
+                        step = np.ones(lam.shape)
+                        for _ in range(12):  # backtrack until Im q stays positive
+                            bad = (q - step * dq).imag <= 0
+                            if not bad.any():
+                                break
+                            step = np.where(bad, 0.5 * step, step)
+                        dq, dr = step * dq, step * dr
+                    finite = np.isfinite(dq) & np.isfinite(dr)
+                    q = np.where(finite, q - dq, q)
+                    r = np.where(finite, r - dr, r)
+                    aq, ar, scale_q, scale_r = np.abs(dq), np.abs(dr), np.abs(q), np.abs(r) + 1e-300
+                    ok = finite & (aq <= NEWTON_TOL * scale_q) & (ar <= NEWTON_TOL * scale_r)
+                    # at the rounding floor: the step no longer shrinks (Newton converges quadratically until
+                    # rounding stops it) and is already below NEWTON_STALL; iterating on only repeats rounding
+                    # noise (near an edge the ill-conditioned Jacobian puts that floor above NEWTON_TOL)
+                    stalled = (finite & (aq >= 0.5 * prev_aq) & (ar >= 0.5 * prev_ar)
+                               & (aq <= NEWTON_STALL * scale_q) & (ar <= NEWTON_STALL_R * scale_r))
+                    done |= ok | stalled  # a point once done stays done: later steps only move it by rounding
+                    if done.all():
                         break
-                    step = np.where(bad, 0.5 * step, step)
-                dq, dr = step * dq, step * dr
-                finite = np.isfinite(dq) & np.isfinite(dr)
-                q = np.where(finite, q - dq, q)
-                r = np.where(finite, r - dr, r)
-                ok = finite & (np.abs(dq) <= NEWTON_TOL * np.abs(q)) & (np.abs(dr) <= NEWTON_TOL * (np.abs(r) + 1e-300))
-                if ok.all():
-                    break
-            if k == len(steps) - 2:
-                q_coarse = q.copy()
-            if k == len(steps) - 1:
-                converged &= ok
+                    prev_aq, prev_ar = aq, ar
+                if k == len(steps) - 2:
+                    q_coarse = q.copy()
+                if k == len(steps) - 1:
+                    converged &= done
         with np.errstate(all="ignore"):
             F1, F2, *_ = self._system(q, r, lam + 1j * eta_min)
         residual = np.maximum(np.abs(F1) / (np.abs(r) + 1e-300), np.abs(F2) / (self.psi_p * (np.abs(lam) + self.coeffs.s2)))
