@@ -18,6 +18,9 @@ fresh-noise gradients.  The closed form is checked against loss_of_weights(Gradi
 
 Run:  python benchmarks/bench_dynamics.py            (default size, ~4-5 minutes on 2 cores)
       python benchmarks/bench_dynamics.py --quick    (tiny size, seconds)
+      python benchmarks/bench_dynamics.py --fig5-largest   (d=100, psi_p=64, psi_n=32: the closed form end to end
+          against numpy/scipy eigh of the same U, per-step breakdown and peak memory, ~8 minutes; writes
+          bench_dynamics_fig5_largest.json; with --quick a tiny size)
 Writes benchmarks/results/bench_dynamics.json (bench_dynamics_quick.json with --quick; or --out).
 """
 
