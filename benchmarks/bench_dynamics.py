@@ -18,6 +18,9 @@ fresh-noise gradients.  The closed form is checked against loss_of_weights(Gradi
 
 Run:  python benchmarks/bench_dynamics.py            (default size, ~4-5 minutes on 2 cores)
       python benchmarks/bench_dynamics.py --quick    (tiny size, seconds)
+      python benchmarks/bench_dynamics.py --fig5-largest   (d=100, psi_p=64, psi_n=32: the closed form end to end
+          against numpy/scipy eigh of the same U, per-step breakdown and peak memory, ~8 minutes; writes
+          bench_dynamics_fig5_largest.json; with --quick a tiny size)
 Writes benchmarks/results/bench_dynamics.json (bench_dynamics_quick.json with --quick; or --out).
 """
 
@@ -71,7 +74,17 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny size (d=20, p=200, n=40), runs in seconds")
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--fig5-largest", action="store_true",
+                    help="the largest [B25] Fig. 5 setting (d=100, psi_p=64, psi_n=32: p=6400, n=3200, t=0.1): the "
+                         "closed form end to end against one p x p eigendecomposition (numpy and scipy eigh on "
+                         "the same U, same run), with a per-step breakdown and peak memory; no gradient descent")
+    ap.add_argument("--target-eigh-ratio", type=float, default=2.5,
+                    help="--fig5-largest target: end to end <= this x one eigh (default 2.5)")
+    ap.add_argument("--fig5-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--eigh-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.fig5_largest:  # the children get the sizes on their command line
+        args.d, args.psi_p, args.psi_n, args.t = 100, 64.0, 32.0, 0.1
     if args.quick:
         args.d, args.psi_p, args.psi_n = 20, 10.0, 2.0
         args.gd_timing_steps = min(args.gd_timing_steps, 50)
@@ -200,11 +213,230 @@ def discrete_gd_weights(gf: rfdm.GradientFlow, B: np.ndarray, eta: float, k: int
     return -math.sqrt(p / dt) * (gf.eigenvectors @ (g[:, None] * B)).T
 
 
+# -- --fig5-largest: closed form end to end against one eigendecomposition ---------------------------------
+
+class _StageClock:
+    """Wall and CPU time spent inside wrapped module functions (the Mehler passes), summed per label."""
+
+    def __init__(self):
+        self.totals = {}
+        self.depth = 0
+
+    def wrap(self, module, name, label):
+        fn = getattr(module, name)
+
+        def timed_fn(*a, **k):
+            if self.depth:  # called from inside another wrapped function: counted there
+                return fn(*a, **k)
+            w, c = time.perf_counter(), time.process_time()
+            self.depth += 1
+            try:
+                return fn(*a, **k)
+            finally:
+                self.depth -= 1
+                tot = self.totals.setdefault(label, {"wall_s": 0.0, "cpu_s": 0.0, "calls": 0})
+                tot["wall_s"] += time.perf_counter() - w
+                tot["cpu_s"] += time.process_time() - c
+                tot["calls"] += 1
+        setattr(module, name, timed_fn)
+
+
+def run_fig5_child(args) -> None:
+    """The closed form at the largest Fig. 5 setting, step by step, in this fresh process: W, X; exact U, V
+    (Mehler pass 1, order choice, pass 2 split out); U~, V~, Y; eigh of U (GradientFlow without forms, U
+    overwritten); the rotations Q^T U~ Q and Hadamard products of the test-loss and score-error forms
+    (add_population); the curves.  U is saved (untimed) to ``args.fig5_child`` for the eigh baselines.
+    Prints one JSON line."""
+    from rfdm import features as feat_mod
+
+    clock = _StageClock()
+    clock.wrap(feat_mod, "_hermite_energies", "pass1")
+    clock.wrap(feat_mod, "_choose_order", "order")
+    clock.wrap(feat_mod, "_strong_pairs", "pairs")
+    clock.wrap(feat_mod, "_pair_second_moments", "pairs")
+    clock.wrap(feat_mod, "_coefficients", "coeffs")
+    base_maxrss, base_rss = _maxrss(), _current_rss()
+    sampler = RssSampler(args.mem_interval)
+    sampler.start()
+    steps = []
+    tau = tau_grid(args)
+
+    def step(label, fn):
+        gc.collect()
+        sampler.label = label
+        clock.totals.clear()
+        rss0 = _current_rss()
+        with Timer() as tm:
+            out = fn()
+        time.sleep(2 * args.mem_interval)
+        steps.append({"step": label, **tm.record(), "rss_before": rss0, "rss_after": _current_rss(),
+                      "maxrss_after": _maxrss(), "inner": {k: dict(v) for k, v in clock.totals.items()}})
+        return out
+
+    features, law, X = step("draw W and X", lambda: (
+        rfdm.RandomFeatures.sample(args.d, args.p, args.activation, rng=np.random.default_rng(args.seed_w)),
+        rfdm.GaussianData(args.d), rfdm.GaussianData(args.d).sample(args.n, np.random.default_rng(args.seed_x))))
+    stats = step("training statistics U, V", lambda: rfdm.noise_averaged_statistics(features, X, args.t))
+    sampler.label = None
+    np.save(args.fig5_child, stats.U)  # untimed, between steps: the eigh baselines run on this U
+    pop = step("population statistics", lambda: rfdm.population_statistics(features, law, args.t))
+    info = {"train_truncation_order": stats.info["truncation_order"],
+            "train_orders_used": stats.info["orders_used"],
+            "train_relative_truncation_bound": stats.info["relative_truncation_bound"],
+            "train_coefficients_cached": stats.info["coefficients_cached"],
+            "train_direct_pairs": stats.info["direct_pairs"],
+            "population_truncation_order": pop.info["truncation_order"],
+            "population_relative_truncation_bound": pop.info["relative_truncation_bound"]}
+    gf = step("eigh of U (GradientFlow, U overwritten)", lambda: rfdm.GradientFlow(stats, None, overwrite=True))
+    del stats, X
+    step("rotations Q^T U~ Q, forms (test loss, score error)", lambda: gf.add_population(pop))
+    del pop
+    curves = step("curves", lambda: gf.curves(tau))
+    sampler.stop()
+    for s_ in steps:
+        s_["sampled_peak_rss"] = sampler.peaks.get(s_["step"])
+    peak = _maxrss()
+    result = {"total_wall_s": sum(s_["wall_s"] for s_ in steps), "total_cpu_s": sum(s_["cpu_s"] for s_ in steps),
+              "baseline_maxrss_bytes": base_maxrss, "baseline_rss_bytes": base_rss, "peak_maxrss_bytes": peak,
+              "net_peak_bytes": peak - base_maxrss, "steps": steps, "info": info,
+              "lambda_min": float(gf.eigenvalues[0]), "lambda_max": float(gf.eigenvalues[-1]),
+              "n_tau": int(tau.size),
+              "curves_at": {k: [float(curves[k][0]), float(curves[k][-2]), float(curves[k][-1])]
+                            for k in ("train_loss", "test_loss", "score_error")},
+              "denoising_identity_max_abs_diff": float(np.max(np.abs(
+                  curves["test_loss"] - (1 - gf.delta + gf.delta * curves["score_error"]))))}
+    print("CHILD_RESULT " + json.dumps(result))
+
+
+def run_eigh_child(path: str) -> None:
+    """numpy.linalg.eigh (LAPACK syevd) and scipy.linalg.eigh (default driver, syevr) of the saved U, each
+    on a fresh copy, eigenvalues and eigenvectors; prints one JSON line."""
+    import scipy
+    import scipy.linalg
+
+    U = np.load(path)
+    out = {}
+    for name, fn in (("numpy.linalg.eigh", lambda a: np.linalg.eigh(a)),
+                     ("scipy.linalg.eigh", lambda a: scipy.linalg.eigh(a, check_finite=False))):
+        a = U.copy()
+        gc.collect()
+        with Timer() as tm:
+            lam, Q = fn(a)
+        out[name] = {**tm.record(), "lambda_min": float(lam[0]), "lambda_max": float(lam[-1])}
+        del a, lam, Q
+    out["scipy_version"] = scipy.__version__
+    print("CHILD_RESULT " + json.dumps(out))
+
+
+def _child_json(cmd: list) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"subprocess failed ({proc.returncode}):\n{proc.stderr}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHILD_RESULT ")][-1]
+    return json.loads(line[len("CHILD_RESULT "):])
+
+
+def fig5_largest(args) -> dict:
+    """End to end at d=100, psi_p=64, psi_n=32, t=0.1 (fresh subprocess), then the eigh baselines on the same
+    U (another fresh subprocess); table + JSON."""
+    import tempfile
+
+    machine = machine_info()
+    d, p, n = args.d, args.p, args.n
+    p2_bytes = p * p * 8
+    mem_target = args.target_mem_p2 * p2_bytes
+    print(f"rfdm {rfdm.__version__}: [B25] Fig. 5, largest setting: d={d} p={p} n={n} t={args.t} {args.activation}, "
+          f"{args.n_tau + 1} tau values; load {machine['loadavg_at_start']} on {machine['cpu_count']} CPUs, "
+          f"threads {machine['thread_env']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        upath = os.path.join(tmp, "U.npy")
+        pipe = _child_json([sys.executable, os.path.abspath(__file__), "--fig5-child", upath]
+                           + child_argv(args))
+        eig = _child_json([sys.executable, os.path.abspath(__file__), "--eigh-child", upath])
+    # breakdown: the training statistics split into its Mehler passes
+    rows, flat = [], []
+    for s_ in pipe["steps"]:
+        flat.append((s_["step"], s_["wall_s"], s_["cpu_s"], s_))
+        if s_["inner"]:
+            inner = s_["inner"]
+            labels = {"pass1": "  Mehler pass 1 (diagonal, Hermite energies)",
+                      "order": "  order choice (bound sums over pairs)",
+                      "pairs": "  strongly correlated pairs (direct quadrature)",
+                      "coeffs": "  pass 2: Hermite coefficients (1-D quadrature)"}
+            used_w = used_c = 0.0
+            for key, lab in labels.items():
+                if key in inner:
+                    flat.append((lab, inner[key]["wall_s"], inner[key]["cpu_s"], None))
+                    used_w += inner[key]["wall_s"]
+                    used_c += inner[key]["cpu_s"]
+            flat.append(("  pass 2: Mehler GEMMs + rest (remainder)", s_["wall_s"] - used_w, s_["cpu_s"] - used_c, None))
+    ref_wall = min(v["wall_s"] for k, v in eig.items() if isinstance(v, dict))
+    ref_cpu = min(v["cpu_s"] for k, v in eig.items() if isinstance(v, dict))
+    for lab, w, c, s_ in flat:
+        rows.append([lab, w, c, c / w if w > 0 else None, w / ref_wall, c / ref_cpu,
+                     None if s_ is None or not s_.get("sampled_peak_rss") else
+                     (s_["sampled_peak_rss"] - pipe["baseline_rss_bytes"]) / p2_bytes])
+    rows.append(["end to end (sum of the steps)", pipe["total_wall_s"], pipe["total_cpu_s"],
+                 pipe["total_cpu_s"] / pipe["total_wall_s"], pipe["total_wall_s"] / ref_wall,
+                 pipe["total_cpu_s"] / ref_cpu, pipe["net_peak_bytes"] / p2_bytes])
+    for k, v in eig.items():
+        if isinstance(v, dict):
+            rows.append([f"baseline: {k}(U)", v["wall_s"], v["cpu_s"], v["cpu_over_wall"], v["wall_s"] / ref_wall,
+                         v["cpu_s"] / ref_cpu, None])
+    print_table("Closed form end to end vs one eigh of the same U (fresh subprocesses; x eigh = time / fastest "
+                "eigh baseline; peak = sampled RSS net of the baseline, in p^2 doubles)",
+                ["step", "wall [s]", "CPU [s]", "CPU/wall", "x eigh (wall)", "x eigh (CPU)", "peak [p^2]"], rows)
+    ratio_wall = pipe["total_wall_s"] / ref_wall
+    ratio_cpu = pipe["total_cpu_s"] / ref_cpu
+    targets = {"ratio_wall_le_target": ratio_wall <= args.target_eigh_ratio,
+               "ratio_cpu_le_target": ratio_cpu <= args.target_eigh_ratio,
+               "net_peak_memory_le_target": pipe["net_peak_bytes"] <= mem_target}
+    print_table("Summary", ["quantity", "value", "target", "met"], [
+        ["end to end / one eigh, wall", ratio_wall, f"<= {args.target_eigh_ratio:g}", targets["ratio_wall_le_target"]],
+        ["end to end / one eigh, CPU time", ratio_cpu, f"<= {args.target_eigh_ratio:g}", targets["ratio_cpu_le_target"]],
+        ["peak RSS net of baseline [GB]", pipe["net_peak_bytes"] / 1e9, f"<= {mem_target / 1e9:.3f} (6 p^2)",
+         targets["net_peak_memory_le_target"]],
+        ["peak RSS net [p^2 doubles]", pipe["net_peak_bytes"] / p2_bytes, f"<= {args.target_mem_p2:g}", ""],
+        ["peak RSS raw [GB]", pipe["peak_maxrss_bytes"] / 1e9, "", ""],
+        ["Mehler order K (orders used)", f"{pipe['info']['train_truncation_order']} "
+                                         f"({pipe['info']['train_orders_used']})", "", ""],
+        ["denoising identity, max |diff|", pipe["denoising_identity_max_abs_diff"], "", ""]])
+    warnings = [w for w in [contention_warning(f"step '{s_['step']}'", s_, min_wall=1.0) for s_ in pipe["steps"]]
+                + [contention_warning(f"baseline {k}", v, min_wall=1.0) for k, v in eig.items() if isinstance(v, dict)]
+                if w]
+    for w in warnings:
+        print("WARNING:", w)
+    payload = {"benchmark": NAME + "_fig5_largest", "machine": machine, "loadavg_at_end": loadavg(),
+               "config": {"d": d, "p": p, "n": n, "psi_p": args.psi_p, "psi_n": args.psi_n, "t": args.t,
+                          "activation": args.activation, "data": "Gaussian N(0, I_d)",
+                          "tau_grid": f"{args.n_tau} log-spaced in [{args.tau_min:g}, {args.tau_max:g}] plus inf",
+                          "seeds": {"W": args.seed_w, "X": args.seed_x}},
+               "pipeline": pipe, "eigh_baselines": eig,
+               "breakdown": [{"step": lab.strip(), "wall_s": w, "cpu_s": c} for lab, w, c, _ in flat],
+               "ratio_end_to_end_over_eigh": {"wall": ratio_wall, "cpu": ratio_cpu,
+                                              "definition": "sum of the pipeline steps / the faster of numpy and "
+                                                            "scipy eigh of the same U (eigenvalues + vectors)"},
+               "memory_target_bytes": mem_target, "targets": {"eigh_ratio": args.target_eigh_ratio, "met": targets},
+               "contention_warnings": warnings,
+               "provenance": "all measured (fresh subprocesses); no extrapolation"}
+    path = write_json(NAME + "_fig5_largest" + ("_quick" if args.quick else ""), payload, args.out)
+    print(f"\nload at end {payload['loadavg_at_end']}; wrote {path}")
+    return payload
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
         run_child(args)
         return None
+    if args.fig5_child:
+        run_fig5_child(args)
+        return None
+    if args.eigh_child:
+        run_eigh_child(args.eigh_child)
+        return None
+    if args.fig5_largest:
+        return fig5_largest(args)
     machine = machine_info()  # at the start: records the load before the run
     d, p, n, t = args.d, args.p, args.n, args.t
     p2_bytes = p * p * 8

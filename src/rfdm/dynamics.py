@@ -62,6 +62,25 @@ def score_error_of_weights(A, population: PopulationStatistics) -> float:
             / math.sqrt(p) + population.score_norm) / d
 
 
+#: rows per block of the symmetric rotation Q^T (U' Q) (upper triangle only, then mirrored)
+ROTATION_BLOCK = 512
+
+
+def _rotate_symmetric(bk, Q, T):
+    """M = Q^T T for T = U' Q with U' symmetric, so M is symmetric: only the blocks on and above the diagonal
+    are multiplied (p^3 flops instead of 2 p^3) and the rest mirrored.  Memory: M and T
+    (the same two p x p arrays as the full product Q^T T).  NumPy and torch arrays alike (``bk``)."""
+    p = Q.shape[1]
+    M = bk.empty((p, p))
+    for s in range(0, p, ROTATION_BLOCK):
+        blk = slice(s, min(s + ROTATION_BLOCK, p))
+        M[blk, s:] = Q[:, blk].T @ T[:, s:]
+    for s in range(0, p, ROTATION_BLOCK):
+        blk = slice(s, min(s + ROTATION_BLOCK, p))
+        M[blk.stop:, blk] = M[blk, blk.stop:].T
+    return M
+
+
 class GradientFlow:
     """Closed-form gradient flow of a random-features score whose loss is quadratic in A.
 
@@ -140,7 +159,7 @@ class GradientFlow:
             # M' = Q^T U' Q, then the Hadamard products, built in place and shared by every form on U'
             # (on the device of Q; NumPy arrays afterwards)
             Bx = bk.asarray(B)
-            M = Q.T @ (bk.asarray(U) @ Q)
+            M = _rotate_symmetric(bk, Q, bk.asarray(U) @ Q)
             diagonal = bk.arange(self.p)
             mats = {"curvature": bk.to_numpy(M[diagonal, diagonal])}  # q_k^T U' q_k
             if self._A0 is not None:

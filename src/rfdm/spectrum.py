@@ -104,6 +104,10 @@ ETA_STEPS = 56
 ETA_REL = 1e-11
 NEWTON_ITERS = 30
 NEWTON_TOL = 1e-13
+#: a Newton step below this (relative) that no longer shrinks is at the rounding floor: the point is done
+NEWTON_STALL = 1e-11
+#: the same for r, whose rounding floor (relative to |r|) is ~30x q's near the edges
+NEWTON_STALL_R = 1e-9
 
 
 @dataclass
@@ -136,21 +140,42 @@ class SpectralProblem:
         c = self.coeffs
         psi_p, kappa = self.psi_p, self.psi_p / self.psi_n
         alpha = c.a ** 2 * math.exp(-2 * c.t)
-        lam, w = self.sigma_eigenvalues[:, None], self.sigma_weights[:, None]
-        s_hat = c.b ** 2 * psi_p + 1.0 / q
         D = 1.0 + kappa * (alpha * r + c.v2 * q)
         r_hat = psi_p * alpha / D
-        inv = 1.0 / (s_hat[None] + lam * r_hat[None])
-        inv2 = inv * inv
-        s = np.sum(w * inv, axis=0)
-        r_int = np.sum(w * lam * inv, axis=0)
-        # d(den)/dq = -1/q^2 - lam r_hat kappa v2 / D ; d(den)/dr = -lam r_hat kappa alpha / D
-        dden_dq_a, dden_dq_b = -1.0 / q ** 2, -r_hat * kappa * c.v2 / D
-        dden_dr_b = -r_hat * kappa * alpha / D
-        s_q = -np.sum(w * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
-        s_r = -np.sum(w * inv2 * lam * dden_dr_b, axis=0)
-        r_q = -np.sum(w * lam * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
-        r_r = -np.sum(w * lam * lam * inv2 * dden_dr_b, axis=0)
+        if self.sigma_eigenvalues.size == 1:
+            # one eigenvalue l (weight 1): the sums over Sigma's spectrum are single terms; the same formulas
+            # with the powers of 1/q and 1/D computed once (fewer array operations: this is called thousands
+            # of times by the continuation)
+            l1 = float(self.sigma_eigenvalues[0])
+            iq = 1.0 / q
+            iq2 = iq * iq
+            iD = 1.0 / D
+            iD2 = iD * iD
+            rk = r_hat * iD  # r_hat/D
+            inv = 1.0 / (c.b ** 2 * psi_p + iq + l1 * r_hat)
+            inv2 = inv * inv
+            g = inv2 * (-iq2 - (l1 * kappa * c.v2) * rk)  # = -s_q
+            s_r = ((l1 * kappa * alpha) * inv2) * rk
+            F1 = r - l1 * inv
+            F2 = psi_p * (c.s2 - z) + (psi_p * c.v2) * iD + (1.0 - psi_p) * iq - inv * iq2
+            J11, J12 = l1 * g, 1.0 - l1 * s_r
+            J21 = -(psi_p * c.v2 * kappa * c.v2) * iD2 - (1.0 - psi_p) * iq2 + g * iq2 + 2.0 * inv * iq2 * iq
+            J22 = -(psi_p * c.v2 * kappa * alpha) * iD2 - s_r * iq2
+            return F1, F2, J11, J12, J21, J22
+        else:
+            s_hat = c.b ** 2 * psi_p + 1.0 / q
+            # d(den)/dq = -1/q^2 - lam r_hat kappa v2 / D ; d(den)/dr = -lam r_hat kappa alpha / D
+            dden_dq_a, dden_dq_b = -1.0 / q ** 2, -r_hat * kappa * c.v2 / D
+            dden_dr_b = -r_hat * kappa * alpha / D
+            lam, w = self.sigma_eigenvalues[:, None], self.sigma_weights[:, None]
+            inv = 1.0 / (s_hat[None] + lam * r_hat[None])
+            inv2 = inv * inv
+            s = np.sum(w * inv, axis=0)
+            r_int = np.sum(w * lam * inv, axis=0)
+            s_q = -np.sum(w * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
+            s_r = -np.sum(w * inv2 * lam * dden_dr_b, axis=0)
+            r_q = -np.sum(w * lam * inv2 * (dden_dq_a + lam * dden_dq_b), axis=0)
+            r_r = -np.sum(w * lam * lam * inv2 * dden_dr_b, axis=0)
         F1 = r - r_int
         F2 = psi_p * (c.s2 - z) + psi_p * c.v2 / D + (1.0 - psi_p) / q - s / q ** 2
         J11, J12 = -r_q, 1.0 - r_r
@@ -189,33 +214,52 @@ class SpectralProblem:
         eta_rec = record_factor * eta_min
         steps = list(np.exp(np.log(eta0)[None, :] * (1 - ladder[:, None]) + np.log(eta_rec)[None, :] * ladder[:, None]))
         steps.append(eta_min)
-        for k, eta in enumerate(steps):
-            z = lam + 1j * eta
-            ok = np.zeros(lam.shape, bool)
-            for _ in range(NEWTON_ITERS):
-                with np.errstate(all="ignore"):
-                    F1, F2, J11, J12, J21, J22 = self._system(q, r, z)
-                with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):
+            for k, eta in enumerate(steps):
+                z = lam + 1j * eta
+                done = np.zeros(lam.shape, bool)
+                # Newton on the points not yet done only (``idx``; q, r updated in place as they finish)
+                idx = np.arange(lam.size)
+                qa, ra, za = q.copy(), r.copy(), z
+                prev_aq = prev_ar = np.full(lam.shape, np.inf)
+                for _ in range(NEWTON_ITERS):
+                    F1, F2, J11, J12, J21, J22 = self._system(qa, ra, za)
                     det = J11 * J22 - J12 * J21
                     dq = (J22 * F1 - J12 * F2) / det
                     dr = (-J21 * F1 + J11 * F2) / det
-                step = np.ones(lam.shape)
-                for _ in range(12):  # backtrack until Im q stays positive
-                    bad = (q - step * dq).imag <= 0
-                    if not bad.any():
+                    if ((qa - dq).imag <= 0).any():
+                        step = np.ones(qa.shape)
+                        for _ in range(12):  # backtrack until Im q stays positive
+                            bad = (qa - step * dq).imag <= 0
+                            if not bad.any():
+                                break
+                            step = np.where(bad, 0.5 * step, step)
+                        dq, dr = step * dq, step * dr
+                    finite = np.isfinite(dq) & np.isfinite(dr)
+                    qa = np.where(finite, qa - dq, qa)
+                    ra = np.where(finite, ra - dr, ra)
+                    aq, ar, scale_q, scale_r = np.abs(dq), np.abs(dr), np.abs(qa), np.abs(ra) + 1e-300
+                    ok = finite & (aq <= NEWTON_TOL * scale_q) & (ar <= NEWTON_TOL * scale_r)
+                    # at the rounding floor: the step no longer shrinks (Newton converges quadratically until
+                    # rounding stops it) and is already below NEWTON_STALL; iterating on only repeats rounding
+                    # noise (near an edge the ill-conditioned Jacobian puts that floor above NEWTON_TOL)
+                    stalled = (finite & (aq >= 0.5 * prev_aq) & (ar >= 0.5 * prev_ar)
+                               & (aq <= NEWTON_STALL * scale_q) & (ar <= NEWTON_STALL_R * scale_r))
+                    fin = ok | stalled
+                    q[idx], r[idx] = qa, ra
+                    if fin.all():
+                        done[idx] = True
                         break
-                    step = np.where(bad, 0.5 * step, step)
-                dq, dr = step * dq, step * dr
-                finite = np.isfinite(dq) & np.isfinite(dr)
-                q = np.where(finite, q - dq, q)
-                r = np.where(finite, r - dr, r)
-                ok = finite & (np.abs(dq) <= NEWTON_TOL * np.abs(q)) & (np.abs(dr) <= NEWTON_TOL * (np.abs(r) + 1e-300))
-                if ok.all():
-                    break
-            if k == len(steps) - 2:
-                q_coarse = q.copy()
-            if k == len(steps) - 1:
-                converged &= ok
+                    if fin.any():  # a point once done stays done: further steps would only move it by rounding
+                        done[idx[fin]] = True
+                        keep = ~fin
+                        idx, qa, ra, za = idx[keep], qa[keep], ra[keep], za[keep]
+                        aq, ar = aq[keep], ar[keep]
+                    prev_aq, prev_ar = aq, ar
+                if k == len(steps) - 2:
+                    q_coarse = q.copy()
+                if k == len(steps) - 1:
+                    converged &= done
         with np.errstate(all="ignore"):
             F1, F2, *_ = self._system(q, r, lam + 1j * eta_min)
         residual = np.maximum(np.abs(F1) / (np.abs(r) + 1e-300), np.abs(F2) / (self.psi_p * (np.abs(lam) + self.coeffs.s2)))
@@ -262,18 +306,20 @@ class SpectralProblem:
         w, w10 = eta * q.imag[0], 10 * eta * q10.imag[0]
         return float(w), float(abs(w10 - w))
 
-    def _integrate_bulk(self, lft, rgt, m):
+    def _integrate_bulk(self, lft, rgt, m, computed=None):
         """Density on Chebyshev points of [lft, rgt] and the quadrature weights of its mass.
 
         lam = c - h cos(theta), d lam = h sin(theta) d theta; rho ~ sin(theta) at square-root edges, so the
         trapezoid rule in theta converges spectrally.  Every other node gives the rule with twice the step;
         if the two disagree (an interior cusp, where two sub-bulks nearly touch, makes the rule only
         algebraically convergent), the mass is recomputed by adaptive Gauss–Kronrod quadrature of the
-        density with a break point at the interior minimum, and the weights rescaled to it."""
+        density with a break point at the interior minimum, and the weights rescaled to it.
+        ``computed``: (q, residual, converged) of :meth:`stieltjes` at these nodes (:meth:`_bulk_nodes`),
+        when the caller has evaluated several bulks in one call."""
         center, half = 0.5 * (lft + rgt), 0.5 * (rgt - lft)
         theta = np.arange(1, m + 1) * math.pi / (m + 1)
-        lam = center - half * np.cos(theta)
-        q_b, res, conv, _ = self.stieltjes(lam)
+        lam = self._bulk_nodes(lft, rgt, m)
+        q_b, res, conv = self.stieltjes(lam)[:3] if computed is None else computed
         rho = q_b.imag / math.pi
         weights = rho * np.sin(theta) * half * math.pi / (m + 1)
         mass = float(np.sum(weights))
@@ -283,6 +329,11 @@ class SpectralProblem:
             exact, change = self._adaptive_mass(lft, rgt, lam[inner.start + int(np.argmin(rho[inner]))])
             weights = weights * (exact / mass)
         return lam, rho, weights, res, conv, change
+
+    @staticmethod
+    def _bulk_nodes(lft, rgt, m):
+        """The m Chebyshev nodes c - h cos(k pi/(m + 1)), k = 1..m, of [lft, rgt]."""
+        return 0.5 * (lft + rgt) - 0.5 * (rgt - lft) * np.cos(np.arange(1, m + 1) * math.pi / (m + 1))
 
     def _adaptive_mass(self, lft, rgt, split, tol: float = 1e-12, rounds: int = 80):
         """Mass of [lft, rgt] by adaptive Gauss–Legendre (24 against 12 nodes per interval, bisecting the
@@ -342,13 +393,24 @@ class SpectralProblem:
         if flags[0]:  # a hard edge at s_t^2 (psi_p = 1 + psi_n: the atom has just emptied; U_eq >= s_t^2 I)
             edges = np.concatenate([[s2], edges])
         lefts, rights = edges[0::2], edges[1::2]
-        atom_w, atom_err = self.atom_weight(s2)
-        atoms = [{"position": s2, "weight": atom_w}] if atom_w > 1e-9 else []
         per_bulk = max(64, -(-n_points // max(len(lefts), 1)))  # ceil: at least n_points in all
         per_bulk += 1 - per_bulk % 2  # odd, so that every other node is the rule with twice the step
+        # one vectorised continuation for the atom (at eta = ETA_REL s_t^2, as atom_weight), the nodes of every
+        # bulk and the two probes below the spectrum (the points are independent; one call saves the per-call
+        # cost of the continuation ladder)
+        probe = np.array([-top, -1e-3 * top])
+        pts = np.concatenate([[s2]] + [self._bulk_nodes(l_, r_, per_bulk) for l_, r_ in zip(lefts, rights)] + [probe])
+        eta_pts = ETA_REL * (np.abs(pts) + s2)
+        eta_pts[0] = ETA_REL * max(abs(s2), 1e-300)
+        q_all, res_pts, conv_pts, q10_all = self.stieltjes(pts, eta_min=eta_pts)
+        atom_w = float(eta_pts[0] * q_all.imag[0])
+        atom_err = float(abs(10 * eta_pts[0] * q10_all.imag[0] - atom_w))
+        atoms = [{"position": s2, "weight": atom_w}] if atom_w > 1e-9 else []
         bulks, grids, dens, res_all, conv_all, wts = [], [], [], [], [], []
-        for lft, rgt in zip(lefts, rights):
-            lam, rho, weights, res, conv, change = self._integrate_bulk(lft, rgt, per_bulk)
+        for j, (lft, rgt) in enumerate(zip(lefts, rights)):
+            cut = slice(1 + j * per_bulk, 1 + (j + 1) * per_bulk)
+            lam, rho, weights, res, conv, change = self._integrate_bulk(
+                lft, rgt, per_bulk, computed=(q_all[cut], res_pts[cut], conv_pts[cut]))
             mass = float(np.sum(weights))
             bulks.append({"left": float(lft), "right": float(rgt), "mass": mass,
                           "mean": float(np.sum(lam * weights) / mass), "quadrature_change": change})
@@ -362,9 +424,8 @@ class SpectralProblem:
         residual = np.concatenate(res_all) if res_all else np.empty(0)
         converged = np.concatenate(conv_all) if conv_all else np.empty(0, bool)
         total = sum(b["mass"] for b in bulks) + sum(a["weight"] for a in atoms)
-        probe = np.array([-top, -1e-3 * top])
-        q_below = self.stieltjes(probe)[0]
-        eta = ETA_REL * (np.abs(probe) + s2)
+        q_below = q_all[-2:]
+        eta = eta_pts[-2:]
         # minus the atom's Lorentzian tail w eta/((lambda - s2)^2 + eta^2), which is not density below 0
         below = (q_below.imag - atom_w * eta / ((probe - s2) ** 2 + eta ** 2)) / math.pi
         checks = {"max_residual": float(residual.max(initial=0.0)), "all_points_converged": bool(converged.all()),
