@@ -21,6 +21,10 @@ class MissingExtraError(InvalidParameterError):
     """An optional dependency (xarray, submitit) is not installed; the message says which extra to install."""
 
 
+#: kinds whose points use PyTorch: the local executor runs them serially
+SERIAL_KINDS = ("train-net",)
+
+
 def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = None, quiet: bool = False,
               wait: bool = True, device: str | None = None) -> dict:
     """Compute every point of ``sweep`` not already done (failed points are retried) with the executor
@@ -34,6 +38,10 @@ def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = N
         raise InvalidParameterError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}.")
     if workers < 1:
         raise InvalidParameterError(f"workers must be a positive integer, got {workers}.")
+    if executor == "local" and workers > 1 and sweep.kind in SERIAL_KINDS:
+        workers = 1  # a pool forked from a process whose PyTorch threads are running can deadlock
+        messages("sweep", quiet)(f"{sweep.kind} points run one at a time in the local executor (PyTorch in a "
+                                 "forked pool can deadlock); use submitit-local or slurm to run them in parallel")
     device = check_device_name(device or sweep.device)
     if executor != "slurm":  # on SLURM the device is resolved on the nodes (a failure marks the points failed)
         resolve_device(device)
