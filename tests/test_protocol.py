@@ -27,7 +27,7 @@ from rfdm.sweep import KINDS
 import rfdm.experiments  # noqa: F401  (registers the built-in experiments)
 
 SRC = Path(rfdm.__file__).resolve().parent
-ROOT = SRC.parent.parent
+ROOT = Path(__file__).resolve().parents[1]  # the repository (the package may be installed elsewhere)
 #: the command whose options show an experiment's config (the studies of `sample` share its parser)
 COMMAND = {"two-regimes": "sample", "memorization": "sample"}
 
