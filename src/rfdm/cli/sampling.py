@@ -24,7 +24,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("sample", help="sample with the backward process (exact, empirical or random-features "
                        "score) and measure memorization and the distance to the target.",
                        description="Integrate the backward process from N(0, I) at T down to t_min with a score "
-                       "source, then report the memorization fraction (with a bootstrap interval), the mixture "
+                       "source, then report the memorization fraction (with an exact Clopper–Pearson interval), the mixture "
                        "statistics, the energy distance to the target and, for Gaussian data, the Gaussian KL "
                        "(docs/theory.md §1, §6). --study two-regimes and --study memorization run the talk's two "
                        "studies (defaults shown per study).")

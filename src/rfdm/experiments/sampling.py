@@ -3,7 +3,7 @@
 * :class:`SampleConfig` / :func:`compute` / :func:`save` / :func:`plot` — one sampling run: a data law
   (Gaussian, two-cluster mixture, or an (n, d) .npy file), a training set, a score source (exact, empirical,
   random features trained in closed form at a grid of times, or the time-integrated model), the backward
-  process, and the metrics: f_mem with its bootstrap interval, the mixture statistics, the energy distance and
+  process, and the metrics: f_mem with its exact (Clopper–Pearson) interval, the mixture statistics, the energy distance and
   the sliced Wasserstein distance to fresh samples of the target P_{t_min}, the Gaussian KL for Gaussian data.
 * :class:`TwoRegimesConfig` / :func:`compute_two_regimes` / ... — random-features scores on the mixture with
   |m| = O(1) and with |m| = m_tilde sqrt(d): the first gives one Gaussian stretched along m, the second two
