@@ -67,16 +67,22 @@ def compute(preset: str = "quick", seed: int = 0) -> dict:
             "setting": setting, "seconds": time.perf_counter() - t0}
 
 
+def plot_power_law(ax, psi, values, exponent, *fmt, **kw) -> None:
+    """The line c ψ^exponent through ``values`` in the least-squares sense in log space (c = geometric mean of
+    values / ψ^exponent): a power law drawn against the data it is compared with."""
+    psi, values = np.asarray(psi, dtype=float), np.asarray(values, dtype=float)
+    c = np.exp(np.mean(np.log(values) - exponent * np.log(psi)))
+    ax.plot(psi, c * psi ** exponent, *fmt, **kw)
+
+
 def plot(result: dict, fig) -> None:
     ax = fig.subplots()
     psi, E = np.asarray(result["psi_n"]), np.asarray(result["E_star"])
     m = E.mean(axis=0)
     err = 3 * E.std(axis=0, ddof=1) if E.shape[0] > 1 else None
     ax.errorbar(psi, m, yerr=err, fmt="o", label=f"exact flow, {E.shape[0]} draws (3σ)")
-    c = np.exp(np.mean(np.log(m) - result["exponent"] * np.log(psi)))
-    ax.plot(psi, c * psi ** result["exponent"], "-", label=f"fit: exponent {result['exponent']:.3f}")
-    c2 = np.exp(np.mean(np.log(m) - PUBLISHED_EXPONENT * np.log(psi)))
-    ax.plot(psi, c2 * psi ** PUBLISHED_EXPONENT, ":", color="k", label="published ψ_n^{-0.59}")
+    plot_power_law(ax, psi, m, result["exponent"], "-", label=f"fit: exponent {result['exponent']:.3f}")
+    plot_power_law(ax, psi, m, PUBLISHED_EXPONENT, ":", color="k", label="published ψ_n^{-0.59}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("ψ_n")

@@ -23,11 +23,11 @@ from scipy.optimize import minimize_scalar
 from . import check_preset
 from ._limit import limit_curves
 from ._rf import loglog_slope
+from .b25_sm_fig13 import PUBLISHED_EXPONENT, plot_power_law
 from .claims import Check, FigureClaim, Tolerance, internal_disagreement
 
 FIGURE_ID = "B25-SM-fig13-limit"
 PSI_P, T = 32.0, 0.01
-PUBLISHED_EXPONENT = -0.59
 NODES = 16
 PUBLISHED_SETTING = {"activation": "tanh", "ψ_p": 32.0, "t": 0.01, "d": 100, "runs": 10, "ψ_n": "several"}
 PRESETS = {"quick": {"psi_ns": (1.0, 2.0, 4.0, 8.0, 16.0), "finite": True},
@@ -131,8 +131,7 @@ def plot(result: dict, fig) -> None:
         err = 3 * f["E_star"].std(axis=0, ddof=1) if f["E_star"].shape[0] > 1 else None
         ax.errorbar(f["psi_n"], m, yerr=err, fmt="s", label=f"exact d = {f['d']}, {f['draws']} draws (3σ), exponent "
                     f"{f['exponent']:.3f}")
-    c = np.exp(np.mean(np.log(E) - PUBLISHED_EXPONENT * np.log(psi)))
-    ax.plot(psi, c * psi ** PUBLISHED_EXPONENT, ":", color="k", label="published ψ_n^{-0.59}")
+    plot_power_law(ax, psi, E, PUBLISHED_EXPONENT, ":", color="k", label="published ψ_n^{-0.59}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("ψ_n")
