@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts" / "slurm"
 STATE = Path(os.environ.get("RFDM_SLURM_DIR", "/tmp/rfdm-slurm"))
 
-# An examples/sweep_gap.toml-style sweep: 6 points of a few seconds each (d = 64, p = 768, n = 128 ... 448),
+# An examples/sweep_gap.toml-style sweep: 6 points of a few seconds each (d = 96, p = 1152, n = 192 ... 384),
 # long enough to catch a job of the array while it runs.  Two jobs at once (array_parallelism = 2).
 CONFIG = """
 [sweep]
@@ -40,7 +40,7 @@ executor = "slurm"
 seed = 11
 
 [fixed]
-d = 64
+d = 96
 psi_p = 12.0
 t = 0.1
 tau = [1.0, 100.0, 10000.0]
@@ -138,6 +138,20 @@ def _worker_pid(job_id: str, task_id: str) -> int | None:
     return None
 
 
+def _final_state(env, task: str, timeout: float = 60.0) -> str:
+    """SLURM's accounting state of one array task once it has left PENDING/RUNNING (e.g. 'CANCELLED by 0')."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        out = subprocess.run(["sacct", "-n", "-X", "-j", task, "-o", "State", "--parsable2"], env=env,
+                             capture_output=True, text=True, timeout=30).stdout.split()
+        state = " ".join(out)
+        if out and out[0] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED"):
+            return state
+        time.sleep(0.2)
+    return state
+
+
 def _done_points(out: Path) -> dict:
     folder = out / "points"
     return {f.name: (f.stat().st_mtime_ns, f.stat().st_ino) for f in folder.glob("*.json")
@@ -168,17 +182,28 @@ def test_slurm_sweep_survives_scancel_and_kill_9_and_matches_the_local_pool(tmp_
                     array_id = line.split("(array ")[1].split(")")[0]
             time.sleep(0.1)
         assert array_id, "the run did not submit a job array:\n" + (tmp_path / "run1.err").read_text()
-        while (cancelled is None or killed is None) and time.monotonic() < deadline:
+        # A task seen RUNNING may finish before the signal lands (the race that made CI flaky): each
+        # intervention counts only if SLURM's accounting then records the task as not COMPLETED; otherwise
+        # the next running task of the array is tried.
+        tried: set[str] = set()
+        while (cancelled is None or killed is None) and time.monotonic() < deadline and run1.poll() is None:
             for task in _running_tasks(env, array_id):
                 job, index = task.split("_")
+                if task in tried:
+                    continue
                 if cancelled is None:
+                    tried.add(task)
                     subprocess.run(["scancel", task], env=env, check=True, timeout=10)
-                    cancelled = index
-                elif killed is None and index != cancelled:
+                    if _final_state(env, task).startswith("CANCELLED"):
+                        cancelled = index
+                elif killed is None:
                     pid = _worker_pid(job, index)
                     if pid is not None:
+                        tried.add(task)
                         os.kill(pid, signal.SIGKILL)
-                        killed = index
+                        if not _final_state(env, task).startswith("COMPLETED"):
+                            killed = index
+                break  # the list of running tasks is stale after an intervention
             time.sleep(0.05)
         assert cancelled is not None and killed is not None, "could not catch two running jobs of the array"
         rc1 = run1.wait(timeout=max(1.0, deadline - time.monotonic()))
