@@ -306,11 +306,13 @@ def all_figures() -> list:
     return list(FIGURES.values())
 
 
-def run_figure(fig_id: str, preset: str, out_dir) -> dict:
+def run_figure(fig_id: str, preset: str, out_dir, **points) -> dict:
     """Compute one figure into ``out_dir/ID/`` and return its entry: id, title, claim, published, measured
     (name -> text), figures (PNG paths), seconds and ``report``, the verdict entry {"id", "setting",
     "published", "measured", "tolerance", "verdict", "reason"} (rfdm.published.claims); the entry is also
-    written as ``out_dir/ID/entry.json`` (atomically), so a report can be rebuilt from the figures done."""
+    written as ``out_dir/ID/entry.json`` (atomically), so a report can be rebuilt from the figures done.
+    ``points`` (executor, workers, device, quiet) go to :func:`rfdm.published.run`: the exact flows of its
+    POINT_FIGURES are stored, resumable points under ``out_dir/ID/points/``."""
     from .results import write_json
 
     fig = get_figure(fig_id)
@@ -319,7 +321,7 @@ def run_figure(fig_id: str, preset: str, out_dir) -> dict:
     if isinstance(fig, PublishedFigure):
         from . import published
 
-        report = published.run(fig.id, preset=fig.preset(preset), seed=0, out_dir=out)
+        report = published.run(fig.id, preset=fig.preset(preset), seed=0, out_dir=out, **points)
         measured = {c["name"]: _text(c.get("measured")) for c in report["checks"]}
         figures = [str(out / f"{fig.id}.png")]
     else:

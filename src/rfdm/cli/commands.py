@@ -87,6 +87,28 @@ def _run_numerical_spectrum(args) -> int:
     return 0
 
 
+def add_point_options(p) -> None:
+    """--executor and --workers of `figure` and `reproduce`: how the exact flows of the published figures with
+    points (rfdm.published.POINT_FIGURES) run; each is a stored, resumable point under OUT/ID/points/."""
+    from ..published._points import EXECUTORS
+
+    p.add_argument("--executor", default="serial", choices=EXECUTORS,
+                   help="how the exact flows of B25-fig5, B25-SM-fig12, B25-SM-fig13 and bridge-1-over-d run, each a "
+                   "stored point under OUT/ID/points/ that a rerun after a kill does not recompute: serial (here, one "
+                   "after another; default), local (a process pool of --workers), submitit-local, slurm (submitit)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="points computed at once (local: default min(2, CPU count); serial takes 1 only)")
+
+
+def point_options(args) -> dict:
+    """The validated --executor/--workers/--device of a command, as keywords of registry.run_figure."""
+    from ..published._points import check_executor
+
+    check_executor(args.executor, args.workers)
+    return {"executor": args.executor, "workers": args.workers, "device": args.device,
+            "quiet": getattr(args, "quiet", False)}
+
+
 def add_figures(sub):
     from ..registry import PRESETS
 
@@ -96,6 +118,7 @@ def add_figures(sub):
     p.add_argument("--preset", default="quick", choices=PRESETS, help="size preset (default quick)")
     p.add_argument("--out", default="rfdm_results/figures", help="output folder (default rfdm_results/figures)")
     add_device_option(p)
+    add_point_options(p)
     p.set_defaults(func=run_figure)
     p = sub.add_parser("reproduce", help="the quick preset of every figure and one HTML report (the main job).")
     p.add_argument("--preset", default="quick", choices=PRESETS, help="size preset (default quick)")
@@ -105,6 +128,7 @@ def add_figures(sub):
                    help="also write a Markdown gallery (DIR/README.md and the PNGs), e.g. docs/gallery")
     p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     add_device_option(p)
+    add_point_options(p)
     p.set_defaults(func=run_reproduce)
 
 
@@ -118,8 +142,9 @@ def run_figure(args) -> int:
     if not args.id:
         raise InvalidParameterError("give a figure ID or --list.")
     registry.get_figure(args.id)
+    options = point_options(args)
     check_output_dir(args.out)
-    res = registry.run_figure(args.id, args.preset, args.out)
+    res = registry.run_figure(args.id, args.preset, args.out, **options)
     print(json.dumps(res))
     return 0
 
@@ -138,6 +163,7 @@ def run_reproduce(args) -> int:
         raise InvalidParameterError("--only names no figure; give comma-separated figure IDs (rfdm figure --list).")
     for fid in ids:
         registry.get_figure(fid)
+    options = dict(point_options(args), quiet=True)  # the figures' own bar is the progress
     check_output_dir(args.out)
     if args.gallery is not None:
         check_output_dir(args.gallery, "--gallery")
@@ -147,7 +173,7 @@ def run_reproduce(args) -> int:
         for k, fid in enumerate(ids, 1):
             bar.set_postfix_str(fid)
             log.info("(%d/%d) %s ...", k, len(ids), fid)
-            entry = registry.run_figure(fid, args.preset, out)
+            entry = registry.run_figure(fid, args.preset, out, **options)
             log.info("(%d/%d) %s: %s (%.1f s)", k, len(ids), fid, entry["report"]["verdict"], entry["seconds"])
             entries = collect_entries(out)
             write_report(entries, out / "report.html", prov)

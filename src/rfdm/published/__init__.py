@@ -53,20 +53,41 @@ def check_preset(preset: str) -> str:
     return preset
 
 
-def run(figure_id: str, preset: str = "quick", seed: int = 0, out_dir=None) -> dict:
+#: the figures whose exact flows are resumable points (rfdm.published._points): ``compute(preset, seed, points)``
+POINT_FIGURES = ("B25-fig5", "B25-SM-fig12", "B25-SM-fig13", "bridge-1-over-d")
+
+
+def run(figure_id: str, preset: str = "quick", seed: int = 0, out_dir=None, executor: str = "serial",
+        workers: int | None = None, device: str | None = None, quiet: bool = True) -> dict:
     """Compute one figure and return its report entry (:meth:`FigureClaim.to_report_entry`) with the wall and
-    CPU seconds of the computation (``runtime_s``, ``cpu_s``); with ``out_dir``, also write
-    ``<out_dir>/<figure_id>.json`` (the entry) and ``<out_dir>/<figure_id>.png`` (the plot), each complete or
-    absent (:mod:`rfdm.results`)."""
+    CPU seconds of the computation (``runtime_s``, ``cpu_s``); with ``out_dir`` (one folder per figure), also
+    write ``<out_dir>/<figure_id>.json`` (the entry) and ``<out_dir>/<figure_id>.png`` (the plot), each complete
+    or absent (:mod:`rfdm.results`).
+
+    For the figures of :data:`POINT_FIGURES` with ``out_dir``, every exact flow is a sweep point stored under
+    ``<out_dir>/points/`` (rfdm.published._points, docs/sweeps.md): a rerun after a kill computes only the
+    missing points, and the points run with ``executor`` (serial, the default: here one after another; local: a
+    process pool of ``workers``; submitit-local; slurm) on ``device`` (default: the current default device).
+    The numbers are the same as without ``out_dir`` (same BLAS thread count).  Other figures run here whatever
+    the executor."""
     import time
     from pathlib import Path
 
     from ..results import staged_output, write_json
+    from ._points import PointRunner, check_executor
 
     check_preset(preset)
     mod = figure_module(figure_id)
+    check_executor(executor, workers)
+    points = None
+    if figure_id in POINT_FIGURES and out_dir is not None:
+        points = PointRunner(Path(out_dir), executor, workers, device, quiet, name=figure_id)
+    elif executor != "serial" and out_dir is None:
+        from ..errors import InvalidParameterError
+
+        raise InvalidParameterError(f"executor {executor!r} needs an output folder for the points (out_dir).")
     wall, cpu = time.perf_counter(), time.process_time()
-    result = mod.compute(preset, seed)
+    result = mod.compute(preset, seed) if points is None else mod.compute(preset, seed, points=points)
     entry = result["claim"].to_report_entry()
     entry.update(runtime_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu, preset=preset, seed=int(seed))
     if out_dir is not None:
@@ -80,5 +101,5 @@ def run(figure_id: str, preset: str = "quick", seed: int = 0, out_dir=None) -> d
     return entry
 
 
-__all__ = ["run", "Check", "FigureClaim", "Tolerance", "internal_disagreement", "FIGURES", "PRESETS", "figure_module",
+__all__ = ["run", "POINT_FIGURES", "Check", "FigureClaim", "Tolerance", "internal_disagreement", "FIGURES", "PRESETS", "figure_module",
            "check_preset"]

@@ -20,7 +20,8 @@ import time
 import numpy as np
 
 from . import check_preset
-from ._rf import build_flow, flow_readings, loglog_slope, spectral_timescales
+from ._points import run_flows
+from ._rf import loglog_slope, spectral_timescales
 from .claims import Check, FigureClaim, Tolerance, internal_disagreement
 
 FIGURE_ID = "B25-fig5"
@@ -30,15 +31,27 @@ PRESETS = {"paper": {"d": 100, "psi_ns": (4.0, 8.0, 16.0, 32.0)}, "quick": {"d":
 SOURCE = "[B25] Sec. 3 and Fig. 5 insets: τ_mem = ψ_p/(Δ_t λ_min) ∝ n, τ_gen independent of n"
 
 
-def compute_runs(d: int, psi_p: float, psi_ns, t: float, seed: int, sigma_x: float = 1.0) -> list:
-    """One exact flow per ψ_n with its curves and both readings of τ_mem and τ_gen."""
+def flow_grid(d: int, psi_p: float, psi_ns, t: float, seed: int, sigma_xs=(1.0,)) -> tuple:
+    """The points of the figure (rfdm.published._points): one exact flow per (σ_x, ψ_n), W and X from
+    SeedSequence([seed, n, p]), with the readings of the ρ₁ ∪ ρ₂ network (``mode_split``).  Returns (fixed,
+    grid)."""
+    fixed = {"d": int(d), "psi_p": float(psi_p), "t": float(t), "flow_seed": int(seed), "streams": "build_flow",
+             "readings": True, "mode_split": True}
+    return fixed, {"sigma_x": [float(s) for s in sigma_xs], "psi_n": [float(x) for x in psi_ns]}
+
+
+def compute_runs(d: int, psi_p: float, psi_ns, t: float, seed: int, sigma_x: float = 1.0, points=None,
+                 flows=None) -> list:
+    """One exact flow per ψ_n with its curves and both readings of τ_mem and τ_gen.  The flows' results come
+    from ``flows`` (the results of :func:`flow_grid`'s points for this σ_x, in ψ_n order), else they are
+    computed by :func:`._points.run_flows` (in this process, or through the :class:`._points.PointRunner`
+    ``points``: stored and resumable); the spectral readings are computed here."""
+    if flows is None:
+        flows = run_flows(*flow_grid(d, psi_p, psi_ns, t, seed, (sigma_x,)), seed, points)
     runs = []
-    for psi_n in psi_ns:
-        flow = build_flow(d, psi_p, psi_n, t, seed, sigma_x)
-        reads = flow_readings(flow, n=int(round(psi_n * d)))
+    for psi_n, reads in zip(psi_ns, flows):
         spec = spectral_timescales(psi_p, psi_n, t, sigma_x ** 2)
         runs.append({"psi_n": psi_n, "n": int(round(psi_n * d)), **reads, "spectral": spec})
-        del flow
     return runs
 
 
@@ -127,11 +140,13 @@ def slope_checks(claim: FigureClaim, runs: list, label: str = "", scaling: bool 
             "bulk of timescales"))
 
 
-def compute(preset: str = "quick", seed: int = 0) -> dict:
+def compute(preset: str = "quick", seed: int = 0, points=None) -> dict:
+    """The figure at ``preset``; its four exact flows run through ``points`` (a :class:`._points.PointRunner`:
+    stored under its folder, resumable, any executor) or, when None, here one after another."""
     check_preset(preset)
     cfg = PRESETS[preset]
     t0 = time.perf_counter()
-    runs = compute_runs(cfg["d"], PSI_P, cfg["psi_ns"], T, seed)
+    runs = compute_runs(cfg["d"], PSI_P, cfg["psi_ns"], T, seed, points=points)
     setting = dict(PUBLISHED_SETTING, d=cfg["d"], ψ_n=list(cfg["psi_ns"]), preset=preset, seed=seed,
                    method="exact gradient flow (noise averaged; the paper: full-batch GD, 100 noise draws)")
     claim = FigureClaim(FIGURE_ID, "τ_mem ∝ n and τ_gen independent of n; curves collapse in τ/τ_mem",

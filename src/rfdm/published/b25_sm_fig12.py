@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from . import check_preset
-from .b25_fig5 import compute_runs, slope_checks
+from ._points import run_flows
+from .b25_fig5 import compute_runs, flow_grid, slope_checks
 from .claims import FigureClaim
 
 FIGURE_ID = "B25-SM-fig12"
@@ -25,15 +26,19 @@ PUBLISHED_SETTING = {"activation": "tanh", "ψ_p": 64.0, "t": 0.1, "d": 100, "σ
 PRESETS = {"paper": {"d": 100, "psi_ns": (4.0, 8.0, 16.0, 32.0)}, "quick": {"d": 12, "psi_ns": (4.0, 8.0, 16.0)}}
 
 
-def compute(preset: str = "quick", seed: int = 0) -> dict:
+def compute(preset: str = "quick", seed: int = 0, points=None) -> dict:
+    """The figure at ``preset``; its exact flows (every σ_x and ψ_n) run through ``points`` (a
+    :class:`._points.PointRunner`: stored, resumable, any executor) or, when None, here one after another."""
     check_preset(preset)
     cfg = PRESETS[preset]
     t0 = time.perf_counter()
     setting = dict(PUBLISHED_SETTING, d=cfg["d"], ψ_n=list(cfg["psi_ns"]), preset=preset, seed=seed)
     claim = FigureClaim(FIGURE_ID, "the τ_mem prediction holds for σ_x ≠ 1", PUBLISHED_SETTING, setting)
+    flows = run_flows(*flow_grid(cfg["d"], PSI_P, cfg["psi_ns"], T, seed, SIGMA_XS), seed, points)
+    k = len(cfg["psi_ns"])
     panels = []
-    for sx in SIGMA_XS:
-        runs = compute_runs(cfg["d"], PSI_P, cfg["psi_ns"], T, seed, sigma_x=sx)
+    for i, sx in enumerate(SIGMA_XS):
+        runs = compute_runs(cfg["d"], PSI_P, cfg["psi_ns"], T, seed, sigma_x=sx, flows=flows[i * k:(i + 1) * k])
         slope_checks(claim, runs, label=f" (σ_x = {sx:g})", scaling=False)
         panels.append({"sigma_x": sx, "runs": runs})
     return {"panels": panels, "claim": claim, "setting": setting, "seconds": time.perf_counter() - t0}

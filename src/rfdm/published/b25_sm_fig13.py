@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 from . import check_preset
-from ._rf import build_flow, flow_readings, loglog_slope
+from ._points import run_flows
+from ._rf import loglog_slope
 from .claims import Check, FigureClaim, Tolerance
 
 FIGURE_ID = "B25-SM-fig13"
@@ -29,17 +30,39 @@ PRESETS = {"paper": {"d": 100, "psi_ns": (1.0, 2.0, 4.0, 8.0, 16.0), "draws": 10
            "quick": {"d": 12, "psi_ns": (1.0, 2.0, 4.0, 8.0, 16.0), "draws": 3}}
 
 
+def flow_grid(d: int, psi_ns, draws: int, seed: int) -> tuple:
+    """The figure's points (rfdm.published._points): one exact flow per (draw j, ψ_n), W and X from
+    SeedSequence([seed + 1000 j, n, p]).  Returns (fixed, grid)."""
+    fixed = {"d": int(d), "psi_p": PSI_P, "t": T, "sigma_x": 1.0, "streams": "build_flow", "readings": True,
+             "mode_split": False}
+    return fixed, {"flow_seed": [int(seed) + 1000 * j for j in range(draws)], "psi_n": [float(x) for x in psi_ns]}
+
+
+def compute(preset: str = "quick", seed: int = 0, points=None) -> dict:
+    """The figure at ``preset``; its draws × ψ_n exact flows run through ``points`` (a
+    :class:`._points.PointRunner`: stored, resumable, any executor) or, when None, here one after another
+    (that result is cached: the limit figure reuses the quick one)."""
+    if points is None:
+        return _compute_here(preset, seed)
+    return _compute(preset, seed, points)
+
+
 @functools.lru_cache(maxsize=2)
-def compute(preset: str = "quick", seed: int = 0) -> dict:
+def _compute_here(preset: str, seed: int) -> dict:
+    return _compute(preset, seed, None)
+
+
+def _compute(preset: str, seed: int, points) -> dict:
     check_preset(preset)
     cfg = PRESETS[preset]
     t0 = time.perf_counter()
     psi_ns = np.array(cfg["psi_ns"])
+    flows = run_flows(*flow_grid(cfg["d"], cfg["psi_ns"], cfg["draws"], seed), seed, points)
     E = np.empty((cfg["draws"], psi_ns.size))
     conv = True
     for j in range(cfg["draws"]):
-        for k, psi_n in enumerate(psi_ns):
-            r = flow_readings(build_flow(cfg["d"], PSI_P, psi_n, T, seed + 1000 * j))
+        for k in range(psi_ns.size):
+            r = flows[j * psi_ns.size + k]
             E[j, k] = r["E_score_min"]
             conv &= r["curves_converged"]
     slopes = np.array([loglog_slope(psi_ns, E[j])[0] for j in range(cfg["draws"])])

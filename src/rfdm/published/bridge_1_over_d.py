@@ -15,6 +15,7 @@ difference are reported.  This is the project's own check (the papers state no n
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -22,7 +23,8 @@ import numpy as np
 from . import check_preset
 from ._limit import limit_curves
 from .claims import Check, FigureClaim, Tolerance, internal_disagreement
-from ..asymptotics import finite_d_curves, richardson_in_inverse_d
+from ._points import run_flows
+from ..asymptotics import richardson_in_inverse_d
 
 FIGURE_ID = "bridge-1-over-d"
 KEYS = ("train_loss", "test_loss", "score_error")
@@ -40,13 +42,37 @@ ALLOWANCE_REASON = {
              "give only a rough standard error)"}
 
 
-def compute(preset: str = "quick", seed: int = 0) -> dict:
+def finite_curves(psi_p: float, psi_n: float, t: float, dims, tau, seeds, points=None) -> list:
+    """Per d, the exact curves averaged over ``seeds`` with their standard errors over the seeds: the result of
+    :func:`rfdm.asymptotics.finite_d_curves` (same draws: W from SeedSequence([s, 0]), X from
+    SeedSequence([s, 1])), with each (d, seed) flow one point of :mod:`._points` (computed here when ``points`` is
+    None, else through that :class:`._points.PointRunner`: stored, resumable, any executor)."""
+    fixed = {"psi_p": float(psi_p), "psi_n": float(psi_n), "t": float(t), "sigma_x": 1.0, "streams": "finite_d_curves",
+             "readings": False, "mode_split": False, "tau": [float(x) for x in tau]}
+    grid = {"d": [int(d) for d in dims], "flow_seed": [int(s) for s in seeds]}
+    flows = run_flows(fixed, grid, min(seeds), points)
+    out = []
+    for i, d in enumerate(dims):
+        runs = flows[i * len(seeds):(i + 1) * len(seeds)]
+        f = {"tau": np.asarray(tau, dtype=float), "d": int(d), "p": int(round(psi_p * d)), "n": int(round(psi_n * d)),
+             "seeds": list(seeds)}
+        for key in ("train_loss", "test_loss", "score_error", "generalization_gap"):
+            vals = np.array([r[key] for r in runs])
+            f[key] = vals.mean(axis=0)
+            f[key + "_sem"] = vals.std(axis=0, ddof=1) / math.sqrt(len(seeds)) if len(seeds) > 1 else None
+        out.append(f)
+    return out
+
+
+def compute(preset: str = "quick", seed: int = 0, points=None) -> dict:
+    """The figure at ``preset``; its exact flows (every d and seed) run through ``points`` (a
+    :class:`._points.PointRunner`: stored, resumable, any executor) or, when None, here one after another."""
     check_preset(preset)
     cfg = PRESETS[preset]
     t0 = time.perf_counter()
     tau = np.r_[np.logspace(-1, 6, 29), np.inf]
     seeds = tuple(seed + s for s in cfg["seeds"])
-    finite = [finite_d_curves("tanh", cfg["t"], cfg["psi_p"], cfg["psi_n"], d, tau, seeds=seeds) for d in cfg["dims"]]
+    finite = finite_curves(cfg["psi_p"], cfg["psi_n"], cfg["t"], cfg["dims"], tau, seeds, points)
     lim = limit_curves(cfg["t"], cfg["psi_p"], cfg["psi_n"], tau, nodes=16, keys=KEYS)
     delta = 1 - np.exp(-2 * cfg["t"])
     setting = {"activation": "tanh", "ψ_p": cfg["psi_p"], "ψ_n": cfg["psi_n"], "t": cfg["t"], "d": list(cfg["dims"]),

@@ -1,0 +1,317 @@
+"""Resumable points of the expensive published figures: one exact gradient flow per point, stored as a sweep
+point (:mod:`rfdm.sweep`) so that a killed ``rfdm figure ID --preset paper`` resumes where it stopped and the
+points can run in a local process pool, on SLURM (submitit) or on a GPU.
+
+A point is one exact run of the random-features score at (d, ψ_p, ψ_n, t, σ_x) with one draw of W and X: the
+closed-form gradient flow of :class:`rfdm.dynamics.GradientFlow` (exact noise average, Σ = σ_x² I, tanh), its
+curves L_train(τ), L_test(τ), E_score(τ) and, with ``readings``, the timescales read off them
+(:func:`._rf.flow_readings`; with ``mode_split`` also the readings of the network trained in ρ₁ ∪ ρ₂ only,
+docs/theory.md §2–3).  The draws come from the point's ``flow_seed`` (the figure's own seeds), not from the
+sweep's derived point seed, so a stored point holds the numbers the figure computes in one process:
+
+* ``streams = "build_flow"``: W and X from the two children of SeedSequence([flow_seed, n, p])
+  (:func:`._rf.build_flow`, [B25] Fig. 5, SM Figs. 12–13);
+* ``streams = "finite_d_curves"``: W from SeedSequence([flow_seed, 0]) and X from SeedSequence([flow_seed, 1])
+  (:func:`rfdm.asymptotics.finite_d_curves`, the 1/d bridge).
+
+The point kind is ``published-flow`` (registered on import, and by importing :mod:`rfdm.experiments`, so
+``rfdm sweep status|collect OUT/ID`` and submitit workers know it).  :func:`run_flows` computes a grid of
+points: in this process without a store (``runner=None``), or through a :class:`PointRunner`, which stores
+each point atomically under ``OUT/ID/points/`` keyed by its configuration and the package version
+(docs/sweeps.md), skips the points already stored, recomputes any file that does not read back whole, and
+runs the missing ones with the chosen executor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidParameterError, NumericalError, RfdmError
+from ..sweep.kinds import register_kind
+
+KIND = "published-flow"
+STREAMS = ("build_flow", "finite_d_curves")
+#: the parameters of a point and their defaults (types as in rfdm.sweep: a tuple is a list of numbers)
+DEFAULTS = {"d": 16, "psi_p": 64.0, "psi_n": 4.0, "t": 0.1, "sigma_x": 1.0, "flow_seed": 0, "streams": "build_flow",
+            "readings": True, "mode_split": False, "tau": ()}
+#: the executors of ``rfdm figure --executor``: serial (one point after another in this process, the default),
+#: local (a process pool of --workers), submitit-local and slurm (rfdm.sweep.executors)
+EXECUTORS = ("serial", "local", "submitit-local", "slurm")
+#: more workers than this is a typo, not a machine (as `rfdm sweep run`)
+MAX_WORKERS = 4096
+CURVES = ("tau", "train_loss", "test_loss", "generalization_gap", "score_error")
+READINGS = ("tau_mem_curves", "tau_gen_curves", "tau_test_min", "E_score_min", "tau_E_score_min", "curves_converged")
+MODE_READINGS = ("tau_mem_curves_rho", "gap_inf_rho", "gap_inf", "gap_inf_no_atom")
+DESCRIPTIONS = {
+    "tau": "training times τ of the curves (the last one ∞)", "train_loss": "L_train(τ)", "test_loss": "L_test(τ)",
+    "generalization_gap": "L_test(τ) − L_train(τ)", "score_error": "E_score(τ)",
+    "tau_mem_curves": "τ where the gap reaches half its final value (NaN: not read)",
+    "tau_gen_curves": "τ where the test loss has made half its drop (NaN: not read)",
+    "E_score_min": "min over τ of E_score", "tau_E_score_min": "τ of the minimum of E_score",
+    "curves_converged": "1 if the last finite τ is the end of training"}
+
+
+def validate_point(params: dict, seed: int = 0) -> None:
+    """A point's parameters: positive sizes and t, p = ψ_p d and n = ψ_n d at least 1, a known ``streams``,
+    curves-only points (``readings`` false) with their τ grid, ``mode_split`` only with readings."""
+    d = params["d"]
+    if d < 1:
+        raise InvalidParameterError(f"d must be a positive integer, got {d}.")
+    for name in ("psi_p", "psi_n", "t", "sigma_x"):
+        v = params[name]
+        if not (math.isfinite(v) and v > 0):
+            raise InvalidParameterError(f"{name} must be a positive finite number, got {v!r}.")
+    for name in ("psi_p", "psi_n"):
+        if int(round(params[name] * d)) < 1:
+            raise InvalidParameterError(f"{name} d = {params[name] * d:g} must round to at least 1.")
+    if params["flow_seed"] < 0:
+        raise InvalidParameterError(f"flow_seed must be >= 0, got {params['flow_seed']}.")
+    if params["streams"] not in STREAMS:
+        raise InvalidParameterError(f"streams must be one of {', '.join(STREAMS)}, got {params['streams']!r}.")
+    tau = params["tau"]
+    if any(not (v >= 0) for v in tau):
+        raise InvalidParameterError("tau must hold training times >= 0.")
+    if not params["readings"] and not tau:
+        raise InvalidParameterError("a point without readings needs its tau grid.")
+    if params["mode_split"] and not params["readings"]:
+        raise InvalidParameterError("mode_split needs readings = true.")
+
+
+def build_point_flow(params: dict):
+    """The exact gradient flow of one point (see the module docstring for the two seed streams)."""
+    from ._rf import build_flow
+
+    d, t, sigma_x, s = int(params["d"]), float(params["t"]), float(params["sigma_x"]), int(params["flow_seed"])
+    if params["streams"] == "build_flow":
+        return build_flow(d, float(params["psi_p"]), float(params["psi_n"]), t, s, sigma_x)
+    from ..data import GaussianData
+    from ..dynamics import GradientFlow
+    from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
+
+    p, n = int(round(params["psi_p"] * d)), int(round(params["psi_n"] * d))
+    law = GaussianData(d, variance=sigma_x ** 2)
+    features = RandomFeatures.sample(d, p, "tanh", rng=np.random.default_rng(np.random.SeedSequence([s, 0])))
+    X = law.sample(n, np.random.default_rng(np.random.SeedSequence([s, 1])))
+    return GradientFlow(noise_averaged_statistics(features, X, t), population_statistics(features, law, t),
+                        overwrite=True)
+
+
+def compute_point(params: dict) -> dict:
+    """One point's results: the curves (NumPy arrays) and, with ``readings``, :func:`._rf.flow_readings`'s
+    scalars (floats, None where a reading is absent, ``curves_converged`` a bool)."""
+    from ._rf import flow_readings
+
+    params = {**DEFAULTS, **params}
+    validate_point(params)
+    flow = build_point_flow(params)
+    tau = np.asarray(params["tau"], dtype=float) if len(params["tau"]) else None
+    if params["readings"]:
+        n = int(round(params["psi_n"] * params["d"]))
+        return flow_readings(flow, tau, n=n if params["mode_split"] else None)
+    return flow.curves(tau)
+
+
+def _kind_compute(params: dict, seed: int) -> dict:
+    """The sweep kind's compute (rfdm.sweep.kinds.PointKind): arrays as vectors over ``index``, every scalar
+    reading also in ``info`` (None kept), NaN for an absent reading among the scalars."""
+    res = compute_point(params)
+    vectors, readings = {}, {}
+    for name, value in res.items():
+        if isinstance(value, np.ndarray):
+            vectors[name] = ("index", value)
+        else:
+            readings[name] = None if value is None else (bool(value) if isinstance(value, (bool, np.bool_))
+                                                         else float(value))
+    scalars = {k: (float("nan") if v is None else float(v)) for k, v in readings.items()}
+    d = int(params["d"])
+    return {"scalars": scalars, "vectors": vectors,
+            "info": {"readings": readings, "p": int(round(params["psi_p"] * d)), "n": int(round(params["psi_n"] * d))}}
+
+
+register_kind(KIND, DEFAULTS, _kind_compute, validate=validate_point,
+              description="one exact gradient flow of the published figures (rfdm.published._points)",
+              descriptions=DESCRIPTIONS)
+
+
+def _float(v) -> float:
+    return float(v)  # JSON numbers and the strings "inf", "-inf", "nan" of rfdm.results.to_jsonable
+
+
+def decode_point(record: dict, params: dict) -> dict | None:
+    """The results of a stored point (as :func:`compute_point` returns them), or None when the record is not a
+    finished point of exactly these parameters with every curve and reading (then it is recomputed, never
+    trusted)."""
+    from ..sweep.spec import canonical_json
+
+    try:
+        if record.get("status") != "done" or record.get("kind") != KIND:
+            return None
+        if canonical_json(record.get("params")) != canonical_json(params):
+            return None
+        vectors, info = record["vectors"], record["info"]
+        out = {}
+        for name in CURVES:
+            out[name] = np.array([_float(v) for v in vectors[name]["values"]], dtype=np.float64)
+        if out["tau"].size == 0 or any(out[k].shape != out["tau"].shape for k in CURVES):
+            return None
+        readings = info["readings"] if params["readings"] else {}
+        for name in reading_names(params):
+            v = readings[name]
+            out[name] = v if v is None or isinstance(v, bool) else _float(v)
+        if params["readings"] and not isinstance(out["curves_converged"], bool):
+            return None
+        return out
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def reading_names(params: dict) -> tuple:
+    """The scalar readings a point of these parameters has (those of :func:`._rf.flow_readings`; the ρ₁ ∪ ρ₂
+    ones only with ``mode_split`` and p > n)."""
+    if not params["readings"]:
+        return ()
+    d = params["d"]
+    split = params["mode_split"] and int(round(params["psi_p"] * d)) > int(round(params["psi_n"] * d))
+    return READINGS + (MODE_READINGS if split else ())
+
+
+def select(results: dict, params: dict) -> dict:
+    """The curves and readings of :func:`compute_point`'s results that a stored point keeps (what
+    :func:`decode_point` returns), so both routes of :func:`run_flows` give the same keys."""
+    return {k: results[k] for k in CURVES + reading_names(params)}
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))  # 'inf' and 'nan' are TOML too
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def sweep_toml(fixed: dict, grid: dict, seed: int, slurm: dict | None = None) -> str:
+    """The sweep config (TOML) of a figure's points: kind published-flow, the figure's seed, ``fixed`` and
+    ``grid`` (every combination a point), the [slurm] settings; stored in the folder's manifest, so that
+    ``rfdm sweep status OUT/ID`` reads it back."""
+    lines = ["[sweep]", f"kind = {_toml_value(KIND)}", f"seed = {int(seed)}", "", "[fixed]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in fixed.items()]
+    lines += ["", "[grid]"] + [f"{k} = {_toml_value(list(v))}" for k, v in grid.items()]
+    if slurm:
+        lines += ["", "[slurm]"] + [f"{k} = {_toml_value(v)}" for k, v in slurm.items()]
+    return "\n".join(lines) + "\n"
+
+
+def slurm_settings(fixed: dict, grid: dict) -> dict:
+    """[slurm] resources of a figure's points from the largest p: 16 p² doubles of memory (U, its eigenvectors
+    and the Mehler assembly's blocks, with room) and at least 4 GB; 4 hours when p ≥ 3000, else 1 hour."""
+    ds = [int(x) for x in grid.get("d", [fixed.get("d", DEFAULTS["d"])])]
+    psis = [float(x) for x in grid.get("psi_p", [fixed.get("psi_p", DEFAULTS["psi_p"])])]
+    p = max(int(round(a * b)) for a in ds for b in psis)
+    return {"timeout_min": 240 if p >= 3000 else 60, "mem_gb": float(max(4, math.ceil(16 * 8 * p * p / 1e9) + 1))}
+
+
+@dataclasses.dataclass
+class PointRunner:
+    """Where and how a figure's points run: ``out`` is the figure's folder (points under ``out/points/``, the
+    sweep manifest ``out/sweep.json``); ``executor`` one of :data:`EXECUTORS` (serial: in this process, one
+    point after another, the default); ``workers`` (local: default min(2, CPU count); submitit-local: jobs at
+    once; must be 1 or None for serial); ``device`` where each point's kernels run (rfdm.backend; default the
+    current default device); ``quiet`` silences the progress messages on stderr."""
+
+    out: Path
+    executor: str = "serial"
+    workers: int | None = None
+    device: str | None = None
+    quiet: bool = True
+    name: str = "figure"
+    #: the summaries of rfdm.sweep.run_sweep of every run (total, already_done, computed, failed, ...)
+    summaries: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        from ..backend import check_device_name, resolve_device
+
+        self.out = Path(self.out)
+        check_executor(self.executor, self.workers)
+        self.device = check_device_name(self.device if self.device is not None else resolve_device(None).name)
+
+    def sweep(self, fixed: dict, grid: dict, seed: int):
+        """The rfdm.sweep.Sweep of these points in :attr:`out`."""
+        from ..sweep.spec import _load_toml_text, parse_config
+
+        text = sweep_toml(fixed, grid, seed, slurm_settings(fixed, grid))
+        source = str(self.out / f"{self.name}.toml")
+        return parse_config(_load_toml_text(text, source), source=source, out=self.out, toml_text=text)
+
+    def run(self, fixed: dict, grid: dict, seed: int) -> list:
+        """Compute the points not stored yet and return every point's results in grid order
+        (itertools.product over ``grid``).  A stored file that parses with the right key but does not hold a
+        whole point of these parameters is removed and the point computed again."""
+        from ..sweep import run_sweep
+        from ..sweep.store import point_paths, read_sweep_point
+
+        sweep = self.sweep(fixed, grid, seed)
+        executor, workers = ("local", 1) if self.executor == "serial" else (self.executor, self.workers)
+        for attempt in range(2):
+            summary = run_sweep(sweep, executor=executor, workers=workers, quiet=self.quiet, wait=True,
+                                device=self.device)
+            self.summaries.append(summary)
+            if summary["failed"]:
+                failed = summary["failed"]
+                msg = (f"{len(failed)} of {summary['total']} points of {self.name} failed (first: {failed[0]['name']}: "
+                       f"{failed[0]['message'].rstrip('.')}); finished points are kept in {self.out / 'points'} and a "
+                       f"rerun retries the others.")
+                raise (NumericalError if all(f.get("error") == "NumericalError" for f in failed) else RfdmError)(msg)
+            results, bad = [], []
+            for p in sweep.points:
+                rec = read_sweep_point(sweep, p)
+                res = None if rec is None else decode_point(rec, p.params)
+                if res is None:
+                    bad.append(p)
+                results.append(res)
+            if not bad:
+                return results
+            for p in bad:  # a stored file that is not a whole point of this configuration: never trusted
+                point_paths(sweep.out, p.name)[0].unlink(missing_ok=True)
+        raise RfdmError(f"{len(bad)} points of {self.name} could not be read back after recomputing them "
+                        f"(first: {bad[0].name}).")
+
+
+def check_executor(executor: str, workers: int | None) -> None:
+    """--executor one of :data:`EXECUTORS`; --workers an integer in [1, 4096], and 1 with serial."""
+    if executor not in EXECUTORS:
+        raise InvalidParameterError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or not 1 <= workers <= MAX_WORKERS:
+            raise InvalidParameterError(f"--workers must be an integer in [1, {MAX_WORKERS}], got {workers!r}.")
+        if executor == "serial" and workers != 1:
+            raise InvalidParameterError(f"--workers {workers} needs --executor local, submitit-local or slurm "
+                                        "(serial computes one point at a time).")
+
+
+def grid_points(fixed: dict, grid: dict) -> list:
+    """Every point's parameters (defaults, ``fixed`` and one combination of ``grid``), in grid order."""
+    out = []
+    for values in itertools.product(*grid.values()):
+        out.append({**DEFAULTS, **fixed, **dict(zip(grid, values))})
+    return out
+
+
+def run_flows(fixed: dict, grid: dict, seed: int, runner: PointRunner | None = None) -> list:
+    """The results (:func:`compute_point`) of every combination of ``grid`` with ``fixed``, in grid order:
+    computed here one after another without a store (``runner`` None), else through ``runner``
+    (stored, resumable, any executor).  Both give the same numbers (a point file holds every float exactly)."""
+    if runner is None:
+        return [select(compute_point(params), params) for params in grid_points(fixed, grid)]
+    return runner.run(fixed, grid, seed)
