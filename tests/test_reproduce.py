@@ -70,11 +70,11 @@ def test_report_json_only_updates_and_interruption_keeps_done_figures(tmp_path, 
     calls = []
     real = registry.run_figure
 
-    def dies_on_the_second(fig_id, preset, out_dir):
+    def dies_on_the_second(fig_id, preset, out_dir, **options):
         calls.append(fig_id)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(fig_id, preset, out_dir)
+        return real(fig_id, preset, out_dir, **options)
 
     monkeypatch.setattr(registry, "run_figure", dies_on_the_second)
     out2 = tmp_path / "interrupted"
