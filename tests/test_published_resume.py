@@ -229,6 +229,8 @@ def test_corrupt_point_files_are_recomputed_never_trusted(tmp_path, monkeypatch)
 @pytest.mark.parametrize("args, words", [
     (["--executor", "gpu"], "--executor"), (["--workers", "0"], "--workers"), (["--workers", "x"], "--workers"),
     (["--workers", "2"], "serial"), (["--executor", "local", "--workers", "5000"], "--workers"),
+    (["--executor", "slurm", "--slurm", "nodes=2"], "--slurm"), (["--executor", "slurm", "--slurm", "mem_gb=lots"], "mem_gb"),
+    (["--slurm", "partition=gpu"], "--executor slurm"),
 ])
 @pytest.mark.parametrize("command", ["figure", "reproduce"])
 def test_bad_executor_or_workers_is_one_sentence_exit_2(tmp_path, capsys, args, words, command):

@@ -98,15 +98,21 @@ def add_point_options(p) -> None:
                    "after another; default), local (a process pool of --workers), submitit-local, slurm (submitit)")
     p.add_argument("--workers", type=int, default=None,
                    help="points computed at once (local: default min(2, CPU count); serial takes 1 only)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [slurm] setting of the points' jobs (partition, account, qos, timeout_min, cpus_per_task, "
+                   "mem_gb, array_parallelism; docs/sweeps.md), repeatable; with --executor slurm")
 
 
 def point_options(args) -> dict:
     """The validated --executor/--workers/--device of a command, as keywords of registry.run_figure."""
-    from ..published._points import check_executor
+    from ..published._points import check_executor, parse_slurm
 
     check_executor(args.executor, args.workers)
+    slurm = parse_slurm(args.slurm)
+    if slurm and args.executor != "slurm":
+        raise InvalidParameterError("--slurm settings need --executor slurm.")
     return {"executor": args.executor, "workers": args.workers, "device": args.device,
-            "quiet": getattr(args, "quiet", False)}
+            "quiet": getattr(args, "quiet", False), "slurm": slurm}
 
 
 def add_figures(sub):

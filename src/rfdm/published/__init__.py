@@ -58,7 +58,7 @@ POINT_FIGURES = ("B25-fig5", "B25-SM-fig12", "B25-SM-fig13", "bridge-1-over-d")
 
 
 def run(figure_id: str, preset: str = "quick", seed: int = 0, out_dir=None, executor: str = "serial",
-        workers: int | None = None, device: str | None = None, quiet: bool = True) -> dict:
+        workers: int | None = None, device: str | None = None, quiet: bool = True, slurm: dict | None = None) -> dict:
     """Compute one figure and return its report entry (:meth:`FigureClaim.to_report_entry`) with the wall and
     CPU seconds of the computation (``runtime_s``, ``cpu_s``); with ``out_dir`` (one folder per figure), also
     write ``<out_dir>/<figure_id>.json`` (the entry) and ``<out_dir>/<figure_id>.png`` (the plot), each complete
@@ -67,7 +67,8 @@ def run(figure_id: str, preset: str = "quick", seed: int = 0, out_dir=None, exec
     For the figures of :data:`POINT_FIGURES` with ``out_dir``, every exact flow is a sweep point stored under
     ``<out_dir>/points/`` (rfdm.published._points, docs/sweeps.md): a rerun after a kill computes only the
     missing points, and the points run with ``executor`` (serial, the default: here one after another; local: a
-    process pool of ``workers``; submitit-local; slurm) on ``device`` (default: the current default device).
+    process pool of ``workers``; submitit-local; slurm, with ``slurm`` overriding the jobs' [slurm] settings) on
+    ``device`` (default: the current default device).
     The numbers are the same as without ``out_dir`` (same BLAS thread count).  Other figures run here whatever
     the executor."""
     import time
@@ -81,7 +82,7 @@ def run(figure_id: str, preset: str = "quick", seed: int = 0, out_dir=None, exec
     check_executor(executor, workers)
     points = None
     if figure_id in POINT_FIGURES and out_dir is not None:
-        points = PointRunner(Path(out_dir), executor, workers, device, quiet, name=figure_id)
+        points = PointRunner(Path(out_dir), executor, workers, device, quiet, name=figure_id, slurm=dict(slurm or {}))
     elif executor != "serial" and out_dir is None:
         from ..errors import InvalidParameterError
 

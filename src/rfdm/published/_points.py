@@ -228,7 +228,8 @@ class PointRunner:
     sweep manifest ``out/sweep.json``); ``executor`` one of :data:`EXECUTORS` (serial: in this process, one
     point after another, the default); ``workers`` (local: default min(2, CPU count); submitit-local: jobs at
     once; must be 1 or None for serial); ``device`` where each point's kernels run (rfdm.backend; default the
-    current default device); ``quiet`` silences the progress messages on stderr."""
+    current default device); ``quiet`` silences the progress messages on stderr; ``slurm`` overrides the
+    [slurm] settings of the points' jobs."""
 
     out: Path
     executor: str = "serial"
@@ -236,6 +237,8 @@ class PointRunner:
     device: str | None = None
     quiet: bool = True
     name: str = "figure"
+    #: [slurm] settings overriding :func:`slurm_settings` (e.g. partition, account; :func:`parse_slurm`)
+    slurm: dict = dataclasses.field(default_factory=dict)
     #: the summaries of rfdm.sweep.run_sweep of every run (total, already_done, computed, failed, ...)
     summaries: list = dataclasses.field(default_factory=list)
 
@@ -250,7 +253,7 @@ class PointRunner:
         """The rfdm.sweep.Sweep of these points in :attr:`out`."""
         from ..sweep.spec import _load_toml_text, parse_config
 
-        text = sweep_toml(fixed, grid, seed, slurm_settings(fixed, grid))
+        text = sweep_toml(fixed, grid, seed, {**slurm_settings(fixed, grid), **self.slurm})
         source = str(self.out / f"{self.name}.toml")
         return parse_config(_load_toml_text(text, source), source=source, out=self.out, toml_text=text)
 
@@ -286,6 +289,31 @@ class PointRunner:
                 point_paths(sweep.out, p.name)[0].unlink(missing_ok=True)
         raise RfdmError(f"{len(bad)} points of {self.name} could not be read back after recomputing them "
                         f"(first: {bad[0].name}).")
+
+
+def parse_slurm(items) -> dict:
+    """``--slurm KEY=VALUE`` settings (the [slurm] keys of a sweep config: partition, account, qos, timeout_min,
+    cpus_per_task, mem_gb, array_parallelism; docs/sweeps.md) as a dict, checked: a known key, a value of its
+    type, positive numbers.  They override the figure's own sizing (:func:`slurm_settings`)."""
+    from ..sweep.spec import SLURM_DEFAULTS
+
+    out = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        key = key.strip()
+        if not sep or key not in SLURM_DEFAULTS:
+            raise InvalidParameterError(f"--slurm takes KEY=VALUE with KEY one of {', '.join(SLURM_DEFAULTS)}, "
+                                        f"got {item!r}.")
+        kind = type(SLURM_DEFAULTS[key])
+        try:
+            v = kind(value.strip())
+        except ValueError:
+            raise InvalidParameterError(f"--slurm {key} must be {'an integer' if kind is int else 'a number'}, "
+                                        f"got {value!r}.") from None
+        if kind is not str and not v > 0:
+            raise InvalidParameterError(f"--slurm {key} must be positive, got {value!r}.")
+        out[key] = v
+    return out
 
 
 def check_executor(executor: str, workers: int | None) -> None:
