@@ -241,6 +241,17 @@ def test_bad_executor_or_workers_is_one_sentence_exit_2(tmp_path, capsys, args, 
     assert not (tmp_path / "x").exists()
 
 
+def test_cuda_with_the_forked_pool_is_refused():
+    """CUDA cannot be used in workers forked from a process that initialized it: --device cuda with the local
+    pool is one sentence (checked before any device is touched); serial and submitit executors take it."""
+    from rfdm.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="forked workers"):
+        _points.check_executor("local", 2, "cuda:0")
+    for executor, workers in (("serial", None), ("local", 1), ("submitit-local", 2), ("slurm", None)):
+        _points.check_executor(executor, workers, "cuda")
+
+
 def test_local_pool_and_torch_device_reach_the_points(tmp_path):
     """--executor local --workers 2 gives the serial numbers bit for bit (each point computed alone); --device
     torch-cpu reaches every point (recorded in its file) and agrees with NumPy to rounding (rtol 1e-9: the two

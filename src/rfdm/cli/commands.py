@@ -107,7 +107,7 @@ def point_options(args) -> dict:
     """The validated --executor/--workers/--device of a command, as keywords of registry.run_figure."""
     from ..published._points import check_executor, parse_slurm
 
-    check_executor(args.executor, args.workers)
+    check_executor(args.executor, args.workers, args.device)
     slurm = parse_slurm(args.slurm)
     if slurm and args.executor != "slurm":
         raise InvalidParameterError("--slurm settings need --executor slurm.")

@@ -79,7 +79,7 @@ def run(figure_id: str, preset: str = "quick", seed: int = 0, out_dir=None, exec
 
     check_preset(preset)
     mod = figure_module(figure_id)
-    check_executor(executor, workers)
+    check_executor(executor, workers, device)
     points = None
     if figure_id in POINT_FIGURES and out_dir is not None:
         points = PointRunner(Path(out_dir), executor, workers, device, quiet, name=figure_id, slurm=dict(slurm or {}))

@@ -246,8 +246,8 @@ class PointRunner:
         from ..backend import check_device_name, resolve_device
 
         self.out = Path(self.out)
-        check_executor(self.executor, self.workers)
         self.device = check_device_name(self.device if self.device is not None else resolve_device(None).name)
+        check_executor(self.executor, self.workers, self.device)
 
     def sweep(self, fixed: dict, grid: dict, seed: int):
         """The rfdm.sweep.Sweep of these points in :attr:`out`."""
@@ -316,8 +316,10 @@ def parse_slurm(items) -> dict:
     return out
 
 
-def check_executor(executor: str, workers: int | None) -> None:
-    """--executor one of :data:`EXECUTORS`; --workers an integer in [1, 4096], and 1 with serial."""
+def check_executor(executor: str, workers: int | None, device: str | None = None) -> None:
+    """--executor one of :data:`EXECUTORS`; --workers an integer in [1, 4096], and 1 with serial; no CUDA
+    device with the local pool (its workers are forked from a process that has initialized CUDA, which CUDA
+    does not allow)."""
     if executor not in EXECUTORS:
         raise InvalidParameterError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
     if workers is not None:
@@ -326,6 +328,10 @@ def check_executor(executor: str, workers: int | None) -> None:
         if executor == "serial" and workers != 1:
             raise InvalidParameterError(f"--workers {workers} needs --executor local, submitit-local or slurm "
                                         "(serial computes one point at a time).")
+    if (executor == "local" and (workers is None or workers > 1) and device is not None
+            and str(device).strip().lower().startswith("cuda")):
+        raise InvalidParameterError(f"--device {device} cannot be used by the forked workers of --executor local; "
+                                    "use --executor serial, submitit-local or slurm.")
 
 
 def grid_points(fixed: dict, grid: dict) -> list:
