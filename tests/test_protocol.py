@@ -64,15 +64,20 @@ def test_one_declaration_feeds_help_sweep_kind_and_presets(name, monkeypatch):
     monkeypatch.setattr(field, "default", new)
     spec = specs(cls)[field_name][1]
     command = COMMAND.get(name, name)
-    # --help shows the declared default (for sample: next to its study's label)
-    label = "" if command == name else f"{name} "
-    assert f"{label}{new:g}" in _help_of(command, flag_of(field_name, spec))
-    # every declared CLI field has its option
-    parser_flags = {s for a in _subparser(command)._actions for s in a.option_strings}
-    for fname, (_, s) in specs(cls).items():
-        if s.cli:
-            flag = flag_of(fname, s)
-            assert flag in parser_flags or "--no-" + flag[2:] in parser_flags, (name, fname)
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    if command in commands:  # a sweep kind only (command=False, no hand-written command) has no --help
+        # --help shows the declared default (for sample: next to its study's label)
+        label = "" if command == name else f"{name} "
+        assert f"{label}{new:g}" in _help_of(command, flag_of(field_name, spec))
+        # every declared CLI field has its option
+        parser_flags = {s for a in _subparser(command)._actions for s in a.option_strings}
+        for fname, (_, s) in specs(cls).items():
+            if s.cli:
+                flag = flag_of(fname, s)
+                assert flag in parser_flags or "--no-" + flag[2:] in parser_flags, (name, fname)
+    else:
+        assert not exp.command, name
     # the sweep kind's default, when the experiment is sweepable and the field a sweep parameter
     if exp.sweep is not None and field_name in KINDS[name].defaults:
         assert KINDS[name].defaults[field_name] == new

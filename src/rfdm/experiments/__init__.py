@@ -3,4 +3,4 @@ self-describing result, a ``save`` step writing it atomically with its figure, a
 only the saved result.  Importing this package registers every built-in experiment (rfdm.protocol.EXPERIMENTS)."""
 
 from . import dynamics, figures, outlier, regimes, sampling, spectrum, timescales, train_net  # noqa: F401
-from ..published import _points  # noqa: F401,E402  (the published-flow sweep kind of the published figures)
+from ..published import _flows  # noqa: F401,E402  (the published-flow experiment: the exact flows of the published figures)

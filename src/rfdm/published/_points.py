@@ -1,31 +1,18 @@
-"""Resumable points of the expensive published figures: one exact gradient flow per point, stored as a sweep
-point (:mod:`rfdm.sweep`) so that a killed ``rfdm figure ID --preset paper`` resumes where it stopped and the
+"""Resumable points of the expensive published figures: each exact gradient flow of B25-fig5, B25-SM-fig12,
+B25-SM-fig13 and bridge-1-over-d (one point of the ``published-flow`` kind, :mod:`._flows`) is stored as a sweep
+point (:mod:`rfdm.sweep`), so that a killed ``rfdm figure ID --preset paper`` resumes where it stopped and the
 points can run in a local process pool, on SLURM (submitit) or on a GPU.
 
-A point is one exact run of the random-features score at (d, ψ_p, ψ_n, t, σ_x) with one draw of W and X: the
-closed-form gradient flow of :class:`rfdm.dynamics.GradientFlow` (exact noise average, Σ = σ_x² I, tanh), its
-curves L_train(τ), L_test(τ), E_score(τ) and, with ``readings``, the timescales read off them
-(:func:`._rf.flow_readings`; with ``mode_split`` also the readings of the network trained in ρ₁ ∪ ρ₂ only,
-docs/theory.md §2–3).  The draws come from the point's ``flow_seed`` (the figure's own seeds), not from the
-sweep's derived point seed, so a stored point holds the numbers the figure computes in one process:
-
-* ``streams = "build_flow"``: W and X from the two children of SeedSequence([flow_seed, n, p])
-  (:func:`._rf.build_flow`, [B25] Fig. 5, SM Figs. 12–13);
-* ``streams = "finite_d_curves"``: W from SeedSequence([flow_seed, 0]) and X from SeedSequence([flow_seed, 1])
-  (:func:`rfdm.asymptotics.finite_d_curves`, the 1/d bridge).
-
-The point kind is ``published-flow`` (registered on import, and by importing :mod:`rfdm.experiments`, so
-``rfdm sweep status|collect OUT/ID`` and submitit workers know it).  :func:`run_flows` computes a grid of
-points: in this process without a store (``runner=None``), or through a :class:`PointRunner`, which stores
-each point atomically under ``OUT/ID/points/`` keyed by its configuration and the package version
-(docs/sweeps.md), skips the points already stored, recomputes any file that does not read back whole, and
-runs the missing ones with the chosen executor.
+A :class:`PointRunner` (given to :func:`._flows.run_flows`) stores each point atomically under
+``OUT/ID/points/`` keyed by its configuration and the package version (docs/sweeps.md), skips the points already
+stored, recomputes any file that does not read back as a whole point of its configuration, and runs the missing
+ones with the chosen executor; the figure is then assembled from the stored points, with the numbers of the
+in-process computation to the bit (a point file holds every float exactly).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 from pathlib import Path
@@ -33,110 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidParameterError, NumericalError, RfdmError
-from ..sweep.kinds import register_kind
+from ._flows import (CURVES, DEFAULTS, KIND, MODE_READINGS, READINGS, STREAMS, compute_point, grid_points,  # noqa: F401
+                     reading_names, run_flows, select)
 
-KIND = "published-flow"
-STREAMS = ("build_flow", "finite_d_curves")
-#: the parameters of a point and their defaults (types as in rfdm.sweep: a tuple is a list of numbers)
-DEFAULTS = {"d": 16, "psi_p": 64.0, "psi_n": 4.0, "t": 0.1, "sigma_x": 1.0, "flow_seed": 0, "streams": "build_flow",
-            "readings": True, "mode_split": False, "tau": ()}
 #: the executors of ``rfdm figure --executor``: serial (one point after another in this process, the default),
 #: local (a process pool of --workers), submitit-local and slurm (rfdm.sweep.executors)
 EXECUTORS = ("serial", "local", "submitit-local", "slurm")
 #: more workers than this is a typo, not a machine (as `rfdm sweep run`)
 MAX_WORKERS = 4096
-CURVES = ("tau", "train_loss", "test_loss", "generalization_gap", "score_error")
-READINGS = ("tau_mem_curves", "tau_gen_curves", "tau_test_min", "E_score_min", "tau_E_score_min", "curves_converged")
-MODE_READINGS = ("tau_mem_curves_rho", "gap_inf_rho", "gap_inf", "gap_inf_no_atom")
-DESCRIPTIONS = {
-    "tau": "training times τ of the curves (the last one ∞)", "train_loss": "L_train(τ)", "test_loss": "L_test(τ)",
-    "generalization_gap": "L_test(τ) − L_train(τ)", "score_error": "E_score(τ)",
-    "tau_mem_curves": "τ where the gap reaches half its final value (NaN: not read)",
-    "tau_gen_curves": "τ where the test loss has made half its drop (NaN: not read)",
-    "E_score_min": "min over τ of E_score", "tau_E_score_min": "τ of the minimum of E_score",
-    "curves_converged": "1 if the last finite τ is the end of training"}
-
-
-def validate_point(params: dict, seed: int = 0) -> None:
-    """A point's parameters: positive sizes and t, p = ψ_p d and n = ψ_n d at least 1, a known ``streams``,
-    curves-only points (``readings`` false) with their τ grid, ``mode_split`` only with readings."""
-    d = params["d"]
-    if d < 1:
-        raise InvalidParameterError(f"d must be a positive integer, got {d}.")
-    for name in ("psi_p", "psi_n", "t", "sigma_x"):
-        v = params[name]
-        if not (math.isfinite(v) and v > 0):
-            raise InvalidParameterError(f"{name} must be a positive finite number, got {v!r}.")
-    for name in ("psi_p", "psi_n"):
-        if int(round(params[name] * d)) < 1:
-            raise InvalidParameterError(f"{name} d = {params[name] * d:g} must round to at least 1.")
-    if params["flow_seed"] < 0:
-        raise InvalidParameterError(f"flow_seed must be >= 0, got {params['flow_seed']}.")
-    if params["streams"] not in STREAMS:
-        raise InvalidParameterError(f"streams must be one of {', '.join(STREAMS)}, got {params['streams']!r}.")
-    tau = params["tau"]
-    if any(not (v >= 0) for v in tau):
-        raise InvalidParameterError("tau must hold training times >= 0.")
-    if not params["readings"] and not tau:
-        raise InvalidParameterError("a point without readings needs its tau grid.")
-    if params["mode_split"] and not params["readings"]:
-        raise InvalidParameterError("mode_split needs readings = true.")
-
-
-def build_point_flow(params: dict):
-    """The exact gradient flow of one point (see the module docstring for the two seed streams)."""
-    from ._rf import build_flow
-
-    d, t, sigma_x, s = int(params["d"]), float(params["t"]), float(params["sigma_x"]), int(params["flow_seed"])
-    if params["streams"] == "build_flow":
-        return build_flow(d, float(params["psi_p"]), float(params["psi_n"]), t, s, sigma_x)
-    from ..data import GaussianData
-    from ..dynamics import GradientFlow
-    from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
-
-    p, n = int(round(params["psi_p"] * d)), int(round(params["psi_n"] * d))
-    law = GaussianData(d, variance=sigma_x ** 2)
-    features = RandomFeatures.sample(d, p, "tanh", rng=np.random.default_rng(np.random.SeedSequence([s, 0])))
-    X = law.sample(n, np.random.default_rng(np.random.SeedSequence([s, 1])))
-    return GradientFlow(noise_averaged_statistics(features, X, t), population_statistics(features, law, t),
-                        overwrite=True)
-
-
-def compute_point(params: dict) -> dict:
-    """One point's results: the curves (NumPy arrays) and, with ``readings``, :func:`._rf.flow_readings`'s
-    scalars (floats, None where a reading is absent, ``curves_converged`` a bool)."""
-    from ._rf import flow_readings
-
-    params = {**DEFAULTS, **params}
-    validate_point(params)
-    flow = build_point_flow(params)
-    tau = np.asarray(params["tau"], dtype=float) if len(params["tau"]) else None
-    if params["readings"]:
-        n = int(round(params["psi_n"] * params["d"]))
-        return flow_readings(flow, tau, n=n if params["mode_split"] else None)
-    return flow.curves(tau)
-
-
-def _kind_compute(params: dict, seed: int) -> dict:
-    """The sweep kind's compute (rfdm.sweep.kinds.PointKind): arrays as vectors over ``index``, every scalar
-    reading also in ``info`` (None kept), NaN for an absent reading among the scalars."""
-    res = compute_point(params)
-    vectors, readings = {}, {}
-    for name, value in res.items():
-        if isinstance(value, np.ndarray):
-            vectors[name] = ("index", value)
-        else:
-            readings[name] = None if value is None else (bool(value) if isinstance(value, (bool, np.bool_))
-                                                         else float(value))
-    scalars = {k: (float("nan") if v is None else float(v)) for k, v in readings.items()}
-    d = int(params["d"])
-    return {"scalars": scalars, "vectors": vectors,
-            "info": {"readings": readings, "p": int(round(params["psi_p"] * d)), "n": int(round(params["psi_n"] * d))}}
-
-
-register_kind(KIND, DEFAULTS, _kind_compute, validate=validate_point,
-              description="one exact gradient flow of the published figures (rfdm.published._points)",
-              descriptions=DESCRIPTIONS)
 
 
 def _float(v) -> float:
@@ -144,7 +35,7 @@ def _float(v) -> float:
 
 
 def decode_point(record: dict, params: dict) -> dict | None:
-    """The results of a stored point (as :func:`compute_point` returns them), or None when the record is not a
+    """The results of a stored point (as :func:`._flows.run_flows` returns them), or None when the record is not a
     finished point of exactly these parameters with every curve and reading (then it is recomputed, never
     trusted)."""
     from ..sweep.spec import canonical_json
@@ -170,21 +61,6 @@ def decode_point(record: dict, params: dict) -> dict | None:
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
-
-def reading_names(params: dict) -> tuple:
-    """The scalar readings a point of these parameters has (those of :func:`._rf.flow_readings`; the ρ₁ ∪ ρ₂
-    ones only with ``mode_split`` and p > n)."""
-    if not params["readings"]:
-        return ()
-    d = params["d"]
-    split = params["mode_split"] and int(round(params["psi_p"] * d)) > int(round(params["psi_n"] * d))
-    return READINGS + (MODE_READINGS if split else ())
-
-
-def select(results: dict, params: dict) -> dict:
-    """The curves and readings of :func:`compute_point`'s results that a stored point keeps (what
-    :func:`decode_point` returns), so both routes of :func:`run_flows` give the same keys."""
-    return {k: results[k] for k in CURVES + reading_names(params)}
 
 
 def _toml_value(v) -> str:
@@ -333,19 +209,3 @@ def check_executor(executor: str, workers: int | None, device: str | None = None
         raise InvalidParameterError(f"--device {device} cannot be used by the forked workers of --executor local; "
                                     "use --executor serial, submitit-local or slurm.")
 
-
-def grid_points(fixed: dict, grid: dict) -> list:
-    """Every point's parameters (defaults, ``fixed`` and one combination of ``grid``), in grid order."""
-    out = []
-    for values in itertools.product(*grid.values()):
-        out.append({**DEFAULTS, **fixed, **dict(zip(grid, values))})
-    return out
-
-
-def run_flows(fixed: dict, grid: dict, seed: int, runner: PointRunner | None = None) -> list:
-    """The results (:func:`compute_point`) of every combination of ``grid`` with ``fixed``, in grid order:
-    computed here one after another without a store (``runner`` None), else through ``runner``
-    (stored, resumable, any executor).  Both give the same numbers (a point file holds every float exactly)."""
-    if runner is None:
-        return [select(compute_point(params), params) for params in grid_points(fixed, grid)]
-    return runner.run(fixed, grid, seed)

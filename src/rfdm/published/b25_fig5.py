@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from . import check_preset
-from ._points import run_flows
+from ._flows import run_flows
 from ._rf import loglog_slope, spectral_timescales
 from .claims import Check, FigureClaim, Tolerance, internal_disagreement
 
@@ -32,7 +32,7 @@ SOURCE = "[B25] Sec. 3 and Fig. 5 insets: τ_mem = ψ_p/(Δ_t λ_min) ∝ n, τ_
 
 
 def flow_grid(d: int, psi_p: float, psi_ns, t: float, seed: int, sigma_xs=(1.0,)) -> tuple:
-    """The points of the figure (rfdm.published._points): one exact flow per (σ_x, ψ_n), W and X from
+    """The points of the figure (rfdm.published._flows): one exact flow per (σ_x, ψ_n), W and X from
     SeedSequence([seed, n, p]), with the readings of the ρ₁ ∪ ρ₂ network (``mode_split``).  Returns (fixed,
     grid)."""
     fixed = {"d": int(d), "psi_p": float(psi_p), "t": float(t), "flow_seed": int(seed), "streams": "build_flow",
@@ -44,7 +44,7 @@ def compute_runs(d: int, psi_p: float, psi_ns, t: float, seed: int, sigma_x: flo
                  flows=None) -> list:
     """One exact flow per ψ_n with its curves and both readings of τ_mem and τ_gen.  The flows' results come
     from ``flows`` (the results of :func:`flow_grid`'s points for this σ_x, in ψ_n order), else they are
-    computed by :func:`._points.run_flows` (in this process, or through the :class:`._points.PointRunner`
+    computed by :func:`._flows.run_flows` (in this process, or through the :class:`._points.PointRunner`
     ``points``: stored and resumable); the spectral readings are computed here."""
     if flows is None:
         flows = run_flows(*flow_grid(d, psi_p, psi_ns, t, seed, (sigma_x,)), seed, points)

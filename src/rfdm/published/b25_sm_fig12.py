@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from . import check_preset
-from ._points import run_flows
+from ._flows import run_flows
 from .b25_fig5 import compute_runs, flow_grid, slope_checks
 from .claims import FigureClaim
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from . import check_preset
-from ._points import run_flows
+from ._flows import run_flows
 from ._rf import loglog_slope
 from .claims import Check, FigureClaim, Tolerance
 
@@ -31,7 +31,7 @@ PRESETS = {"paper": {"d": 100, "psi_ns": (1.0, 2.0, 4.0, 8.0, 16.0), "draws": 10
 
 
 def flow_grid(d: int, psi_ns, draws: int, seed: int) -> tuple:
-    """The figure's points (rfdm.published._points): one exact flow per (draw j, ψ_n), W and X from
+    """The figure's points (rfdm.published._flows): one exact flow per (draw j, ψ_n), W and X from
     SeedSequence([seed + 1000 j, n, p]).  Returns (fixed, grid)."""
     fixed = {"d": int(d), "psi_p": PSI_P, "t": T, "sigma_x": 1.0, "streams": "build_flow", "readings": True,
              "mode_split": False}

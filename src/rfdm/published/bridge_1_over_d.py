@@ -23,7 +23,7 @@ import numpy as np
 from . import check_preset
 from ._limit import limit_curves
 from .claims import Check, FigureClaim, Tolerance, internal_disagreement
-from ._points import run_flows
+from ._flows import run_flows
 from ..asymptotics import richardson_in_inverse_d
 
 FIGURE_ID = "bridge-1-over-d"
@@ -45,7 +45,7 @@ ALLOWANCE_REASON = {
 def finite_curves(psi_p: float, psi_n: float, t: float, dims, tau, seeds, points=None) -> list:
     """Per d, the exact curves averaged over ``seeds`` with their standard errors over the seeds: the result of
     :func:`rfdm.asymptotics.finite_d_curves` (same draws: W from SeedSequence([s, 0]), X from
-    SeedSequence([s, 1])), with each (d, seed) flow one point of :mod:`._points` (computed here when ``points`` is
+    SeedSequence([s, 1])), with each (d, seed) flow one point of :mod:`._flows` (computed here when ``points`` is
     None, else through that :class:`._points.PointRunner`: stored, resumable, any executor)."""
     fixed = {"psi_p": float(psi_p), "psi_n": float(psi_n), "t": float(t), "sigma_x": 1.0, "streams": "finite_d_curves",
              "readings": False, "mode_split": False, "tau": [float(x) for x in tau]}
