@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .activations import Activation, evaluate, get_activation, quadrature_rule
+from .activations import Activation, _hermite_weight_matrix, evaluate, get_activation, quadrature_rule
 from .backend import backend_of, resolve_device
 from .diffusion import check_time, decay, delta_t
 from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
@@ -52,6 +52,13 @@ KMAX_FIRST = 12
 PAIR_CUTS = (0.9, 0.8, 0.7, 0.6, 0.5)
 #: largest number of sigma evaluations allowed for the direct pairs
 MAX_PAIR_WORK = 4e9
+#: NumPy: bytes of quadrature temporaries per chunk of (data point, feature) pairs in the 1-D expectations of
+#: both Mehler passes (about a core's L2 cache: each chunk's node values are built, passed through sigma and
+#: projected on the Hermite polynomials while they stay in cache, instead of streaming through memory)
+CHUNK_BYTES = 2 ** 20
+#: NumPy: rows per block of the pass-2 products (smaller blocks compute less of the lower triangle: a block
+#: of r rows computes r (p - start) entries, (R + 1)/(2R) of p^2 for R blocks)
+PASS2_BLOCK_ROWS = 256
 
 
 @dataclass
@@ -256,20 +263,72 @@ def _pair_second_moments(act, means, stds, I, J, rho, rule):
     return out
 
 
-def _coefficients(act, means, stds, kmax, rule):
-    """``act.gaussian_coefficients`` on the device of ``means``; activations without ``array_api`` (e.g.
-    custom ones) are evaluated on the host and their coefficients moved to the device."""
+def _chunks(n: int, p: int, per_pair: int):
+    """(rows, cols) slices covering an (n, p) array of pairs, each chunk holding at most CHUNK_BYTES of
+    ``per_pair`` doubles per pair (whole rows when one row fits; at least one pair)."""
+    pairs = max(1, CHUNK_BYTES // (8 * max(per_pair, 1)))
+    if pairs >= p:
+        rows = pairs // p
+        for s in range(0, n, rows):
+            yield slice(s, min(s + rows, n)), slice(0, p)
+    else:
+        for s in range(n):
+            for c in range(0, p, pairs):
+                yield slice(s, s + 1), slice(c, min(c + pairs, p))
+
+
+def _plain_quadrature(act) -> bool:
+    """Whether ``act`` computes its Gaussian expectations with the default quadrature of
+    :meth:`Activation.gaussian_coefficients` (tanh, erf, custom activations), not a closed form of its own."""
+    return type(act).gaussian_coefficients is Activation.gaussian_coefficients
+
+
+def _coefficients(act, means, stds, kmax, rule, second: bool = True):
+    """``act.gaussian_coefficients`` of every (data point, feature) pair: returns (a, second moment), a of
+    shape means.shape + (kmax + 1,); the second moment is None when ``second`` is False.
+
+    NumPy: evaluated in chunks of CHUNK_BYTES of quadrature temporaries (the same formulas, node by node, so
+    the same numbers; only the memory traffic changes); with ``second=False`` and the default quadrature the
+    E sigma^2 sums are skipped (pass 2 needs only the a_k).  Other devices: ``act.gaussian_coefficients`` on
+    the device of ``means``; activations without ``array_api`` (e.g. custom ones) are evaluated on the host
+    and their coefficients moved to the device."""
     bk = backend_of(means)
-    if bk.is_numpy or act.array_api:
-        return act.gaussian_coefficients(means, stds, kmax, rule=rule)
-    a, sec = act.gaussian_coefficients(bk.to_numpy(means), bk.to_numpy(stds), kmax, rule=rule)
-    return bk.asarray(a), bk.asarray(sec)
+    if not bk.is_numpy:
+        if act.array_api:
+            return act.gaussian_coefficients(means, stds, kmax, rule=rule)
+        a, sec = act.gaussian_coefficients(bk.to_numpy(means), bk.to_numpy(stds), kmax, rule=rule)
+        return bk.asarray(a), bk.asarray(sec)
+    n, p = means.shape
+    quad = rule[0] != "closed-form"
+    nodes = quadrature_rule(rule, kmax)[0].size if quad else 1
+    a = np.empty((n, p, kmax + 1))
+    sec = np.empty((n, p)) if second else None
+    if quad and not second and _plain_quadrature(act):
+        # Activation.gaussian_coefficients without its E sigma^2: f = s z + m, sigma(f), f @ H
+        if not (np.all(np.isfinite(means)) and np.all(np.isfinite(stds)) and np.all(stds > 0)):
+            raise InvalidParameterError("Gaussian expectations need finite means and stds > 0.")
+        z, _ = quadrature_rule(rule, kmax)
+        H = _hermite_weight_matrix(rule, kmax)
+        sz = stds[:, None] * z
+        for r, c in _chunks(n, p, nodes):
+            f = sz[c] + means[r, c, None]
+            f = evaluate(act, f, inplace=True)
+            np.matmul(f.reshape(-1, nodes), H, out=a[r, c].reshape(-1, kmax + 1))
+        return a, None
+    for r, c in _chunks(n, p, max(nodes, kmax + 1)):
+        a_c, s_c = act.gaussian_coefficients(means[r, c], stds[c], kmax, rule=rule)
+        a[r, c] = a_c
+        if second:
+            sec[r, c] = s_c
+    return a, sec
 
 
 def _hermite_energies(act, means, stds, kcap, rule, budget, width, cache=None):
     """Pass over the data: (1/n) sums of E sigma^2, a_k^2, the tails E sigma^2 - sum_{k'<=k} a_k'^2,
     and of (a_0, a_1), on the device of ``means``.  With ``cache`` (an (n, p, kcap + 1) array) the
-    coefficients a_k are also kept there, for pass 2 to reuse."""
+    coefficients a_k are also kept there, for pass 2 to reuse.  NumPy: chunks of CHUNK_BYTES of quadrature
+    temporaries (each chunk's coefficients are reduced while in cache); other devices: data batches sized
+    from ``budget``."""
     bk = backend_of(means)
     xp = bk.xp
     n, p = means.shape
@@ -277,20 +336,54 @@ def _hermite_energies(act, means, stds, kcap, rule, budget, width, cache=None):
     energy = bk.zeros((p, kcap + 1))
     tail2 = bk.zeros((p, kcap + 1))
     mean01 = bk.zeros((p, 2))
-    b1 = max(1, budget // (8 * 3 * p * width))
-    for s in range(0, n, b1):
-        a, sec = _coefficients(act, means[s:s + b1], stds, kcap, rule)
+    if bk.is_numpy:
+        chunks = _chunks(n, p, width)
+    else:
+        b1 = max(1, budget // (8 * 3 * p * width))
+        chunks = ((slice(s, min(s + b1, n)), slice(0, p)) for s in range(0, n, b1))
+    for r, c in chunks:
+        a, sec = _coefficients(act, means[r, c], stds[c], kcap, rule)
         if cache is not None:
-            cache[s:s + b1] = a
-        diag += xp.sum(sec, axis=0)
-        mean01 += xp.sum(a[..., :2], axis=0)
+            cache[r, c] = a
+        diag[c] += xp.sum(sec, axis=0)
+        mean01[c] += xp.sum(a[..., :2], axis=0)
         a *= a
-        energy += xp.sum(a, axis=0)
+        energy[c] += xp.sum(a, axis=0)
         bk.cumsum_(a, axis=-1)
         xp.subtract(sec[..., None], a, out=a)
         bk.clip_min_(a, 0.0)
-        tail2 += xp.sum(a, axis=0)
+        tail2[c] += xp.sum(a, axis=0)
     return diag / n, energy / n, tail2 / n, mean01 / n
+
+
+def _mehler_products_horner(M, dirs, coeffs, kept, blocks) -> None:
+    """NumPy pass-2 products of one data batch: for every row block,
+
+        M[blk, blk.start:] += sum_{k in kept} rho^k o (A_k[blk] A_k[blk.start:]^T),   rho = dirs[blk] dirs[blk.start:]^T,
+
+    by Horner's rule in rho (acc = G_{k_m}; acc = acc o rho^{k_{j+1} - k_j} + G_{k_j}; finally acc o rho^{k_0}),
+    each G added by the GEMM itself (BLAS dgemm with beta = 1): one elementwise product per order instead of
+    the three of the power-sum form (the same sum, up to rounding)."""
+    from scipy.linalg.blas import dgemm
+
+    for blk in blocks:
+        rho = dirs[blk] @ dirs[blk.start:].T
+        acc = None
+        for j in range(len(kept) - 1, -1, -1):
+            A = coeffs[j]
+            if acc is None:
+                acc = A[blk] @ A[blk.start:].T
+            else:
+                # acc^T (a Fortran-ordered view, no copy) += A[blk.start:] A[blk]^T
+                out = dgemm(1.0, A[blk.start:].T, A[blk].T, beta=1.0, c=acc.T, trans_a=1, overwrite_c=1)
+                if not np.shares_memory(out, acc):  # BLAS wrapper made a copy: take its result
+                    acc[...] = out.T
+            gap = kept[j] - (kept[j - 1] if j > 0 else 0)
+            if gap == 1:
+                acc *= rho
+            elif gap > 1:
+                acc *= rho ** gap
+        M[blk, blk.start:] += acc
 
 
 def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-10,
@@ -367,6 +460,7 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
     M = bk.zeros((p, p))
     b2 = max(1, min(n, budget // (8 * p * (len(kept) + 1))))
     sub = max(1, budget // (8 * 2 * p * max(n_nodes, order + 1)))  # quadrature temporaries per sub-batch
+    blocks = list(_row_blocks(p, min(rows, PASS2_BLOCK_ROWS) if bk.is_numpy else rows))
     for s in range(0, n, b2):
         m_b = means_x[s:s + b2]
         coeffs = [bk.empty((p, m_b.shape[0])) for _ in kept]  # (p, batch): contiguous row blocks
@@ -374,11 +468,14 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
             if cache is not None:
                 a = cache[s + u:s + u + min(sub, m_b.shape[0] - u)]
             else:
-                a, _ = _coefficients(act, m_b[u:u + sub], stds_x, order, rule)
+                a, _ = _coefficients(act, m_b[u:u + sub], stds_x, order, rule, second=False)
             for ck, k in zip(coeffs, kept):
                 ck[:, u:u + sub] = a[..., k].T
             del a
-        for blk in _row_blocks(p, rows):
+        if bk.is_numpy:
+            _mehler_products_horner(M, dirs, coeffs, kept, blocks)
+            continue
+        for blk in blocks:
             rho = dirs[blk] @ dirs[blk.start:].T
             power = xp.ones_like(rho)
             k_prev = 0
@@ -390,8 +487,12 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
                 prod *= power
                 M[blk, blk.start:] += prod
     M /= n
-    for blk in _row_blocks(p, rows):
+    for blk in blocks:
         M[blk.stop:, blk] = M[blk, blk.stop:].T
+        if bk.is_numpy:  # the diagonal block was computed in full: its lower triangle from its upper one
+            square = M[blk, blk]
+            lower = np.tril_indices(blk.stop - blk.start, -1)
+            square[lower] = square.T[lower]
     diagonal = bk.arange(p)
     M[diagonal, diagonal] = diag
     n_pairs = 0
