@@ -419,36 +419,35 @@ def test_truncation_bound_honest_noise_averaged(act, t):
 @pytest.mark.parametrize("act", ["tanh", "erf", "relu"])
 def test_batching_invariance(act, monkeypatch):
     """memory_budget=1 is raised to the floor of p^2 doubles: that gives row blocks of p/4 rows and data
-    batches of a few points in pass 2 (vs one block and one batch by default); a CHUNK_BYTES of a few pairs'
-    quadrature temporaries splits the NumPy 1-D expectations of both passes into pieces of rows (here single
-    pairs; by default whole batches of rows).  The sums are the same up to rounding, so 1e-12 relative.  The batching is observed by
-    wrapping the block iterator and the 1-D expectations (test-side instrumentation only)."""
+    batches of a few points in pass 2 (vs one block and one batch by default); a CHUNK_BYTES of one double
+    splits the NumPy 1-D expectations of both passes pair by pair (by default whole batches of rows at once).
+    The sums are the same up to rounding, so 1e-12 relative.  The batching is observed by wrapping the block
+    and chunk iterators (test-side instrumentation only)."""
     import rfdm.features as F
     feats, X = setup_case(act, d=16, n=20)
     t = 0.3
-    record = {"rows": [], "shape": []}
-    orig_blocks = F._row_blocks
-    orig_coeffs = feats.activation.gaussian_coefficients
+    record = {"rows": [], "chunks": []}
+    orig_blocks, orig_chunks = F._row_blocks, F._chunks
 
     def blocks(p, rows):
         record["rows"].append(rows)
         return orig_blocks(p, rows)
 
-    def coeffs(mean, std, kmax, rule=None):
-        # the Mehler passes call this with means of shape (batch, features); the direct pairs with (n, nodes)
-        record["shape"].append(np.shape(mean))
-        return orig_coeffs(mean, std, kmax, rule=rule)
+    def chunks(n, p, per_pair):
+        for r, c in orig_chunks(n, p, per_pair):
+            record["chunks"].append((r.stop - r.start, c.stop - c.start))
+            yield r, c
 
     monkeypatch.setattr(F, "_row_blocks", blocks)
-    monkeypatch.setattr(feats.activation, "gaussian_coefficients", coeffs)
+    monkeypatch.setattr(F, "_chunks", chunks)
     a = noise_averaged_statistics(feats, X, t, rtol=RTOL[act])
     assert set(record["rows"]) == {40}  # one block
-    assert (20, 40) in record["shape"]  # one chunk: all 20 points x 40 features at once
-    record = {"rows": [], "shape": []}
+    assert (20, 40) in record["chunks"]  # one chunk: all 20 points x 40 features at once
+    record = {"rows": [], "chunks": []}
     monkeypatch.setattr(F, "CHUNK_BYTES", 8)  # one (point, feature) pair per chunk
     b = noise_averaged_statistics(feats, X, t, rtol=RTOL[act], memory_budget=1)
     assert max(record["rows"]) <= 10  # >= 4 row blocks
-    assert (1, 1) in record["shape"] and (20, 40) not in record["shape"]  # pair by pair
+    assert set(record["chunks"]) == {(1, 1)}  # pair by pair
     monkeypatch.undo()
     c = noise_averaged_statistics(feats, X, t, rtol=RTOL[act], memory_budget=8 * 40 * 40 * 3)
     for other in (b, c):

@@ -310,52 +310,83 @@ def _plain_quadrature(act) -> bool:
     return type(act).gaussian_coefficients is Activation.gaussian_coefficients
 
 
-def _coefficients(act, means, stds, kmax, rule, second: bool = True):
-    """``act.gaussian_coefficients`` of every (data point, feature) pair: returns (a, second moment), a of
-    shape means.shape + (kmax + 1,); the second moment is None when ``second`` is False.
+class _Quadrature:
+    """The 1-D Gaussian expectations ``act.gaussian_coefficients`` of a fixed set of features (stds, orders up
+    to kmax, quadrature ``rule``) for batches of data points; calling it on means (batch, features) returns
+    (a, second moment), a of shape means.shape + (kmax + 1,), the second moment None when ``second`` is False.
 
     NumPy: evaluated in chunks of CHUNK_BYTES of quadrature temporaries (the same formulas, node by node, so
-    the same numbers; only the memory traffic changes); with ``second=False`` and the default quadrature the
-    E sigma^2 sums are skipped (pass 2 needs only the a_k).  Other devices: ``act.gaussian_coefficients`` on
-    the device of ``means``; activations without ``array_api`` (e.g. custom ones) are evaluated on the host
-    and their coefficients moved to the device."""
-    bk = backend_of(means)
-    if not bk.is_numpy:
-        if act.array_api:
-            return act.gaussian_coefficients(means, stds, kmax, rule=rule)
-        a, sec = act.gaussian_coefficients(bk.to_numpy(means), bk.to_numpy(stds), kmax, rule=rule)
-        return bk.asarray(a), bk.asarray(sec)
-    n, p = means.shape
-    quad = rule[0] != "closed-form"
-    nodes = quadrature_rule(rule, kmax)[0].size if quad else 1
-    a = np.empty((n, p, kmax + 1))
-    sec = np.empty((n, p)) if second else None
-    if quad and not second and _plain_quadrature(act):
-        # Activation.gaussian_coefficients without its E sigma^2: f = s z + m, sigma(f), f @ H
-        if not (np.all(np.isfinite(means)) and np.all(np.isfinite(stds)) and np.all(stds > 0)):
+    the same numbers; only the memory traffic changes); for activations with the default quadrature the
+    formulas of :meth:`Activation.gaussian_coefficients` are applied here (s z precomputed once, one reused
+    buffer), and with ``second=False`` the E sigma^2 sums are skipped (pass 2 needs only the a_k).  Other
+    devices: ``act.gaussian_coefficients`` on the device of ``means``; activations without ``array_api`` (e.g.
+    custom ones) are evaluated on the host and their coefficients moved to the device."""
+
+    def __init__(self, act, stds, kmax: int, rule):
+        self.act, self.stds, self.kmax, self.rule = act, stds, kmax, rule
+        self.bk = backend_of(stds)
+        quad = rule[0] != "closed-form"
+        self.nodes = quadrature_rule(rule, kmax)[0].size if quad else 1
+        self.fast = self.bk.is_numpy and quad and _plain_quadrature(act)
+        self.buf = None
+        if self.fast:
+            if not (np.all(np.isfinite(stds)) and np.all(stds > 0)):
+                raise InvalidParameterError("Gaussian expectations need finite means and stds > 0.")
+            z, self.w = quadrature_rule(rule, kmax)
+            self.H = _hermite_weight_matrix(rule, kmax)
+            self.sz = stds[:, None] * z
+
+    def __call__(self, means, second: bool = True):
+        act, stds, kmax, rule, bk = self.act, self.stds, self.kmax, self.rule, self.bk
+        if not bk.is_numpy:
+            if act.array_api:
+                return act.gaussian_coefficients(means, stds, kmax, rule=rule)
+            a, sec = act.gaussian_coefficients(bk.to_numpy(means), bk.to_numpy(stds), kmax, rule=rule)
+            return bk.asarray(a), bk.asarray(sec)
+        n, p = means.shape
+        nodes = self.nodes
+        a = np.empty((n, p, kmax + 1))
+        sec = np.empty((n, p)) if second else None
+        if not self.fast:
+            for r, c in _chunks(n, p, max(nodes, kmax + 1)):
+                a_c, s_c = act.gaussian_coefficients(means[r, c], stds[c], kmax, rule=rule)
+                a[r, c] = a_c
+                if second:
+                    sec[r, c] = s_c
+            return a, sec
+        # Activation.gaussian_coefficients chunk by chunk: f = s z + m, sigma(f), f @ H (and E sigma^2 =
+        # (f * f) @ w when asked)
+        if not np.all(np.isfinite(means)):
             raise InvalidParameterError("Gaussian expectations need finite means and stds > 0.")
-        z, _ = quadrature_rule(rule, kmax)
-        H = _hermite_weight_matrix(rule, kmax)
-        sz = stds[:, None] * z
         for r, c in _chunks(n, p, nodes):
-            f = sz[c] + means[r, c, None]
-            f = evaluate(act, f, inplace=True)
-            np.matmul(f.reshape(-1, nodes), H, out=a[r, c].reshape(-1, kmax + 1))
-        return a, None
-    for r, c in _chunks(n, p, max(nodes, kmax + 1)):
-        a_c, s_c = act.gaussian_coefficients(means[r, c], stds[c], kmax, rule=rule)
-        a[r, c] = a_c
-        if second:
-            sec[r, c] = s_c
-    return a, sec
+            m = means[r, c]
+            size = m.size * nodes
+            if self.buf is None or self.buf.size < size:
+                self.buf = np.empty(size)
+            f = self.buf[:size].reshape(m.shape + (nodes,))
+            np.add(self.sz[c], m[..., None], out=f)
+            f = evaluate(act, f, inplace=True).reshape(-1, nodes)
+            dst = a[r, c].reshape(-1, kmax + 1)  # a view: a chunk is whole rows or a piece of one row
+            if np.shares_memory(dst, a):
+                np.matmul(f, self.H, out=dst)
+            else:  # pragma: no cover - not reached with the chunks of _chunks
+                a[r, c] = (f @ self.H).reshape(m.shape + (kmax + 1,))
+            if second:
+                f *= f
+                sec[r, c] = (f @ self.w).reshape(m.shape)
+        return a, sec
+
+
+def _coefficients(act, means, stds, kmax, rule, second: bool = True):
+    """:class:`_Quadrature` of (act, stds, kmax, rule) applied to ``means`` once."""
+    return _Quadrature(act, stds, kmax, rule)(means, second)
 
 
 def _hermite_energies(act, means, stds, kcap, rule, budget, width, cache=None):
     """Pass over the data: (1/n) sums of E sigma^2, a_k^2, the tails E sigma^2 - sum_{k'<=k} a_k'^2,
     and of (a_0, a_1), on the device of ``means``.  With ``cache`` (an (n, p, kcap + 1) array) the
-    coefficients a_k are also kept there, for pass 2 to reuse.  NumPy: chunks of CHUNK_BYTES of quadrature
-    temporaries (each chunk's coefficients are reduced while in cache); other devices: data batches sized
-    from ``budget``."""
+    coefficients a_k are also kept there, for pass 2 to reuse.  NumPy: batches of rows whose coefficients fit
+    in CHUNK_BYTES; other devices: data batches sized from ``budget``."""
     bk = backend_of(means)
     xp = bk.xp
     n, p = means.shape
@@ -363,23 +394,27 @@ def _hermite_energies(act, means, stds, kcap, rule, budget, width, cache=None):
     energy = bk.zeros((p, kcap + 1))
     tail2 = bk.zeros((p, kcap + 1))
     mean01 = bk.zeros((p, 2))
-    if bk.is_numpy:
-        chunks = _chunks(n, p, width)
-    else:
-        b1 = max(1, budget // (8 * 3 * p * width))
-        chunks = ((slice(s, min(s + b1, n)), slice(0, p)) for s in range(0, n, b1))
-    for r, c in chunks:
-        a, sec = _coefficients(act, means[r, c], stds[c], kcap, rule)
+    quad = _Quadrature(act, stds, kcap, rule)
+    # NumPy: batches of rows whose coefficients fit in CHUNK_BYTES (reduced while in cache; the quadrature
+    # chunks its own temporaries); other devices: batches sized from the budget
+    b1 = max(1, CHUNK_BYTES // (8 * p * (kcap + 1)) if bk.is_numpy else budget // (8 * 3 * p * width))
+    for s in range(0, n, b1):
+        r = slice(s, min(s + b1, n))
+        a, sec = quad(means[r])
         if cache is not None:
-            cache[r, c] = a
-        diag[c] += xp.sum(sec, axis=0)
-        mean01[c] += xp.sum(a[..., :2], axis=0)
+            cache[r] = a
+        diag += xp.sum(sec, axis=0)
+        mean01 += xp.sum(a[..., :2], axis=0)
         a *= a
-        energy[c] += xp.sum(a, axis=0)
-        bk.cumsum_(a, axis=-1)
+        energy += xp.sum(a, axis=0)
+        if bk.is_numpy:  # the running sum over orders, order by order (numpy's cumsum along a short axis is slow)
+            for k in range(1, kcap + 1):
+                np.add(a[..., k], a[..., k - 1], out=a[..., k])
+        else:
+            bk.cumsum_(a, axis=-1)
         xp.subtract(sec[..., None], a, out=a)
         bk.clip_min_(a, 0.0)
-        tail2[c] += xp.sum(a, axis=0)
+        tail2 += xp.sum(a, axis=0)
     return diag / n, energy / n, tail2 / n, mean01 / n
 
 
@@ -488,6 +523,7 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
     b2 = max(1, min(n, budget // (8 * p * (len(kept) + 1))))
     sub = max(1, budget // (8 * 2 * p * max(n_nodes, order + 1)))  # quadrature temporaries per sub-batch
     blocks = list(_row_blocks(p, min(rows, PASS2_BLOCK_ROWS) if bk.is_numpy else rows))
+    quad = _Quadrature(act, stds_x, order, rule) if cache is None else None
     for s in range(0, n, b2):
         m_b = means_x[s:s + b2]
         coeffs = [bk.empty((p, m_b.shape[0])) for _ in kept]  # (p, batch): contiguous row blocks
@@ -495,7 +531,7 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
             if cache is not None:
                 a = cache[s + u:s + u + min(sub, m_b.shape[0] - u)]
             else:
-                a, _ = _coefficients(act, m_b[u:u + sub], stds_x, order, rule, second=False)
+                a, _ = quad(m_b[u:u + sub], second=False)
             for ck, k in zip(coeffs, kept):
                 ck[:, u:u + sub] = a[..., k].T
             del a
