@@ -628,3 +628,33 @@ def test_chunked_coefficients_equal_the_activation(act):
         scale = np.abs(ref_a).max()
         assert np.abs(a1 - ref_a).max() <= 1e-14 * scale and np.abs(a2 - ref_a).max() <= 1e-14 * scale
         assert np.abs(s1 - ref_s).max() <= 1e-14 * np.abs(ref_s).max() and s2 is None
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_mehler_assembly_equals_dense_truncated_series(act, monkeypatch):
+    """The whole assembly (chunked 1-D expectations, Horner products in row blocks, symmetrisation) against
+    the same truncated series written densely here: U_ij = (1/n) sum_nu sum_{k in orders used} rho_ij^k
+    a_k(m_i^nu, s_i) a_k(m_j^nu, s_j) off the diagonal, (1/n) sum_nu E sigma(h_i^nu)^2 on it, with a_k from
+    one call of the activation's own gaussian_coefficients (same rule) on all pairs.  Same finite sum, other
+    order of operations: 1e-13 relative.  Run with the default sizes and with small blocks and chunks."""
+    import rfdm.features as F
+    from rfdm.features import _unit_rows, mehler_second_moment
+    d, p, n, t = 24, 60, 15, 0.3
+    f = RandomFeatures.sample(d, p, act, 4)
+    X = GaussianData(d).sample(n, np.random.default_rng(5))
+    dirs, wn = _unit_rows(f.W)
+    stds = math.sqrt(delta(t) / d) * wn
+    means = math.exp(-t) * f.preactivations(X)
+    for small in (False, True):
+        if small:
+            monkeypatch.setattr(F, "CHUNK_BYTES", 8 * 64 * 7)
+            monkeypatch.setattr(F, "PASS2_BLOCK_ROWS", 7)
+        U, info = mehler_second_moment(dirs, stds, means, f.activation, memory_budget=1 if small else None)
+        assert info["direct_pairs"] == 0
+        rule = tuple(info["quadrature_rule"])
+        a, sec = f.activation.gaussian_coefficients(means, stds, info["truncation_order"], rule=rule)
+        rho = dirs @ dirs.T
+        ref = sum(rho ** k * np.einsum("ni,nj->ij", a[..., k], a[..., k]) for k in info["orders_used"]) / n
+        np.fill_diagonal(ref, sec.mean(axis=0))
+        assert np.abs(U - ref).max() <= 1e-13 * np.abs(ref).max()
+        assert np.array_equal(U, U.T)
