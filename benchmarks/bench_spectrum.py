@@ -39,15 +39,21 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 
-import numpy as np
-from scipy.optimize import root
+# One BLAS/OpenMP thread for both methods (set before NumPy is imported; an explicit setting wins): every
+# timed block is then single-threaded, and its CPU time (time.process_time) is comparable across loads.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-import rfdm
-from rfdm import spectrum as sp
-from _common import Timer, contention_warning, loadavg, machine_info, print_table, write_json
+import numpy as np  # noqa: E402
+from scipy.optimize import root  # noqa: E402
+
+import rfdm  # noqa: E402
+from rfdm import spectrum as sp  # noqa: E402
+from _common import Timer, contention_warning, loadavg, machine_info, print_table, write_json  # noqa: E402
 
 NAME = "bench_spectrum"
 
@@ -56,7 +62,30 @@ CASES = {
              "description": "[B25] Fig. 4: psi_p=64, psi_n=8, t=0.01, tanh, Sigma=I"},
     "small": {"psi_p": 8.0, "psi_n": 2.0, "t": 0.1, "activation": "tanh",
               "description": "psi_p=8, psi_n=2, t=0.1, tanh, Sigma=I"},
+    "mp": {"psi_p": 64.0, "psi_n": 8.0, "t": 0.01, "activation": "tanh", "zero_a": True,
+           "description": "Marchenko-Pastur check: the fig4 coefficients with a_t = b_t = 0, so U = s_t^2 I + "
+                          "v_t^2 Omega Omega^T/n exactly (MP law of ratio psi_p/psi_n, closed form)"},
 }
+
+
+def make_problem(key):
+    """Coefficients and SpectralProblem of a case; ``zero_a``: a_t = b_t = 0 (v_t^2, s_t^2 kept), where the
+    self-consistent equations reduce to Marchenko-Pastur's."""
+    case = CASES[key]
+    coeffs = sp.gep_coefficients(case["activation"], case["t"])
+    if case.get("zero_a"):
+        coeffs = sp.GEPCoefficients(t=coeffs.t, sigma_x2=coeffs.sigma_x2, a=0.0, b=0.0, v2=coeffs.v2, s2=coeffs.s2,
+                                    mu0=0.0, mu1=0.0, norm2=coeffs.s2 + coeffs.v2)
+    return coeffs, sp.SpectralProblem(coeffs, case["psi_p"], case["psi_n"])
+
+
+def marchenko_pastur(lam, coeffs, psi_p, psi_n):
+    """Density of s2 I + v2 Omega Omega^T/n (Omega p x n Gaussian, c = p/n = psi_p/psi_n) at lam inside
+    [lambda_-, lambda_+] = s2 + v2 (1 -+ sqrt(c))^2: sqrt((lambda_+ - lam)(lam - lambda_-))/(2 pi c v2 (lam - s2));
+    the atom 1 - 1/c at s2 (c > 1) is not part of it."""
+    c, s2, v2 = psi_p / psi_n, coeffs.s2, coeffs.v2
+    lo, hi = s2 + v2 * (1 - math.sqrt(c)) ** 2, s2 + v2 * (1 + math.sqrt(c)) ** 2
+    return np.sqrt(np.clip((hi - lam) * (lam - lo), 0, None)) / (2 * math.pi * c * v2 * (lam - s2)), (lo, hi)
 
 #: a baseline point whose density is below this fraction of the reference sits on the spurious real branch
 REAL_BRANCH_FRACTION = 1e-3
@@ -98,18 +127,35 @@ def parse_args(argv=None):
     ap.add_argument("--target-ratio", type=float, default=100.0, help="speed-ratio target (default 100)")
     ap.add_argument("--target-time", type=float, default=1.0, help="solve() time target in s (default 1)")
     ap.add_argument("--target-points", type=int, default=2000, help="density points target (default 2000)")
+    ap.add_argument("--mode", default="grid", choices=("grid", "points", "both"),
+                    help="grid (default): solve(n_points) against the per-point method on the SAME points, the "
+                         "grid solve() returns; points: the older comparison of stieltjes on --points points "
+                         "inside the support; both")
+    ap.add_argument("--grid-cases", default="fig4,mp", help="cases of the grid comparison (default fig4,mp)")
+    ap.add_argument("--grid-variants", default="matched",
+                    help="baseline variants run on the whole grid (default matched: rfdm's eta, the equal-accuracy "
+                         "comparison)")
+    ap.add_argument("--grid-subset", type=int, default=0,
+                    help="grid comparison: run the baseline on this many evenly spread grid points and extrapolate "
+                         "its time (0, the default: all points, measured)")
     ap.add_argument("--quick", action="store_true", help="Fig. 4 case, 40 points, baseline on 8, seconds")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_spectrum.json)")
     args = ap.parse_args(argv)
     if args.quick:
         args.cases = "fig4"
+        args.grid_subset = args.grid_subset or 20
         args.points = 40
         args.baseline_subset = 8
         args.baseline_budget = 0.0
         args.repeats = 3
         args.solve_repeats = 1
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    for c in args.cases:
+    args.grid_cases = [c.strip() for c in args.grid_cases.split(",") if c.strip()]
+    args.grid_variants = [v.strip() for v in args.grid_variants.split(",") if v.strip()]
+    for v in args.grid_variants:
+        if v not in ("published", "matched", "matched_jac"):
+            ap.error(f"unknown grid variant {v!r}")
+    for c in args.cases + args.grid_cases:
         if c not in CASES:
             ap.error(f"unknown case {c!r}; choose from {sorted(CASES)}")
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -289,8 +335,7 @@ def run_baseline(name, var, lams, q_ref, args):
 
 def run_case(key, args):
     case = CASES[key]
-    coeffs = sp.gep_coefficients(case["activation"], case["t"])
-    problem = sp.SpectralProblem(coeffs, case["psi_p"], case["psi_n"])
+    coeffs, problem = make_problem(key)
     print(f"\n=== case {key}: {case['description']}  (s_t^2 = {coeffs.s2:.4g}, v_t^2 = {coeffs.v2:.4g}, "
           f"load {loadavg()}) ===")
 
@@ -461,13 +506,135 @@ def run_case(key, args):
             "targets_met": targets, "contention_warnings": warnings}
 
 
+def run_grid_case(key, args):
+    """solve(n_points) against the per-point method on the same points: the grid solve() returns (Chebyshev
+    nodes of every bulk).  Both single-threaded; CPU and wall time of each; the density of each against the
+    other, against rfdm's stieltjes at a 100x smaller eta and (case mp) against the Marchenko-Pastur closed
+    form; the total mass of each (atoms + bulk quadrature with solve()'s weights)."""
+    case = CASES[key]
+    coeffs, problem = make_problem(key)
+    print(f"\n=== grid comparison, case {key}: {case['description']} (s_t^2 = {coeffs.s2:.4g}, "
+          f"v_t^2 = {coeffs.v2:.4g}, load {loadavg()}) ===")
+    warnings = []
+    with Timer() as t_first:
+        result = problem.solve(n_points=args.n_points)
+    _, solve_t = timed(lambda: problem.solve(n_points=args.n_points), args.solve_repeats)
+    contention("solve()", solve_t["runs"], warnings)
+    grid, rho_solve = result.grid, result.density
+    npts = int(grid.size)
+    atom_mass = sum(a["weight"] for a in result.atoms)
+    # solve()'s quadrature weights are rho_i x (Chebyshev weight_i): the same rule applied to another density
+    cheb = np.where(rho_solve > 0, result.weights / np.where(rho_solve > 0, rho_solve, 1.0), 0.0)
+    print(f"solve(n_points={args.n_points}): {npts} points in {len(result.bulks)} bulks {result.bulk_sizes}; "
+          f"median CPU {solve_t['median_cpu_s']:.3f} s, wall {solve_t['median_wall_s']:.3f} s "
+          f"(first call {t_first.wall:.3f} s); total mass {result.checks['total_mass']:.12f}; "
+          f"checks converged {result.converged}")
+
+    scale = np.abs(grid) + coeffs.s2
+    q_ref, _, conv_ref, _ = problem.stieltjes(grid, eta_min=args.ref_eta_rel * scale)
+    rho_ref = q_ref.imag / math.pi
+    indep = None
+    if case.get("zero_a"):
+        rho_mp, (lo, hi) = marchenko_pastur(grid, coeffs, case["psi_p"], case["psi_n"])
+        c = case["psi_p"] / case["psi_n"]
+        indep = {"name": "Marchenko-Pastur closed form", "density": rho_mp, "support": [lo, hi],
+                 "atom": max(0.0, 1 - 1 / c),
+                 "solve_edges": [[b["left"], b["right"]] for b in result.bulks],
+                 "solve_atoms": result.atoms}
+
+    def rel(a, b):
+        with np.errstate(all="ignore"):
+            e = np.abs(a - b) / np.abs(b)
+        return float(np.max(np.where(np.isfinite(e), e, np.inf)))
+
+    out = {"case": {**{k: v for k, v in case.items()}, "key": key},
+           "coefficients": {k: getattr(coeffs, k) for k in ("t", "sigma_x2", "a", "b", "v2", "s2", "mu0", "mu1", "norm2")},
+           "points": {"n": npts, "rule": "the grid solve(n_points) returns (Chebyshev nodes of each bulk)",
+                      "per_bulk": result.bulk_sizes, "min": float(grid.min()), "max": float(grid.max())},
+           "solve": {"n_points_requested": args.n_points, "first_call": t_first.record(), "repeats": solve_t,
+                     "checks": result.checks, "converged": result.converged, "bulks": result.bulks,
+                     "atoms": result.atoms,
+                     "max_rel_density_diff_vs_reference": rel(rho_solve, rho_ref),
+                     "total_mass": result.checks["total_mass"]},
+           "reference": {"method": "rfdm SpectralProblem.stieltjes on the same points", "eta_min_rel": args.ref_eta_rel,
+                         "all_converged": bool(conv_ref.all())},
+           "baselines": {}, "contention_warnings": warnings}
+    if indep is not None:
+        out["solve"]["max_rel_density_diff_vs_mp"] = rel(rho_solve, indep["density"])
+        out["independent_check"] = {k: v for k, v in indep.items() if k != "density"}
+        print(f"Marchenko-Pastur: support [{indep['support'][0]:.6g}, {indep['support'][1]:.6g}], atom "
+              f"{indep['atom']:.6g}; solve(): bulks {indep['solve_edges']}, atoms "
+              f"{[(a['position'], a['weight']) for a in result.atoms]}")
+    rows = [["rfdm solve() (edges, atom, masses, density)", "measured", solve_t["median_cpu_s"], solve_t["median_wall_s"],
+             "-", "-", rel(rho_solve, rho_ref), out["solve"].get("max_rel_density_diff_vs_mp"),
+             result.checks["total_mass"]]]
+    variants = baseline_variants(problem, argparse.Namespace(**{**vars(args), "variants": args.grid_variants}))
+    for name, var in variants.items():
+        solver = var["solver"]
+        n_run = npts if not args.grid_subset else min(args.grid_subset, npts)
+        idx = np.unique(np.linspace(0, npts - 1, n_run).round().astype(int))
+        solver.solve_point(float(grid[0]))  # warm-up, untimed
+        q_b = np.full(npts, np.nan + 0j)
+        n_fail = 0
+        with Timer() as tb:
+            for i in idx:
+                q_b[i], info = solver.solve_point(float(grid[i]))
+                n_fail += info["n_not_success"] > 0
+        measured_all = idx.size == npts
+        cpu_all = tb.cpu / idx.size * npts
+        wall_all = tb.wall / idx.size * npts
+        contention(f"baseline {name} on the grid", [tb.record()], warnings)
+        rho_b = q_b.imag / math.pi
+        done = idx
+        rec = {"settings": var["settings"], "points_run": int(idx.size), "timing": tb.record(),
+               "measured_on_all_points": measured_all,
+               "time_provenance": "measured" if measured_all else f"extrapolated linearly from {idx.size} points",
+               "cpu_time_all_points_s": cpu_all, "wall_time_all_points_s": wall_all,
+               "cpu_time_per_point_s": tb.cpu / idx.size,
+               "points_with_hybr_not_success": int(n_fail),
+               "max_rel_density_diff_vs_solve": rel(rho_b[done], rho_solve[done]),
+               "max_rel_density_diff_vs_reference": rel(rho_b[done], rho_ref[done]),
+               "wrong_branch": accuracy(q_b[done], q_ref[done], grid[done])["wrong_branch_points"],
+               "ratio_cpu": cpu_all / solve_t["median_cpu_s"], "ratio_wall": wall_all / solve_t["median_wall_s"]}
+        if measured_all:
+            rec["total_mass_with_solve_weights"] = float(atom_mass + np.sum(cheb * rho_b))
+        if indep is not None:
+            rec["max_rel_density_diff_vs_mp"] = rel(rho_b[done], indep["density"][done])
+        out["baselines"][name] = rec
+        rows.append([f"per-point hybr, {name} ({idx.size} of {npts} points)", rec["time_provenance"].split()[0],
+                     cpu_all, wall_all, rec["ratio_cpu"], rec["ratio_wall"], rec["max_rel_density_diff_vs_reference"],
+                     rec.get("max_rel_density_diff_vs_mp"), rec.get("total_mass_with_solve_weights")])
+        print(f"baseline {name}: {idx.size} points, CPU {tb.cpu:.1f} s ({tb.cpu / idx.size * 1e3:.1f} ms/point), "
+              f"wall {tb.wall:.1f} s; density vs solve() max rel. diff {rec['max_rel_density_diff_vs_solve']:.2e}; "
+              f"CPU-time ratio {rec['ratio_cpu']:.0f}x, wall ratio {rec['ratio_wall']:.0f}x")
+    print_table(f"Case {key}: the same {npts} points for both methods (one BLAS thread each; CPU time = "
+                "time.process_time, the meaningful number on a shared machine; wall time depends on the load)",
+                ["method", "time", "CPU [s]", "wall [s]", "ratio CPU", "ratio wall", "max rel err vs ref",
+                 "max rel err vs MP", "total mass"], rows)
+    m = out["baselines"].get("matched")
+    out["targets_met"] = {
+        "ratio_cpu_ge_target": None if m is None else m["ratio_cpu"] >= args.target_ratio,
+        "ratio_wall_ge_target": None if m is None else m["ratio_wall"] >= args.target_ratio,
+        "equal_accuracy": None if m is None else bool(m["max_rel_density_diff_vs_solve"] <= 1e-6),
+        "solve_points_ge_target": npts >= args.target_points,
+        "solve_checks_converged": bool(result.converged)}
+    for w in warnings:
+        print("WARNING:", w)
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     machine = machine_info()
     t0 = time.perf_counter()
     print(f"rfdm {rfdm.__version__}: spectrum of U, vectorised eta-continuation vs per-point hybr with "
           f"eps-continuation; load {machine['loadavg_at_start']} on {machine['cpu_count']} CPUs")
-    cases = {key: run_case(key, args) for key in args.cases}
+    print("One BLAS thread for both methods (OMP/OPENBLAS/MKL_NUM_THREADS = "
+          f"{os.environ.get('OMP_NUM_THREADS')}/{os.environ.get('OPENBLAS_NUM_THREADS')}/"
+          f"{os.environ.get('MKL_NUM_THREADS')}). The machine may be loaded by other jobs: CPU-time ratios "
+          "(time.process_time) are the meaningful ones; wall-time ratios are printed too.")
+    grid_cases = {key: run_grid_case(key, args) for key in args.grid_cases} if args.mode in ("grid", "both") else {}
+    cases = {key: run_case(key, args) for key in args.cases} if args.mode in ("points", "both") else {}
     config = {"cases": args.cases, "points": args.points, "n_points": args.n_points, "repeats": args.repeats,
               "solve_repeats": args.solve_repeats, "baseline_steps": args.baseline_steps,
               "baseline_eps_min_published": args.baseline_eps_min, "baseline_subset": args.baseline_subset,
@@ -476,16 +643,27 @@ def main(argv=None):
               "wrong_branch_rules": {"negative_imag": "Im q < 0",
                                      "real_branch": f"density < {REAL_BRANCH_FRACTION:g} x reference",
                                      "other": f"relative density error > {WRONG_BRANCH_RTOL:g}"},
-              "quick": args.quick}
-    primary = "fig4" if "fig4" in cases else args.cases[0]
+              "quick": args.quick, "mode": args.mode, "grid_cases": args.grid_cases,
+              "grid_variants": args.grid_variants, "grid_subset": args.grid_subset,
+              "blas_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                              "MKL_NUM_THREADS")}}
+    primary = "fig4" if "fig4" in cases else (args.cases[0] if cases else None)
+    grid_primary = "fig4" if "fig4" in grid_cases else (next(iter(grid_cases)) if grid_cases else None)
     payload = {"benchmark": NAME, "config": config, "machine": machine,
                "loadavg_at_end": loadavg(), "total_wall_s": time.perf_counter() - t0,
+               "grid_comparison": {"primary_case": grid_primary, "cases": grid_cases,
+                                   "definition": "solve(n_points) and the per-point baseline on the same points "
+                                                 "(solve's grid); ratio = baseline time on all of them / median "
+                                                 "solve() time, CPU (time.process_time, one BLAS thread) and wall",
+                                   "met_primary_case": grid_cases[grid_primary]["targets_met"] if grid_primary else None},
                "primary_case": primary, "cases": cases,
                "targets": {"ratio": args.target_ratio, "solve_time_s": args.target_time,
-                           "solve_points": args.target_points, "met_primary_case": cases[primary]["targets_met"]},
+                           "solve_points": args.target_points,
+                           "met_primary_case": cases[primary]["targets_met"] if primary else None},
                "provenance": {"measured": ["rfdm stieltjes times", "solve() times", "baseline subset times",
                                            "baseline full times where measured_on_all_points", "all accuracies"],
-                              "extrapolated": ["baseline time_all_points_s where measured_on_all_points is false"]}}
+                              "extrapolated": ["baseline time_all_points_s where measured_on_all_points is false",
+                                               "grid baseline times where measured_on_all_points is false"]}}
     path = write_json(NAME + ("_quick" if args.quick else ""), payload, args.out)
     print(f"\nload at end {payload['loadavg_at_end']}; total {payload['total_wall_s']:.0f} s\nwrote {path}")
     return payload

@@ -419,33 +419,35 @@ def test_truncation_bound_honest_noise_averaged(act, t):
 @pytest.mark.parametrize("act", ["tanh", "erf", "relu"])
 def test_batching_invariance(act, monkeypatch):
     """memory_budget=1 is raised to the floor of p^2 doubles: that gives row blocks of p/4 rows and data
-    batches of a few points (vs one block and one batch by default); the sums are the same up to
-    rounding, so 1e-12 relative.  The batching is observed by wrapping the block iterator and the 1-D
-    expectations (test-side instrumentation only)."""
+    batches of a few points in pass 2 (vs one block and one batch by default); a CHUNK_BYTES of one double
+    splits the NumPy 1-D expectations of both passes pair by pair (by default whole batches of rows at once).
+    The sums are the same up to rounding, so 1e-12 relative.  The batching is observed by wrapping the block
+    and chunk iterators (test-side instrumentation only)."""
     import rfdm.features as F
     feats, X = setup_case(act, d=16, n=20)
     t = 0.3
-    record = {"rows": [], "batch": []}
-    orig_blocks = F._row_blocks
-    orig_coeffs = feats.activation.gaussian_coefficients
+    record = {"rows": [], "chunks": []}
+    orig_blocks, orig_chunks = F._row_blocks, F._chunks
 
     def blocks(p, rows):
         record["rows"].append(rows)
         return orig_blocks(p, rows)
 
-    def coeffs(mean, std, kmax, rule=None):
-        # the Mehler passes call this with means of shape (batch, p); the direct pairs with (n, nodes)
-        record["batch"].append(np.shape(mean)[0] if np.shape(mean)[1:] == (40,) else None)
-        return orig_coeffs(mean, std, kmax, rule=rule)
+    def chunks(n, p, per_pair):
+        for r, c in orig_chunks(n, p, per_pair):
+            record["chunks"].append((r.stop - r.start, c.stop - c.start))
+            yield r, c
 
     monkeypatch.setattr(F, "_row_blocks", blocks)
-    monkeypatch.setattr(feats.activation, "gaussian_coefficients", coeffs)
+    monkeypatch.setattr(F, "_chunks", chunks)
     a = noise_averaged_statistics(feats, X, t, rtol=RTOL[act])
-    assert set(record["rows"]) == {40} and max(b for b in record["batch"] if b) == 20  # one block, one batch
-    record = {"rows": [], "batch": []}
+    assert set(record["rows"]) == {40}  # one block
+    assert (20, 40) in record["chunks"]  # one chunk: all 20 points x 40 features at once
+    record = {"rows": [], "chunks": []}
+    monkeypatch.setattr(F, "CHUNK_BYTES", 8)  # one (point, feature) pair per chunk
     b = noise_averaged_statistics(feats, X, t, rtol=RTOL[act], memory_budget=1)
     assert max(record["rows"]) <= 10  # >= 4 row blocks
-    assert max(b for b in record["batch"] if b) <= 10  # >= 2 data batches in every pass
+    assert set(record["chunks"]) == {(1, 1)}  # pair by pair
     monkeypatch.undo()
     c = noise_averaged_statistics(feats, X, t, rtol=RTOL[act], memory_budget=8 * 40 * 40 * 3)
     for other in (b, c):
@@ -580,3 +582,79 @@ def test_first_pass_hint_and_coefficient_cache_leave_u_unchanged(t):
         U1, i1 = mehler_second_moment(*args, **kw)
         assert i1["truncation_order"] == i0["truncation_order"] and i1["coefficients_cached"] is cached
         assert np.abs(U1 - U0).max() <= 1e-12 * np.abs(U0).max()
+
+
+def test_horner_products_equal_the_power_sum():
+    """Pass 2's NumPy products (Horner's rule in rho, each GEMM accumulating with beta = 1) against the
+    power-sum form written here, sum_k rho^k o (A_k A_k^T), in dense NumPy; orders with a gap and a first
+    kept order > 0 (the even orders of an odd sigma can be dropped).  Both are the same finite sum in a
+    different order of operations: 1e-13 relative (rounding of ~10 terms of size ~b)."""
+    from rfdm.features import _mehler_products_horner, _row_blocks
+    rng = np.random.default_rng(5)
+    p, r, b = 70, 9, 13
+    dirs = rng.standard_normal((p, r))
+    dirs /= np.linalg.norm(dirs, axis=1)[:, None]
+    rho = dirs @ dirs.T
+    for kept in ([0, 1, 2, 3, 4], [1, 3, 5, 6], [2]):
+        coeffs = [rng.standard_normal((p, b)) for _ in kept]
+        ref = sum(rho ** k * (A @ A.T) for k, A in zip(kept, coeffs))
+        for rows in (70, 16, 7):
+            M = np.full((p, p), 0.25)  # the products are added to what M holds
+            _mehler_products_horner(M, dirs, coeffs, kept, list(_row_blocks(p, rows)))
+            upper = np.triu_indices(p)
+            np.testing.assert_allclose(M[upper], 0.25 + ref[upper], rtol=0, atol=1e-13 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("act", ["tanh", "erf", "relu"])
+def test_chunked_coefficients_equal_the_activation(act):
+    """The Mehler passes' 1-D expectations (features._coefficients: chunks of CHUNK_BYTES, pass 2's a_k
+    without E sigma^2) against one call of the activation's own gaussian_coefficients on all pairs: the same
+    formulas node by node, so equal to rounding (1e-14 of the largest coefficient; observed 0)."""
+    from rfdm.activations import get_activation
+    import rfdm.features as F
+    a_ = get_activation(act)
+    rng = np.random.default_rng(3)
+    means, stds = 2.0 * rng.standard_normal((7, 33)), 0.2 + rng.random(33)
+    rule = a_.select_rule(float(np.abs(means).max()), float(stds.max()), 9)
+    ref_a, ref_s = a_.gaussian_coefficients(means, stds, 9, rule=rule)
+    for chunk in (F.CHUNK_BYTES, 8 * 64 * 5, 8):  # whole rows; pieces of rows
+        old = F.CHUNK_BYTES
+        F.CHUNK_BYTES = chunk
+        try:
+            a1, s1 = F._coefficients(a_, means, stds, 9, rule)
+            a2, s2 = F._coefficients(a_, means, stds, 9, rule, second=False)
+        finally:
+            F.CHUNK_BYTES = old
+        scale = np.abs(ref_a).max()
+        assert np.abs(a1 - ref_a).max() <= 1e-14 * scale and np.abs(a2 - ref_a).max() <= 1e-14 * scale
+        assert np.abs(s1 - ref_s).max() <= 1e-14 * np.abs(ref_s).max() and s2 is None
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_mehler_assembly_equals_dense_truncated_series(act, monkeypatch):
+    """The whole assembly (chunked 1-D expectations, Horner products in row blocks, symmetrisation) against
+    the same truncated series written densely here: U_ij = (1/n) sum_nu sum_{k in orders used} rho_ij^k
+    a_k(m_i^nu, s_i) a_k(m_j^nu, s_j) off the diagonal, (1/n) sum_nu E sigma(h_i^nu)^2 on it, with a_k from
+    one call of the activation's own gaussian_coefficients (same rule) on all pairs.  Same finite sum, other
+    order of operations: 1e-13 relative.  Run with the default sizes and with small blocks and chunks."""
+    import rfdm.features as F
+    from rfdm.features import _unit_rows, mehler_second_moment
+    d, p, n, t = 24, 60, 15, 0.3
+    f = RandomFeatures.sample(d, p, act, 4)
+    X = GaussianData(d).sample(n, np.random.default_rng(5))
+    dirs, wn = _unit_rows(f.W)
+    stds = math.sqrt(delta(t) / d) * wn
+    means = math.exp(-t) * f.preactivations(X)
+    for small in (False, True):
+        if small:
+            monkeypatch.setattr(F, "CHUNK_BYTES", 8 * 64 * 7)
+            monkeypatch.setattr(F, "PASS2_BLOCK_ROWS", 7)
+        U, info = mehler_second_moment(dirs, stds, means, f.activation, memory_budget=1 if small else None)
+        assert info["direct_pairs"] == 0
+        rule = tuple(info["quadrature_rule"])
+        a, sec = f.activation.gaussian_coefficients(means, stds, info["truncation_order"], rule=rule)
+        rho = dirs @ dirs.T
+        ref = sum(rho ** k * np.einsum("ni,nj->ij", a[..., k], a[..., k]) for k in info["orders_used"]) / n
+        np.fill_diagonal(ref, sec.mean(axis=0))
+        assert np.abs(U - ref).max() <= 1e-13 * np.abs(ref).max()
+        assert np.array_equal(U, U.T)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .activations import Activation, evaluate, get_activation, quadrature_rule
+from .activations import Activation, _hermite_weight_matrix, evaluate, get_activation, quadrature_rule
 from .backend import backend_of, resolve_device
 from .diffusion import check_time, decay, delta_t
 from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
@@ -52,6 +52,13 @@ KMAX_FIRST = 12
 PAIR_CUTS = (0.9, 0.8, 0.7, 0.6, 0.5)
 #: largest number of sigma evaluations allowed for the direct pairs
 MAX_PAIR_WORK = 4e9
+#: NumPy: bytes of quadrature temporaries per chunk of (data point, feature) pairs in the 1-D expectations of
+#: both Mehler passes (about a core's L2 cache: each chunk's node values are built, passed through sigma and
+#: projected on the Hermite polynomials while they stay in cache, instead of streaming through memory)
+CHUNK_BYTES = 2 ** 20
+#: NumPy: rows per block of the pass-2 products (smaller blocks compute less of the lower triangle: a block
+#: of r rows computes r (p - start) entries, (R + 1)/(2R) of p^2 for R blocks)
+PASS2_BLOCK_ROWS = 256
 
 
 @dataclass
@@ -166,16 +173,43 @@ def _offdiag_rho_block(directions, rows: slice):
     return block
 
 
+def _power_(x, e: int):
+    """x^e (elementwise) for an integer e >= 1 by repeated squaring: a few products instead of pow, which
+    costs ~10x a product per entry.  Overwrites x; returns the result (x itself when e is a power of 2)."""
+    result = None
+    while True:
+        if e & 1:
+            if e == 1 and result is None:
+                return x
+            if result is None:
+                result = x.clone() if hasattr(x, "clone") else x.copy()
+            else:
+                result *= x
+        e >>= 1
+        if not e:
+            return result
+        x *= x
+
+
 def _truncation_bound(directions, tail2, order: int, rows: int, rho_cut: float = 1.0) -> float:
-    """sqrt(sum rho_ij^{2K+2} tail2_i tail2_j) over the pairs i != j with |rho_ij| <= rho_cut, K = ``order``."""
+    """sqrt(sum rho_ij^{2K+2} tail2_i tail2_j) over the pairs i != j with |rho_ij| <= rho_cut, K = ``order``.
+
+    The sum is symmetric in (i, j): each row block takes the columns from its own first row on (the square
+    on the diagonal counted as it is, the rest twice)."""
     total = 0.0
-    for blk in _row_blocks(directions.shape[0], rows):
-        r2 = _offdiag_rho_block(directions, blk)
+    p = directions.shape[0]
+    bk = backend_of(directions)
+    for blk in _row_blocks(p, min(rows, PASS2_BLOCK_ROWS)):
+        r2 = directions[blk] @ directions[blk.start:].T
+        i = bk.arange(0, blk.stop - blk.start)
+        r2[i, i] = 0.0
         r2 *= r2
         if rho_cut < 1.0:
             r2[r2 > rho_cut * rho_cut] = 0.0
-        r2 **= order + 1
-        total += float(tail2[blk] @ (r2 @ tail2))
+        r2 = _power_(r2, order + 1)
+        sq = blk.stop - blk.start
+        w = r2[:, :sq] @ tail2[blk] + 2.0 * (r2[:, sq:] @ tail2[blk.stop:])
+        total += float(tail2[blk] @ w)
     return math.sqrt(max(total, 0.0))
 
 
@@ -256,20 +290,103 @@ def _pair_second_moments(act, means, stds, I, J, rho, rule):
     return out
 
 
-def _coefficients(act, means, stds, kmax, rule):
-    """``act.gaussian_coefficients`` on the device of ``means``; activations without ``array_api`` (e.g.
+def _chunks(n: int, p: int, per_pair: int):
+    """(rows, cols) slices covering an (n, p) array of pairs, each chunk holding at most CHUNK_BYTES of
+    ``per_pair`` doubles per pair (whole rows when one row fits; at least one pair)."""
+    pairs = max(1, CHUNK_BYTES // (8 * max(per_pair, 1)))
+    if pairs >= p:
+        rows = pairs // p
+        for s in range(0, n, rows):
+            yield slice(s, min(s + rows, n)), slice(0, p)
+    else:
+        for s in range(n):
+            for c in range(0, p, pairs):
+                yield slice(s, s + 1), slice(c, min(c + pairs, p))
+
+
+def _plain_quadrature(act) -> bool:
+    """Whether ``act`` computes its Gaussian expectations with the default quadrature of
+    :meth:`Activation.gaussian_coefficients` (tanh, erf, custom activations), not a closed form of its own."""
+    return type(act).gaussian_coefficients is Activation.gaussian_coefficients
+
+
+class _Quadrature:
+    """The 1-D Gaussian expectations ``act.gaussian_coefficients`` of a fixed set of features (stds, orders up
+    to kmax, quadrature ``rule``) for batches of data points; calling it on means (batch, features) returns
+    (a, second moment), a of shape means.shape + (kmax + 1,), the second moment None when ``second`` is False.
+
+    NumPy: evaluated in chunks of CHUNK_BYTES of quadrature temporaries (the same formulas, node by node, so
+    the same numbers; only the memory traffic changes); for activations with the default quadrature the
+    formulas of :meth:`Activation.gaussian_coefficients` are applied here (s z precomputed once, one reused
+    buffer), and with ``second=False`` the E sigma^2 sums are skipped (pass 2 needs only the a_k).  Other
+    devices: ``act.gaussian_coefficients`` on the device of ``means``; activations without ``array_api`` (e.g.
     custom ones) are evaluated on the host and their coefficients moved to the device."""
-    bk = backend_of(means)
-    if bk.is_numpy or act.array_api:
-        return act.gaussian_coefficients(means, stds, kmax, rule=rule)
-    a, sec = act.gaussian_coefficients(bk.to_numpy(means), bk.to_numpy(stds), kmax, rule=rule)
-    return bk.asarray(a), bk.asarray(sec)
+
+    def __init__(self, act, stds, kmax: int, rule):
+        self.act, self.stds, self.kmax, self.rule = act, stds, kmax, rule
+        self.bk = backend_of(stds)
+        quad = rule[0] != "closed-form"
+        self.nodes = quadrature_rule(rule, kmax)[0].size if quad else 1
+        self.fast = self.bk.is_numpy and quad and _plain_quadrature(act)
+        self.buf = None
+        if self.fast:
+            if not (np.all(np.isfinite(stds)) and np.all(stds > 0)):
+                raise InvalidParameterError("Gaussian expectations need finite means and stds > 0.")
+            z, self.w = quadrature_rule(rule, kmax)
+            self.H = _hermite_weight_matrix(rule, kmax)
+            self.sz = stds[:, None] * z
+
+    def __call__(self, means, second: bool = True):
+        act, stds, kmax, rule, bk = self.act, self.stds, self.kmax, self.rule, self.bk
+        if not bk.is_numpy:
+            if act.array_api:
+                return act.gaussian_coefficients(means, stds, kmax, rule=rule)
+            a, sec = act.gaussian_coefficients(bk.to_numpy(means), bk.to_numpy(stds), kmax, rule=rule)
+            return bk.asarray(a), bk.asarray(sec)
+        n, p = means.shape
+        nodes = self.nodes
+        a = np.empty((n, p, kmax + 1))
+        sec = np.empty((n, p)) if second else None
+        if not self.fast:
+            for r, c in _chunks(n, p, max(nodes, kmax + 1)):
+                a_c, s_c = act.gaussian_coefficients(means[r, c], stds[c], kmax, rule=rule)
+                a[r, c] = a_c
+                if second:
+                    sec[r, c] = s_c
+            return a, sec
+        # Activation.gaussian_coefficients chunk by chunk: f = s z + m, sigma(f), f @ H (and E sigma^2 =
+        # (f * f) @ w when asked)
+        if not np.all(np.isfinite(means)):
+            raise InvalidParameterError("Gaussian expectations need finite means and stds > 0.")
+        for r, c in _chunks(n, p, nodes):
+            m = means[r, c]
+            size = m.size * nodes
+            if self.buf is None or self.buf.size < size:
+                self.buf = np.empty(size)
+            f = self.buf[:size].reshape(m.shape + (nodes,))
+            np.add(self.sz[c], m[..., None], out=f)
+            f = evaluate(act, f, inplace=True).reshape(-1, nodes)
+            dst = a[r, c].reshape(-1, kmax + 1)  # a view: a chunk is whole rows or a piece of one row
+            if np.shares_memory(dst, a):
+                np.matmul(f, self.H, out=dst)
+            else:  # pragma: no cover - not reached with the chunks of _chunks
+                a[r, c] = (f @ self.H).reshape(m.shape + (kmax + 1,))
+            if second:
+                f *= f
+                sec[r, c] = (f @ self.w).reshape(m.shape)
+        return a, sec
+
+
+def _coefficients(act, means, stds, kmax, rule, second: bool = True):
+    """:class:`_Quadrature` of (act, stds, kmax, rule) applied to ``means`` once."""
+    return _Quadrature(act, stds, kmax, rule)(means, second)
 
 
 def _hermite_energies(act, means, stds, kcap, rule, budget, width, cache=None):
     """Pass over the data: (1/n) sums of E sigma^2, a_k^2, the tails E sigma^2 - sum_{k'<=k} a_k'^2,
     and of (a_0, a_1), on the device of ``means``.  With ``cache`` (an (n, p, kcap + 1) array) the
-    coefficients a_k are also kept there, for pass 2 to reuse."""
+    coefficients a_k are also kept there, for pass 2 to reuse.  NumPy: batches of rows whose coefficients fit
+    in CHUNK_BYTES; other devices: data batches sized from ``budget``."""
     bk = backend_of(means)
     xp = bk.xp
     n, p = means.shape
@@ -277,20 +394,58 @@ def _hermite_energies(act, means, stds, kcap, rule, budget, width, cache=None):
     energy = bk.zeros((p, kcap + 1))
     tail2 = bk.zeros((p, kcap + 1))
     mean01 = bk.zeros((p, 2))
-    b1 = max(1, budget // (8 * 3 * p * width))
+    quad = _Quadrature(act, stds, kcap, rule)
+    # NumPy: batches of rows whose coefficients fit in CHUNK_BYTES (reduced while in cache; the quadrature
+    # chunks its own temporaries); other devices: batches sized from the budget
+    b1 = max(1, CHUNK_BYTES // (8 * p * (kcap + 1)) if bk.is_numpy else budget // (8 * 3 * p * width))
     for s in range(0, n, b1):
-        a, sec = _coefficients(act, means[s:s + b1], stds, kcap, rule)
+        r = slice(s, min(s + b1, n))
+        a, sec = quad(means[r])
         if cache is not None:
-            cache[s:s + b1] = a
+            cache[r] = a
         diag += xp.sum(sec, axis=0)
         mean01 += xp.sum(a[..., :2], axis=0)
         a *= a
         energy += xp.sum(a, axis=0)
-        bk.cumsum_(a, axis=-1)
+        if bk.is_numpy:  # the running sum over orders, order by order (numpy's cumsum along a short axis is slow)
+            for k in range(1, kcap + 1):
+                np.add(a[..., k], a[..., k - 1], out=a[..., k])
+        else:
+            bk.cumsum_(a, axis=-1)
         xp.subtract(sec[..., None], a, out=a)
         bk.clip_min_(a, 0.0)
         tail2 += xp.sum(a, axis=0)
     return diag / n, energy / n, tail2 / n, mean01 / n
+
+
+def _mehler_products_horner(M, dirs, coeffs, kept, blocks) -> None:
+    """NumPy pass-2 products of one data batch: for every row block,
+
+        M[blk, blk.start:] += sum_{k in kept} rho^k o (A_k[blk] A_k[blk.start:]^T),   rho = dirs[blk] dirs[blk.start:]^T,
+
+    by Horner's rule in rho (acc = G_{k_m}; acc = acc o rho^{k_{j+1} - k_j} + G_{k_j}; finally acc o rho^{k_0}),
+    each G added by the GEMM itself (BLAS dgemm with beta = 1): one elementwise product per order instead of
+    the three of the power-sum form (the same sum, up to rounding)."""
+    from scipy.linalg.blas import dgemm
+
+    for blk in blocks:
+        rho = dirs[blk] @ dirs[blk.start:].T
+        acc = None
+        for j in range(len(kept) - 1, -1, -1):
+            A = coeffs[j]
+            if acc is None:
+                acc = A[blk] @ A[blk.start:].T
+            else:
+                # acc^T (a Fortran-ordered view, no copy) += A[blk.start:] A[blk]^T
+                out = dgemm(1.0, A[blk.start:].T, A[blk].T, beta=1.0, c=acc.T, trans_a=1, overwrite_c=1)
+                if not np.shares_memory(out, acc):  # BLAS wrapper made a copy: take its result
+                    acc[...] = out.T
+            gap = kept[j] - (kept[j - 1] if j > 0 else 0)
+            if gap == 1:
+                acc *= rho
+            elif gap > 1:
+                acc *= rho ** gap
+        M[blk, blk.start:] += acc
 
 
 def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-10,
@@ -367,6 +522,8 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
     M = bk.zeros((p, p))
     b2 = max(1, min(n, budget // (8 * p * (len(kept) + 1))))
     sub = max(1, budget // (8 * 2 * p * max(n_nodes, order + 1)))  # quadrature temporaries per sub-batch
+    blocks = list(_row_blocks(p, min(rows, PASS2_BLOCK_ROWS) if bk.is_numpy else rows))
+    quad = _Quadrature(act, stds_x, order, rule) if cache is None else None
     for s in range(0, n, b2):
         m_b = means_x[s:s + b2]
         coeffs = [bk.empty((p, m_b.shape[0])) for _ in kept]  # (p, batch): contiguous row blocks
@@ -374,11 +531,14 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
             if cache is not None:
                 a = cache[s + u:s + u + min(sub, m_b.shape[0] - u)]
             else:
-                a, _ = _coefficients(act, m_b[u:u + sub], stds_x, order, rule)
+                a, _ = quad(m_b[u:u + sub], second=False)
             for ck, k in zip(coeffs, kept):
                 ck[:, u:u + sub] = a[..., k].T
             del a
-        for blk in _row_blocks(p, rows):
+        if bk.is_numpy:
+            _mehler_products_horner(M, dirs, coeffs, kept, blocks)
+            continue
+        for blk in blocks:
             rho = dirs[blk] @ dirs[blk.start:].T
             power = xp.ones_like(rho)
             k_prev = 0
@@ -390,8 +550,12 @@ def mehler_second_moment(directions, stds, means, activation, rtol: float = 1e-1
                 prod *= power
                 M[blk, blk.start:] += prod
     M /= n
-    for blk in _row_blocks(p, rows):
+    for blk in blocks:
         M[blk.stop:, blk] = M[blk, blk.stop:].T
+        if bk.is_numpy:  # the diagonal block was computed in full: its lower triangle from its upper one
+            square = M[blk, blk]
+            lower = np.tril_indices(blk.stop - blk.start, -1)
+            square[lower] = square.T[lower]
     diagonal = bk.arange(p)
     M[diagonal, diagonal] = diag
     n_pairs = 0
