@@ -270,7 +270,8 @@ def time_integrated_claim(ti: dict, per_time: dict, eps: float, published_settin
     """"Same phenomenology" as one network per t: for the time-integrated model (``ti``) and the per-time model
     at the smallest t of the comparison (the first of ``per_time``: {t: phenomenology}; the others are shown),
     the test loss rises after a minimum at finite τ (rise in [eps, 1]) and the gap grows after it (growth in
-    [eps, 1]); both are at most 1 by construction (:func:`phenomenology`).  ``eps``: ten times the relative accuracy of the losses (the time-integrated statistics are a
+    [eps, 1]); both are at most 1 by construction (:func:`phenomenology`).  ``eps``: ten times the relative
+    accuracy of the losses (the time-integrated statistics are a
     quadrature in t to ``t_rtol``)."""
     if not (_finite(eps) and 0 < eps < 1):
         raise InvalidParameterError(f"eps must lie in (0, 1), got {eps!r}.")
