@@ -14,7 +14,8 @@ from rfdm.experiments.sampling import mixture_excess_kurtosis
 from rfdm.published.claims import AGREES, DIFFERS, NO_PUBLISHED, NOT_CONVERGED
 from rfdm.registry import TALK_SETTINGS, get_figure, run_figure
 
-TALK_FIGURES = ("mixture-outlier", "two-regimes", "memorization-along-training", "time-integrated")
+TALK_FIGURES = ("mixture-outlier", "two-regimes", "memorization-along-training", "time-integrated",
+                "spectrum-isotropic", "speciation-collapse")
 SETTING = {"d": 1}
 
 
@@ -66,11 +67,13 @@ def test_talk_figure_has_criteria_and_a_computed_verdict(tiny_entries, fig_id):
     rep = entries[fig_id]["report"]
     assert set(rep) >= {"id", "setting", "published", "measured", "tolerance", "verdict", "reason", "checks"}
     assert rep["verdict"] == AGREES, rep["reason"]
-    assert rep["reason"].startswith(tc.TALK_REASON)
+    basis = {"spectrum-isotropic": tc.B25_REASON, "speciation-collapse": tc.B24_REASON}.get(fig_id, tc.TALK_REASON)
+    assert rep["reason"].startswith(basis)
     assert rep["setting"]["source"] == TALK_SETTINGS[fig_id] and "no setting" in rep["setting"]["source"]
-    assert rep["setting"]["same_as_published"] is False  # tiny is not the paper preset
-    criteria = [c for c in rep["checks"] if c["published"] is not None]
-    assert len(criteria) >= 3
+    if fig_id != "spectrum-isotropic":  # every spectrum preset is [B25] Fig. 4's setting
+        assert rep["setting"]["same_as_published"] is False  # tiny is not the paper preset
+    criteria = [c for c in rep["checks"] if c["published"] is not None and c["kind"] != "internal"]
+    assert len(criteria) >= 2
     for c in criteria:
         assert c["tolerance"]["reason"] and c["source"]
         lo, hi = c["acceptance"]
@@ -215,3 +218,40 @@ def test_report_entry_of_a_talk_figure():
                                 SETTING, SETTING)
     entry = tc.talk_report_entry(good, "src", converged=False)
     assert entry["verdict"] == NOT_CONVERGED and "solver failed" in entry["reason"]
+
+
+def _bulks(psi_p=64.0, psi_n=8.0, rho2=(9.8, 44.7)):
+    return [{"left": 0.0037, "right": 0.0102, "mass": 1 / psi_p}, {"left": 0.09, "right": 0.36, "mass": (psi_n - 1) / psi_p},
+            {"left": rho2[0], "right": rho2[1], "mass": 1 / psi_p}]
+
+
+def test_spectrum_verdicts():
+    setting = dict(tc.B25_FIG4_SETTING, n_points=400)
+    atoms = [{"position": 0.0019, "weight": 1 - 9 / 64}]
+    assert tc.spectrum_claim(_bulks(), atoms, 1.0, 0.0019, True, setting).verdict == AGREES
+    # rho_2 read off a different setting: the caption's numbers do not apply
+    assert tc.spectrum_claim(_bulks(), atoms, 1.0, 0.0019, True, dict(setting, t=0.1)).verdict == NO_PUBLISHED
+    # a bulk outside the caption's range (+-2.5)
+    claim = tc.spectrum_claim(_bulks(rho2=(14.0, 44.7)), atoms, 1.0, 0.0019, True, setting)
+    assert claim.verdict == DIFFERS and "ρ₂ left edge" in claim.reason
+    # a solver that did not converge
+    assert tc.spectrum_claim(_bulks(), atoms, 1.0, 0.0019, False, setting).verdict == NOT_CONVERGED
+    # a wrong mass is an internal disagreement: named in the reason, the verdict stays the published one
+    claim = tc.spectrum_claim(_bulks(), atoms, 0.98, 0.0019, True, setting)
+    assert claim.verdict == AGREES and "total mass" in claim.reason
+
+
+def test_speciation_verdicts():
+    t = np.array([0.1, 0.5, 1.0, 2.0])
+    theory = np.array([0.99, 0.9, 0.75, 0.6])
+    se = np.full(4, 0.01)
+    setting = {"n_pairs": 2000, "n_trajectories": 400}
+    scal = {"t_collapse": 0.64, "t_collapse_simulated": 0.68, "t_collapse_weights": 0.675, "t_speciation": 0.8}
+    phi = {"t": t, "theory": theory, "simulated": theory + 0.01, "stderr": se}
+    assert tc.speciation_claim(scal, phi, setting, setting).verdict == AGREES
+    # z_K for K = 4 is Phi^-1(1 - 0.005/4) = 3.02: a 4 sd deviation differs
+    assert tc.speciation_claim(scal, dict(phi, simulated=theory + 0.04), setting, setting).verdict == DIFFERS
+    assert tc.speciation_claim(dict(scal, t_collapse_simulated=0.9), phi, setting, setting).verdict == DIFFERS
+    claim = tc.speciation_claim(dict(scal, t_collapse_weights=0.5), phi, setting, setting)
+    assert claim.verdict == AGREES and "(internal)" in claim.reason
+    assert tc.speciation_claim(dict(scal, t_collapse_simulated=None), phi, setting, setting).verdict == NOT_CONVERGED

@@ -44,16 +44,22 @@ class Figure:
 
 def _spectrum(cfg, out):
     from .experiments import spectrum as exp
+    from .experiments.talk_checks import B25_REASON, spectrum_claim
+    from .spectrum import gep_coefficients
     res = exp.compute(cfg)
     paths = exp.save(res, out)
     b = res["bulks"]
+    converged = bool(res["checks"]["converged"])
+    setting = cfg.as_dict()
+    s2 = gep_coefficients(cfg.activation, cfg.t, float(np.dot(cfg.sigma_spectrum, cfg.sigma_weights))).s2
+    claim = spectrum_claim(b, res["atoms"], res["total_mass"], s2, converged, setting)
     return {"figures": [paths["figure"]],
             "measured": {"rho_2 (population bulk)": f"[{b[-1]['left']:.3g}, {b[-1]['right']:.3g}]",
                          "rho_1 (memorization bulk)": f"[{b[-2]['left']:.3g}, {b[-2]['right']:.3g}]" if len(b) > 1 else "none",
                          "atom": ", ".join(f"{a['position']:.3g} (weight {a['weight']:.4f})" for a in res["atoms"]),
                          "total mass": f"{res['total_mass']:.10f}", "tau_gen": f"{res['tau_gen']:.3g}",
                          "tau_mem": f"{res['tau_mem']:.3g}" if res["tau_mem"] else "none"},
-            "converged": bool(res["checks"]["converged"])}
+            "converged": converged, "claim": claim, "basis": B25_REASON}
 
 
 def _gap_heatmap(cfg, out):
@@ -78,6 +84,12 @@ def _paper_setting(fig_id: str, keys) -> dict:
 
 #: where the "paper" setting of each talk figure comes from (the talk states no setting and no number)
 TALK_SETTINGS = {
+    "spectrum-isotropic": (
+        "The talk states no setting. Every preset is [B25] Fig. 4's setting (ψ_p = 64, ψ_n = 8, t = 0.01, tanh, "
+        "Σ = I), whose caption gives ρ₂ between ≈ 10 and ≈ 45; paper adds the exact U at d = 100 ([B25]'s d)."),
+    "speciation-collapse": (
+        "The talk states no setting. Paper preset: [B24]'s |m| = m̃√d with m̃ = 1, σ_x = 1 ([B24] Fig. 2) at d = 64, "
+        "n = 256 training points for the collapse (α = log n/d), 5000 clone pairs, 2000 trajectories, 400 steps."),
     "time-integrated": (
         "The talk states no setting. Paper preset: [B25] Fig. 4's ψ_p = 64, ψ_n = 8, tanh, Σ = I at d = 50 "
         "(p = 3200, n = 400; [B25] has d = 100), score errors at t = 0.01 and 0.1 ([B25] Figs. 4-5) and 1, "
@@ -200,12 +212,19 @@ def _memorization(cfg, out):
 
 def _regimes(cfg, out):
     from .experiments import regimes as exp
+    from .experiments.talk_checks import B24_REASON, speciation_claim
     res = exp.compute(cfg)
     paths = exp.save(res, out)
     s = exp.json_summary(res)
+    keys = ("d", "m_norm", "m_tilde", "sigma_x", "n_train", "n_pairs", "n_trajectories", "steps")
+    setting = {k: cfg.as_dict()[k] for k in keys}
+    claim = speciation_claim(res["scalars"], {"t": res["phi_t"], "theory": res["phi_theory"],
+                                              "simulated": res["phi_simulated"], "stderr": res["phi_simulated_stderr"]},
+                             setting, _paper_setting("speciation-collapse", keys))
     return {"figures": [paths["figure"]],
             "measured": {"t_S (formula)": f"{s['t_speciation']:.4g}", "t_C (formula)": f"{s['t_collapse']:.4g}",
-                         "t_C (simulated)": str(s.get("t_collapse_simulated"))}}
+                         "t_C (simulated)": str(s.get("t_collapse_simulated"))},
+            "claim": claim, "basis": B24_REASON}
 
 
 def _configs():
@@ -277,9 +296,12 @@ FIGURES = {f.id: f for f in [
             "paper": dict(d=16, psi_p=128.0, n_train=32, n_samples=2000, steps=400)}),
     Figure("speciation-collapse", "Speciation and collapse of the backward dynamics ([B24])",
            "Clones separated after t_S end in the same mode with probability phi(t); with the empirical score the "
-           "trajectories collapse onto training points below t_C.", "t_S = log(|m|^2 + sigma_x^2)/2", _C["regimes"], _regimes,
+           "trajectories collapse onto training points below t_C.",
+           "[B24]'s φ(t) and t_C (formulas) against the clone simulations; t_S = log(|m|² + σ_x²)/2 (paper preset: "
+           "|m| = √d m̃, m̃ = 1, σ_x = 1, d = 64)", _C["regimes"], _regimes,
            {"tiny": dict(d=8, n_pairs=200, n_trajectories=100, steps=60, n_times=5),
-            "paper": dict(d=64, n_pairs=5000, n_trajectories=2000, steps=400)}, {"m_norm": 2.0}),
+            "paper": dict(d=64, m_norm=None, m_tilde=1.0, n_pairs=5000, n_trajectories=2000, steps=400)},
+           {"m_norm": 2.0}),
 ]}
 
 
@@ -397,7 +419,8 @@ def run_figure(fig_id: str, preset: str, out_dir) -> dict:
         if res.get("claim") is not None:  # a talk figure with its claims turned into criteria
             from .experiments.talk_checks import talk_report_entry
 
-            report = talk_report_entry(res["claim"], TALK_SETTINGS.get(fig.id, fig.published), converged)
+            report = talk_report_entry(res["claim"], TALK_SETTINGS.get(fig.id, fig.published), converged,
+                                       **({"basis": res["basis"]} if res.get("basis") else {}))
         else:
             report = {"id": fig.id, "setting": {"measured": config.as_dict(), "published": None,
                                                 "same_as_published": False},
