@@ -15,7 +15,7 @@ from rfdm.published.claims import AGREES, DIFFERS, NO_PUBLISHED, NOT_CONVERGED
 from rfdm.registry import TALK_SETTINGS, get_figure, run_figure
 
 TALK_FIGURES = ("mixture-outlier", "two-regimes", "memorization-along-training", "time-integrated",
-                "spectrum-isotropic", "speciation-collapse")
+                "spectrum-isotropic", "speciation-collapse", "timescales")
 SETTING = {"d": 1}
 
 
@@ -67,7 +67,8 @@ def test_talk_figure_has_criteria_and_a_computed_verdict(tiny_entries, fig_id):
     rep = entries[fig_id]["report"]
     assert set(rep) >= {"id", "setting", "published", "measured", "tolerance", "verdict", "reason", "checks"}
     assert rep["verdict"] == AGREES, rep["reason"]
-    basis = {"spectrum-isotropic": tc.B25_REASON, "speciation-collapse": tc.B24_REASON}.get(fig_id, tc.TALK_REASON)
+    basis = {"spectrum-isotropic": tc.B25_REASON, "speciation-collapse": tc.B24_REASON,
+             "timescales": "[B25]'s claims"}.get(fig_id, tc.TALK_REASON)
     assert rep["reason"].startswith(basis)
     assert rep["setting"]["source"] == TALK_SETTINGS[fig_id] and "no setting" in rep["setting"]["source"]
     if fig_id != "spectrum-isotropic":  # every spectrum preset is [B25] Fig. 4's setting
@@ -255,3 +256,23 @@ def test_speciation_verdicts():
     claim = tc.speciation_claim(dict(scal, t_collapse_weights=0.5), phi, setting, setting)
     assert claim.verdict == AGREES and "(internal)" in claim.reason
     assert tc.speciation_claim(dict(scal, t_collapse_simulated=None), phi, setting, setting).verdict == NOT_CONVERGED
+
+
+def test_timescales_verdicts():
+    from rfdm.spectrum import gep_coefficients, leading_order
+
+    psi_ns = (2.0, 4.0, 8.0, 16.0)
+    lead = [leading_order(gep_coefficients("tanh", 0.01), 1024.0, n) for n in psi_ns]
+    lo_tm, lo_tg = [x["tau_mem"] for x in lead], [x["tau_gen_corrected"] for x in lead]
+    setting = {"psi_p": 1024.0}
+    # the leading order itself satisfies the criteria (slope within its own bend, tau_gen within its own drift)
+    assert tc.timescales_claim(psi_ns, lo_tm, lo_tg, lo_tm, lo_tg, setting, setting).verdict == AGREES
+    # tau_mem ~ n^0.7 and a tau_gen that grows by 20 %: both differ
+    sub = [4000.0 * (n / 2) ** 0.7 for n in psi_ns]
+    assert tc.timescales_claim(psi_ns, sub, lo_tg, lo_tm, lo_tg, setting, setting).verdict == DIFFERS
+    drift = [lo_tg[0] * (1 + 0.2 * k / 3) for k in range(4)]
+    claim = tc.timescales_claim(psi_ns, lo_tm, drift, lo_tm, lo_tg, setting, setting)
+    assert claim.verdict == DIFFERS and "τ_gen depends on n" in claim.reason
+    # a missing tau_mem at one psi_n leaves the slope of the others; none at all is not converged
+    assert tc.timescales_claim(psi_ns, [None] + lo_tm[1:], lo_tg, lo_tm, lo_tg, setting, setting).verdict == AGREES
+    assert tc.timescales_claim(psi_ns, [None] * 4, lo_tg, lo_tm, lo_tg, setting, setting).verdict == NOT_CONVERGED

@@ -398,3 +398,41 @@ def speciation_claim(scalars: dict, phi: dict, setting: dict, published_setting:
     _info(claim, "t_S = ½ log(|m|² + σ_x²)", scalars.get("t_speciation"))
     _info(claim, "φ(t_S) (formula)", scalars.get("phi_theory_at_t_speciation"))
     return claim
+
+
+# -- timescales -------------------------------------------------------------------------------------------
+
+def timescales_claim(psi_ns, tau_mem, tau_gen, lo_tau_mem, lo_tau_gen_corrected, setting: dict,
+                     published_setting: dict) -> FigureClaim:
+    """[B25]'s "τ_mem ∝ n, τ_gen independent of n" (ψ_p ≫ ψ_n) from the spectral theory.  ``tau_mem``,
+    ``tau_gen``: the full solution at each ψ_n; ``lo_tau_mem``: Thm. 3.2's leading order ψ_p/(Δ_t λ_-),
+    λ_- = s_t² + v_t²(1 − √(ψ_p/ψ_n))²; ``lo_tau_gen_corrected``: the leading order with the first correction
+    v_t²ψ_p/ψ_n of ρ₂'s mean (:func:`rfdm.spectrum.leading_order`).  Criteria:
+
+    * the slope of log τ_mem against log ψ_n is 1 within |s_LO − 1| + 0.03, s_LO the leading order's slope on
+      the same grid (the bend of (1 − √(ψ_n/ψ_p))⁻² at finite ψ_p/ψ_n), 0.03 for the terms beyond it;
+    * max/min of τ_gen over ψ_n is 1 within (its first-corrected leading order's max/min − 1) + 0.01;
+    * internal: the slope against s_LO within 0.03."""
+    from ..published.claims import internal_disagreement
+    x = np.log(np.asarray(psi_ns, dtype=np.float64))
+    tm, tg = (np.array([np.nan if v is None else v for v in a], dtype=np.float64) for a in (tau_mem, tau_gen))
+    lo_tm, lo_tg = np.asarray(lo_tau_mem, dtype=np.float64), np.asarray(lo_tau_gen_corrected, dtype=np.float64)
+    claim = FigureClaim("timescales", "τ_mem ∝ n and τ_gen flat in n when ψ_p ≫ ψ_n", published_setting, setting)
+    ok = np.isfinite(tm) & (tm > 0)
+    slope = float(np.polyfit(x[ok], np.log(tm[ok]), 1)[0]) if ok.sum() >= 2 else None
+    s_lo = float(np.polyfit(x, np.log(lo_tm), 1)[0])
+    claim.add(Check("slope of log τ_mem against log ψ_n", 1.0, "[B25] Thm. 3.2 / Fig. 5 ('τ_mem ∝ n')", slope,
+                    Tolerance(absolute=abs(s_lo - 1) + 0.03, reason=f"τ_mem ∝ n is the ψ_p ≫ ψ_n limit; on this grid "
+                              f"Thm. 3.2's λ_- bends the line to slope {s_lo:.3f}; +0.03 for the terms beyond leading "
+                              "order"),
+                    difference_reason="τ_mem does not grow linearly in n"))
+    flat = float(np.nanmax(tg) / np.nanmin(tg)) if np.any(np.isfinite(tg)) else None
+    lo_flat = float(lo_tg.max() / lo_tg.min())
+    claim.add(Check("max/min of τ_gen over ψ_n", 1.0, "[B25] Thm. 3.2 ('τ_gen does not depend on n')", flat,
+                    Tolerance(absolute=(lo_flat - 1) + 0.01, reason=f"the first correction v_t²ψ_p/ψ_n of ρ₂'s mean "
+                              f"moves τ_gen by {lo_flat - 1:.3f} over this grid; +0.01 beyond it"),
+                    difference_reason="τ_gen depends on n"))
+    claim.add(internal_disagreement("slope of log τ_mem", ("full solution", slope), ("Thm. 3.2 leading order", s_lo),
+                                    Tolerance(absolute=0.03, reason="terms beyond leading order"),
+                                    "the full solution and Thm. 3.2's leading order bend differently"))
+    return claim
