@@ -47,7 +47,7 @@ def test_figure_list_and_unknown_id(tmp_path, capsys):
 
 
 def test_report_json_only_updates_and_interruption_keeps_done_figures(tmp_path, capsys, monkeypatch):
-    """Two cheap figures (a talk figure without a published number, a published one that agrees): report.json
+    """Two cheap figures (a talk figure checked against [B25] Fig. 4's caption, a published one): report.json
     has every key per figure id; --only ID reruns one and keeps the other's entry; a run that dies on its
     second figure leaves the first one's entry in the report."""
     out = tmp_path / "rep"
@@ -57,7 +57,7 @@ def test_report_json_only_updates_and_interruption_keeps_done_figures(tmp_path, 
     assert set(rep["figures"]) == {"spectrum-isotropic", "B24-fig3"}
     for entry in rep["figures"].values():
         assert REPORT_KEYS <= set(entry) and entry["verdict"] in VERDICTS
-    assert rep["figures"]["spectrum-isotropic"]["verdict"] == "no published number"
+    assert rep["figures"]["spectrum-isotropic"]["verdict"] == "agrees"  # ρ₂ against [B25] Fig. 4's caption
     assert rep["figures"]["B24-fig3"]["verdict"] == "agrees"
     assert {"version", "commit", "date", "seed", "device", "preset"} <= set(rep["provenance"])
     html = (out / "report.html").read_text()

@@ -153,7 +153,9 @@ def compute_time_integrated_comparison(out_dir, config: TimeIntegratedComparison
     """The time-integrated model against per-time models on the same data and the same W (docs/theory.md §7): its
     integrated train/test losses; the score error at each t in ``times`` of the one time-integrated network
     and of the per-time network trained at that t; the spectra of the time-integrated U and of the per-time
-    U_t.  Times of training are tau = k eta/d^2 for both (their own losses)."""
+    U_t.  Times of training are tau = k eta/d^2 for both (their own losses).  Returns the paths, ``meta`` (with the
+    train and test losses at tau = inf of both models, ``losses_at_tau_inf``) and ``arrays`` (the curves: tau,
+    ti_train, ti_test, and per time t pt_train_t, pt_test_t, pt_score_t)."""
     c = config if config is not None else make_config(TimeIntegratedComparisonConfig, **overrides)
     d, psi_p, psi_n, times, t_min, t_max, time_law, activation, t_rtol, seed = (
         c.d, c.psi_p, c.psi_n, c.times, c.t_min, c.t_max, c.time_law, c.activation, c.t_rtol, c.seed)
@@ -170,11 +172,16 @@ def compute_time_integrated_comparison(out_dir, config: TimeIntegratedComparison
     tau = np.r_[0.0, np.logspace(-2, 8, 201)]  # tau = 0: A = 0 (not plotted on the log axis)
     arrays = {"tau": tau, "ti_train": ti.train_loss(tau), "ti_test": ti.test_loss(tau),
               "ti_eigenvalues": ti.eigenvalues}
+    # the losses at tau = inf exactly (the grid ends at 1e8): the ridgeless end of each flow
+    at_inf = {"time-integrated": {"train": float(ti.train_loss(np.inf)[0]), "test": float(ti.test_loss(np.inf)[0])}}
     for t in times:
         arrays[f"ti_score_{t:g}"] = ti.quadratic_form(f"score_error@{t:g}", tau)
         flow = GradientFlow(noise_averaged_statistics(features, X, t), population_statistics(features, law, t))
         arrays[f"pt_score_{t:g}"] = flow.score_error(tau)
+        arrays[f"pt_train_{t:g}"] = flow.train_loss(tau)
+        arrays[f"pt_test_{t:g}"] = flow.test_loss(tau)
         arrays[f"pt_eigenvalues_{t:g}"] = flow.eigenvalues
+        at_inf[f"{t:g}"] = {"train": float(flow.train_loss(np.inf)[0]), "test": float(flow.test_loss(np.inf)[0])}
     config = {"d": d, "psi_p": psi_p, "psi_n": psi_n, "times": list(times), "t_min": t_min, "t_max": t_max,
               "time_law": time_law, "activation": activation, "t_rtol": t_rtol, "seed": seed}
     meta = {"t_quadrature_nodes": model.info.get("t_nodes"),
@@ -182,9 +189,11 @@ def compute_time_integrated_comparison(out_dir, config: TimeIntegratedComparison
             "score_error_inf": {f"{t:g}": {"time-integrated": float(arrays[f"ti_score_{t:g}"][-1]),
                                            "per-time": float(arrays[f"pt_score_{t:g}"][-1])} for t in times},
             "score_error_min": {f"{t:g}": {"time-integrated": float(arrays[f"ti_score_{t:g}"].min()),
-                                           "per-time": float(arrays[f"pt_score_{t:g}"].min())} for t in times}}
+                                           "per-time": float(arrays[f"pt_score_{t:g}"].min())} for t in times},
+            "losses_at_tau_inf": at_inf}
     header = dict(provenance(config, seed), meta=meta)
-    return dict(_save(out_dir, "time_integrated", arrays, header, plot_time_integrated_comparison), meta=meta)
+    return dict(_save(out_dir, "time_integrated", arrays, header, plot_time_integrated_comparison), meta=meta,
+                arrays=arrays)
 
 
 def plot_time_integrated_comparison(data, fig) -> None:

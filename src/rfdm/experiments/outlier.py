@@ -129,6 +129,33 @@ def compute(config: OutlierConfig, quiet: bool = True) -> dict:
     return Result(out)
 
 
+def below_threshold(config: OutlierConfig, fraction: float = 0.5, t: float | None = None) -> dict:
+    """The paired-control test (:func:`rfdm.outlier.paired_outlier_test`) below the BBP threshold: the training set
+    x_mu = c_mu m' + sigma_x z_mu with |m'| = ``fraction`` |m|_c(t) (d -> infinity threshold at ``t``, default the
+    first t of ``config``), the same W, the same direction of m, the same labels c_mu and the same z_mu as
+    :func:`compute` (so the bulk is the one of the run above threshold).  Theory: no outlier for |m'| < |m|_c;
+    at fraction 0.5 the rule's false positives were 0/20 at d = 100 and 0/30 at d = 40 (docs/theory.md §5).
+    Returns t, |m'|, |m|_c, the decision (``outlier``: the top eigenvalue or None), the squared overlap of the
+    top eigenvector with W m and the control's, the gap ratio and the top eigenvalue."""
+    if not (isinstance(fraction, (int, float)) and 0 < fraction < 1):
+        raise InvalidParameterError(f"fraction must lie in (0, 1) (below the threshold), got {fraction!r}.")
+    t = config.t[0] if t is None else float(t)
+    streams = SeedStreams.ordered(config.seed, ("features", "direction", "train"))
+    rng_w, rng_m, rng_x = (streams.generator(k) for k in ("features", "direction", "train"))
+    law = MixtureData(config.d, m_norm=config.norm, direction=rng_m.standard_normal(config.d), sigma_x=config.sigma_x)
+    features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
+    X, labels = law.sample(config.n, rng_x, balanced=config.balanced, return_labels=True)
+    threshold = _theory(config, t, config.norm)["threshold_m_norm"]
+    if threshold is None or not math.isfinite(threshold):
+        raise InvalidParameterError(f"no finite BBP threshold |m|_c at t = {t:g}: nothing to test below it.")
+    m_below = law.m * (fraction * threshold / config.norm)
+    X_below = X + labels[:, None] * (m_below - law.m)[None, :]
+    test = paired_outlier_test(features, X_below, labels, m_below, t)
+    return {"t": t, "m_norm": fraction * threshold, "threshold_m_norm": threshold, "fraction": fraction,
+            "outlier": test["outlier"], "overlap": test["overlap"], "control_overlap": test["control_overlap"],
+            "gap_ratio": test["gap_ratio"], "top_eigenvalue": float(test["top_eigenvalues"][0])}
+
+
 def _training(config, features, law, X, t) -> dict:
     """Learned score along m over tau: E[mhat . S_A(tau)(y)] for y in the + cluster of P_t, against the
     exact score's value; A(tau) in closed form from the exact statistics."""

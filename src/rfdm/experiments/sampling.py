@@ -438,8 +438,37 @@ def compute_two_regimes(config: TwoRegimesConfig, quiet: bool = True, device=Non
                        w2_along_m_to_gaussian=wasserstein_1d(s[finite], gauss_ref) if finite.any() else math.inf)
         summary["closer_to"] = ("mixture" if summary["w2_along_m_to_mixture"] < summary["w2_along_m_to_gaussian"]
                                 else "gaussian")
+        summary.update(_along_m_shape(s[finite], mn, g2, config, res["training"] @ (m / mn)))
         out["regimes"][which] = {"label": label, "along_m": s, "summary": summary, "config": cfg.as_dict()}
     return Result(out)
+
+
+def mixture_excess_kurtosis(mu: float, g2: float) -> float:
+    """Excess kurtosis of the coordinate along m of (1/2) N(+mu, g2) + (1/2) N(-mu, g2):
+    E s^4 / (E s^2)^2 - 3 with E s^2 = mu^2 + g2 and E s^4 = mu^4 + 6 mu^2 g2 + 3 g2^2 (0 for mu = 0, -> -2 as
+    mu/sqrt(g2) -> inf)."""
+    v = mu * mu + g2
+    return (mu ** 4 + 6.0 * mu * mu * g2 + 3.0 * g2 * g2) / (v * v) - 3.0
+
+
+def _along_m_shape(s, m_norm: float, g2_t_min: float, config, train_along_m) -> dict:
+    """The shape of the samples' coordinate s along m against the target's (the talk's two regimes): the sample
+    excess kurtosis (0 for one Gaussian, :func:`mixture_excess_kurtosis` for the target mixture) and their ratio,
+    the bimodality index (0: one Gaussian, 1: the target's two modes); the target's variance along m; the
+    fraction of training points on the + side.  The target is the law the sampler aims at: P_0 (centres
+    +-|m|, variance sigma_x^2) after the final denoising step, P_{t_min} without it."""
+    if config.denoise:
+        mu, g2 = m_norm, config.sigma_x ** 2
+    else:
+        mu, g2 = m_norm * math.exp(-config.t_min), g2_t_min
+    s = np.asarray(s, dtype=np.float64)
+    kurt = float(np.mean((s - s.mean()) ** 4) / np.var(s) ** 2 - 3.0) if s.size > 3 else math.nan
+    target_kurt = mixture_excess_kurtosis(mu, g2)
+    return {"excess_kurtosis_along_m": kurt, "target_excess_kurtosis_along_m": target_kurt,
+            "bimodality_index": kurt / target_kurt if target_kurt != 0 else math.nan,
+            "var_along_m_total": float(np.var(s, ddof=1)) if s.size > 1 else math.nan,
+            "target_var_along_m": mu * mu + g2, "target_centre_along_m": mu,
+            "train_plus_fraction": float(np.mean(np.asarray(train_along_m) > 0))}
 
 
 def save_two_regimes(result: dict, out_dir) -> dict:
