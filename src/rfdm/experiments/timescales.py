@@ -400,8 +400,8 @@ def plot_scaling(data, fig) -> None:
         vals = num(data[key])
         slope = data.get("slope_" + key)
         if slope is not None:
-            err = data.get("slope_" + key + "_stderr")
-            label += f", slope {slope:.2f}" + (f" ± {err:.2g} SE" if err is not None else "")
+            iv = slope_interval([r["n"] for r in draws], num([r.get(key) for r in draws]))
+            label += f", slope {slope:.2f}" + (f" ± {iv['halfwidth']:.2g} (95 %)" if iv["halfwidth"] else "")
         ax.plot(n, vals, style, color=color, label=label)
         ax.plot([r["n"] for r in draws], num([r.get(key) for r in draws]), ".", color=color, alpha=0.35)
         ok = np.isfinite(vals)
