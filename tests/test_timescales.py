@@ -219,6 +219,10 @@ def test_scaling_claim_without_enough_points_is_not_converged():
     assert claim.verdict == "not converged"
     with pytest.raises(InvalidParameterError, match="level"):
         scaling_claim(res, level=1.5)
+    for r in res["rows"]:
+        del r["tau_mem_gap_share"]
+    with pytest.raises(InvalidParameterError, match="curves on"):
+        scaling_claim(res)
     with pytest.raises(InvalidParameterError, match="same length"):
         slope_interval([1.0, 2.0], [1.0])
 

@@ -228,6 +228,8 @@ def scaling_claim(result: dict, theory_slopes: dict | None = None, level: float 
     from ..published.claims import Check, FigureClaim, Tolerance, internal_disagreement
 
     cfg = result["header"]["config"]
+    if "tau_mem_curves" not in result["rows"][0] or "tau_mem_gap_share" not in result["rows"][0]:
+        raise InvalidParameterError("the scaling verdict needs the loss-curve and gap-share readings (curves on).")
     pct = f"{100 * level:g} %"
     sl = {k: slope_interval(*_per_point(result, k), level=level)
           for k in ("tau_mem_curves", "tau_mem_gap_share", "tau_mem", "tau_gen_gap_share", "tau_gen_curves", "tau_gen")
