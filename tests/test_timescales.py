@@ -180,7 +180,7 @@ def test_scaling_claim_agrees_when_the_readings_agree():
     assert v["slope of log tau_gen vs log n: spectrum, gap share vs spectrum, population cluster"] == "agrees"
     assert v["slope of log tau_mem vs log n (loss curves)"] == "agrees"
     # the biased slowest-mode reading (slope 0.6 here) is shown, never checked
-    assert v["slope of log tau_mem"] == "no published number"
+    assert v["slope of log tau_mem vs log n (spectrum, slowest memorization mode)"] == "no published number"
     assert sl["tau_mem"]["slope"] == pytest.approx(0.6, abs=0.05)
     entry = claim.to_report_entry()
     assert entry["verdict"] == "agrees" and entry["setting"]["same_as_published"] is False

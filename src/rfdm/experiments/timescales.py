@@ -300,23 +300,27 @@ def scaling_claim(result: dict, theory_slopes: dict | None = None, level: float 
                     b["slope"], t_, converged=ok, difference_reason=why,
                     note="" if ok else "fewer than three finite points: no interval."))
     # shown, not checked
-    info = {"tau_mem_gap_share": "slope of log tau_mem vs log n (spectrum, gap share), with its interval",
-            "tau_mem": ("slope of log tau_mem vs log n (spectrum, slowest memorization mode): biased low, a minimum "
-                        "over a noisy subset of modes (docs/theory.md §7.1); not checked"),
-            "tau_gen_curves": ("slope of log tau_gen vs log n (loss curves, half the test-loss drop): memorization "
-                               "shortens the descent it measures (docs/theory.md §7.1); not checked"),
-            "tau_gen_gap_share": "slope of log tau_gen vs log n (spectrum, gap share), with its interval"}
-    for key, text in info.items():
+    info = {"tau_mem_gap_share": ("slope of log tau_mem vs log n (spectrum, gap share)", "the reading checked above"),
+            "tau_mem": ("slope of log tau_mem vs log n (spectrum, slowest memorization mode)",
+                        "biased low: a minimum over a noisy subset of modes (docs/theory.md §7.1)"),
+            "tau_gen_curves": ("slope of log tau_gen vs log n (loss curves, half the test-loss drop)",
+                               "memorization shortens the descent it measures (docs/theory.md §7.1)"),
+            "tau_gen_gap_share": ("slope of log tau_gen vs log n (spectrum, gap share)",
+                                  "compared with the population cluster above")}
+    for key, (name, text) in info.items():
         if key in sl and sl[key]["slope"] is not None:  # (a missing shown value must not read "not converged")
             s_ = sl[key]
-            claim.add(Check(f"slope of log {key}", None, "", s_["slope"], kind="shown", note=text + (f": {pct} interval [{s_['interval'][0]:.3g}, "
-                                                       f"{s_['interval'][1]:.3g}]" if s_["interval"] else "")))
+            text += f"; {pct} interval [{s_['interval'][0]:.3g}, {s_['interval'][1]:.3g}]" if s_["interval"] else ""
+            # the explanation goes in the source column of the report (shown there beside the value)
+            claim.add(Check(name, None, "shown, not checked: " + text, s_["slope"], kind="shown", note=text))
     if paired[0] is not None:
-        claim.add(Check("paired slope of log(tau_mem gap share / tau_mem curves)", None, "", paired[0],
-                        kind="shown", note=f"draw by draw; standard error {_fmt(paired[1])}"))
+        text = f"draw by draw; standard error {_fmt(paired[1])}"
+        claim.add(Check("paired slope of log(tau_mem gap share / tau_mem curves)", None, "shown, not checked: " + text,
+                        paired[0], kind="shown", note=text))
     for t, v in th.items():
-        claim.add(Check(f"per-time spectral theory: slope of tau_mem at t = {t:.3g}", None, "", v, kind="shown",
-                        note="psi_p/(Delta_t lambda_left(rho_1)) at the same psi_p, psi_n ([B25] Sec. 3.2)"))
+        text = "psi_p/(Delta_t lambda_left(rho_1)) at the same psi_p, psi_n ([B25] Sec. 3.2)"
+        claim.add(Check(f"per-time spectral theory: slope of tau_mem at t = {t:.3g}", None,
+                        "shown, the finite-psi reference: " + text, v, kind="shown", note=text))
     return claim, sl
 
 
