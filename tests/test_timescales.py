@@ -279,3 +279,18 @@ def test_per_time_theory_slope_against_the_leading_order_at_large_psi_p():
     closed = np.polyfit(np.log(psi_n), np.log(tau), 1)[0]
     assert abs(got - closed) < 0.03
     assert abs(closed - 1.0) < 0.1
+
+
+def test_per_time_tau_gen_ratio_against_its_closed_form_and_in_the_reason():
+    """tau_gen with the population mean's first correction, psi_p/(Delta_t psi_p (mu_1^2 + v_t^2/psi_n)), so the
+    ratio over psi_n = 2 -> 8 is (mu_1^2 + v_t^2/2)/(mu_1^2 + v_t^2/8) (to rounding); the figure's reason quotes it
+    when tau_gen's slope is not 0."""
+    from rfdm.experiments.timescales import per_time_tau_gen_ratio
+    from rfdm.spectrum import gep_coefficients
+
+    got = per_time_tau_gen_ratio(32.0, (2.0, 4.0, 8.0), "tanh", (0.1,))[0.1]
+    c = gep_coefficients("tanh", 0.1)
+    assert got == pytest.approx((c.mu1 ** 2 + c.v2 / 2) / (c.mu1 ** 2 + c.v2 / 8), rel=1e-12)
+    assert got > 1
+    claim, _ = scaling_claim(_fake_result(1.0, 1.0, 0.0, gen_pop=0.1), theory_tau_gen_ratio={0.1: got})
+    assert f"{got:.3f} at t = 0.1" in claim.reason

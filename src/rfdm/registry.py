@@ -94,7 +94,8 @@ def _time_integrated_timescales(cfg, out):
     paths = exp.save_scaling(res, out)
     ts = (cfg.t_min, math.sqrt(cfg.t_min * cfg.t_max), cfg.t_max)
     theory = exp.per_time_theory_slopes(cfg.psi_p, cfg.psi_n, cfg.activation, ts)
-    claim, sl = exp.scaling_claim(res, theory)
+    claim, sl = exp.scaling_claim(res, theory,
+                                  theory_tau_gen_ratio=exp.per_time_tau_gen_ratio(cfg.psi_p, cfg.psi_n, cfg.activation, ts))
 
     def slope(key):
         s = sl.get(key)
