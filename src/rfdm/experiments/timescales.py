@@ -323,7 +323,7 @@ def scaling_claim(result: dict, theory_slopes: dict | None = None, level: float 
     # shown, not checked
     info = {"tau_mem_gap_share": ("slope of log tau_mem vs log n (spectrum, gap share)", "the reading checked above"),
             "tau_mem": ("slope of log tau_mem vs log n (spectrum, slowest memorization mode)",
-                        "biased low: a minimum over a noisy subset of modes (docs/theory.md §7.1)"),
+                        "biased (either way): a minimum over a noisy subset of modes, not the paper's lambda_min(rho_1) (docs/theory.md §7.1)"),
             "tau_gen_curves": ("slope of log tau_gen vs log n (loss curves, half the test-loss drop)",
                                "memorization shortens the descent it measures (docs/theory.md §7.1)"),
             "tau_gen_gap_share": ("slope of log tau_gen vs log n (spectrum, gap share)",
