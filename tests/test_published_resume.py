@@ -265,6 +265,27 @@ def test_local_pool_and_torch_device_reach_the_points(tmp_path):
     torch_run = run("bridge-1-over-d", "quick", 0, out_dir=tmp_path / "torch", device="torch-cpu")
     recs = [json.loads(f.read_text()) for f in (tmp_path / "torch" / "points").glob("*.json")]
     assert len(recs) == 24 and {r["device"] for r in recs} == {"torch-cpu"}
-    for name, value in serial["measured"].items():
+    # every stored number of every point agrees
+    def values(folder):
+        out = {}
+        for f in (folder / "points").glob("*.json"):
+            r = json.loads(f.read_text())
+            out[f.name.rsplit("-", 1)[0]] = {**r["scalars"], **{k: v["values"] for k, v in r["vectors"].items()}}
+        return out
+
+    a, b = values(tmp_path / "serial"), values(tmp_path / "torch")
+    assert a.keys() == b.keys() and len(a) == 24
+    for point in a:
+        for key, value in a[point].items():
+            assert np.asarray(b[point][key], dtype=float) == pytest.approx(
+                np.asarray(value, dtype=float), rel=1e-9, abs=1e-12, nan_ok=True), (point, key)
+    # and so do the figure's readings; a row named after "the worst τ" may name another τ when two τ are within
+    # rounding of each other (a near-tie the 1e-13 differences can flip), so rows are compared by name where
+    # both runs have them, and all but such rows must be shared
+    shared = [k for k in serial["measured"] if k in torch_run["measured"]]
+    assert all("worst" in k for k in serial["measured"] if k not in torch_run["measured"])
+    assert len(shared) >= len(serial["measured"]) - 3
+    for name in shared:
+        value = serial["measured"][name]
         if isinstance(value, float):
             assert torch_run["measured"][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
