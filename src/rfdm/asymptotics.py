@@ -53,7 +53,7 @@ from .activations import get_activation
 from .diffusion import check_time, delta_t
 from .dynamics import as_tau_array
 from .errors import InvalidParameterError, NumericalError, check_finite_array, check_positive_float, check_positive_int
-from .spectrum import GEPCoefficients, SpectralProblem, gep_coefficients
+from .spectrum import SpectralProblem, gep_coefficients
 
 #: Newton iterations per continuation step, and the relative step size that counts as converged
 NEWTON_ITERS = 40

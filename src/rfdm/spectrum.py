@@ -316,7 +316,7 @@ class SpectralProblem:
         density with a break point at the interior minimum, and the weights rescaled to it.
         ``computed``: (q, residual, converged) of :meth:`stieltjes` at these nodes (:meth:`_bulk_nodes`),
         when the caller has evaluated several bulks in one call."""
-        center, half = 0.5 * (lft + rgt), 0.5 * (rgt - lft)
+        half = 0.5 * (rgt - lft)
         theta = np.arange(1, m + 1) * math.pi / (m + 1)
         lam = self._bulk_nodes(lft, rgt, m)
         q_b, res, conv = self.stieltjes(lam)[:3] if computed is None else computed

@@ -19,16 +19,14 @@ m), the training set, W (and b), the sampler, the target samples, the bootstrap 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..activations import get_activation
 from ..backend import resolve_device
 from ..data import EmpiricalData, GaussianData, MixtureData
 from ..diffusion import OrnsteinUhlenbeck, delta_t
-from ..dynamics import as_tau_array
 from ..errors import InvalidParameterError
 from ..progress import callback, messages
 from ..protocol import (MAX_COUNT, POSITIVE, POSITIVE_INT, RATIO, TOLERANCE, Config, Integer, OneOf, SeedStreams, Tau,

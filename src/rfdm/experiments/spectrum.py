@@ -17,7 +17,7 @@ from ..data import GaussianData
 from ..progress import messages
 from ..protocol import POSITIVE, POSITIVE_INT, Config, SeedStreams, WholeTimes, param, register
 from ..features import RandomFeatures, noise_averaged_statistics
-from ..results import Result, load_result, provenance, render
+from ..results import Result, provenance, render
 from ..spectrum import SpectralProblem, gep_coefficients
 from .common import activation_field, seed_field, sigma_spectrum_field, sigma_weights_field, t_field
 

@@ -252,7 +252,6 @@ def scaling_claim(result: dict, theory_slopes: dict | None = None, level: float 
     sl = {k: slope_interval(*_per_point(result, k), level=level)
           for k in ("tau_mem_curves", "tau_mem_gap_share", "tau_mem", "tau_gen_gap_share", "tau_gen_curves", "tau_gen")
           if k in result["rows"][0]}
-    n_all = np.array([r["n"] for r in result["rows"]], dtype=float)
     ratio = np.asarray(cfg["psi_p"], dtype=float) / np.asarray(cfg["psi_n"], dtype=float)
     claim = FigureClaim("time-integrated-timescales",
                         "tau_mem grows like n (both readings, the same slope), tau_gen is flat in n",
@@ -270,8 +269,8 @@ def scaling_claim(result: dict, theory_slopes: dict | None = None, level: float 
     a, b = sl["tau_mem_gap_share"], sl["tau_mem_curves"]
     ag = slopes_agree(a, b)
     paired = fit_slope(*_ratio_points(result, "tau_mem_gap_share", "tau_mem_curves"))
-    t_, ok = tol(ag["halfwidth"], f"points per reading; joint half-width sqrt(h_spectrum^2 + h_curves^2), "
-                 f"conservative since both readings use the same draws")
+    t_, ok = tol(ag["halfwidth"], "points per reading; joint half-width sqrt(h_spectrum^2 + h_curves^2), "
+                 "conservative since both readings use the same draws")
     claim.add(Check(
         "slope of log tau_mem vs log n: spectrum (gap share) minus loss curves", 0.0,
         "claim (docs/theory.md §7.1): both readings of tau_mem have the same n-scaling",
@@ -513,10 +512,6 @@ def save_numerical_spectrum(result: dict, out_dir) -> dict:
 
 
 def _plot_numerical(data, fig) -> None:
-    import matplotlib
-
-    from ..results import read_npz
-
     arrays, header = data.arrays, data.header
     ev = arrays["eigenvalues"]
     ev = ev[ev > 0]

@@ -21,7 +21,6 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from . import check_preset
-from ._limit import limit_curves
 from ._rf import loglog_slope
 from .b25_sm_fig13 import PUBLISHED_EXPONENT, plot_power_law
 from .claims import Check, FigureClaim, Tolerance, internal_disagreement
