@@ -83,13 +83,20 @@ def _theory(config: OutlierConfig, t: float, m_norm: float) -> dict:
             "tau_outlier": config.psi_p / (coeffs.delta * lam) if lam is not None else None}
 
 
-def compute(config: OutlierConfig, quiet: bool = True) -> dict:
-    log = messages("outlier", quiet)
+def _draw(config: OutlierConfig):
+    """(law, features, X, labels) of one run: W, the direction of m and the training set from the config's seed
+    (named streams), shared by :func:`compute` and :func:`below_threshold`."""
     streams = SeedStreams.ordered(config.seed, ("features", "direction", "train"))
     rng_w, rng_m, rng_x = (streams.generator(k) for k in ("features", "direction", "train"))
     law = MixtureData(config.d, m_norm=config.norm, direction=rng_m.standard_normal(config.d), sigma_x=config.sigma_x)
     features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
     X, labels = law.sample(config.n, rng_x, balanced=config.balanced, return_labels=True)
+    return law, features, X, labels
+
+
+def compute(config: OutlierConfig, quiet: bool = True) -> dict:
+    log = messages("outlier", quiet)
+    law, features, X, labels = _draw(config)
     rows = []
     for t in config.t:
         log(f"theory at t={t:g}")
@@ -140,11 +147,7 @@ def below_threshold(config: OutlierConfig, fraction: float = 0.5, t: float | Non
     if not (isinstance(fraction, (int, float)) and 0 < fraction < 1):
         raise InvalidParameterError(f"fraction must lie in (0, 1) (below the threshold), got {fraction!r}.")
     t = config.t[0] if t is None else float(t)
-    streams = SeedStreams.ordered(config.seed, ("features", "direction", "train"))
-    rng_w, rng_m, rng_x = (streams.generator(k) for k in ("features", "direction", "train"))
-    law = MixtureData(config.d, m_norm=config.norm, direction=rng_m.standard_normal(config.d), sigma_x=config.sigma_x)
-    features = RandomFeatures.sample(config.d, config.p, config.activation, rng_w)
-    X, labels = law.sample(config.n, rng_x, balanced=config.balanced, return_labels=True)
+    law, features, X, labels = _draw(config)
     threshold = _theory(config, t, config.norm)["threshold_m_norm"]
     if threshold is None or not math.isfinite(threshold):
         raise InvalidParameterError(f"no finite BBP threshold |m|_c at t = {t:g}: nothing to test below it.")
