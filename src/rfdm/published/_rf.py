@@ -138,17 +138,10 @@ def spectral_timescales(psi_p: float, psi_n: float, t: float, sigma_x2: float = 
 
 def loglog_slope(x, y) -> tuple:
     """Least-squares slope of log y against log x and its standard error (None with fewer than 3 finite
-    points); the error is the usual residual-based one, so it includes any curvature of the law."""
+    points); the error is the usual residual-based one, so it includes any curvature of the law.  y may hold
+    None (a missing reading); :func:`rfdm.time_integrated.fit_slope` does the fit."""
+    from ..time_integrated import fit_slope
+
     x, y = np.asarray(x, float), np.asarray([np.nan if v is None else v for v in y], float)
-    ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
-    if ok.sum() < 2:
-        return None, None
-    lx, ly = np.log(x[ok]), np.log(y[ok])
-    A = np.vstack([lx, np.ones_like(lx)]).T
-    coef, res, *_ = np.linalg.lstsq(A, ly, rcond=None)
-    if ok.sum() < 3:
-        return float(coef[0]), None
-    resid = ly - A @ coef
-    s2 = float(resid @ resid) / (ok.sum() - 2)
-    se = math.sqrt(s2 / float(np.sum((lx - lx.mean()) ** 2)))
-    return float(coef[0]), se
+    ok = np.isfinite(x)
+    return fit_slope(x[ok], y[ok])
