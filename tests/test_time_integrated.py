@@ -274,3 +274,52 @@ def test_comparison_with_per_time_models_on_the_same_data(tmp_path):
         assert arrays[f"pt_score_{t:g}"][0] == pytest.approx(1.0, rel=1e-12)
         assert r["meta"]["score_error_inf"][f"{t:g}"]["per-time"] == arrays[f"pt_score_{t:g}"][-1]
     assert (tmp_path / "time_integrated.png").stat().st_size > 0
+
+
+SPECTRUM_TI = ["spectrum", "--model", "time-integrated", "--d", "6", "--psi-p", "4", "--psi-n", "2", "--t-quad-tol",
+               "1e-3", "--quiet"]
+
+
+def test_cli_equivalent_spectrum(tmp_path, capsys):
+    """--equivalent-spectrum: the JSON's KS distance is recomputed here from the CDF and the eigenvalues
+    written to the npz (an own one-sample KS, not the library's), its checks hold, its mass is 1."""
+    from rfdm.results import read_npz
+
+    rc = main(SPECTRUM_TI + ["--t-law", "log-uniform", "--equivalent-spectrum", "--equivalent-points", "40", "--json",
+                             "--out", str(tmp_path / "sp")])
+    obj = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    eq = obj["equivalent_spectrum"]
+    assert eq["checks"] == {"converged": True, "cdf_monotone": True, "mass_is_one": True}
+    assert eq["points"] == 40 and abs(eq["mass"] - 1) < 1e-4
+    arrays, header = read_npz(tmp_path / "sp" / "spectrum.npz")
+    assert header["config"]["equivalent_spectrum"] is True and header["config"]["equivalent_points"] == 40
+    ev = np.sort(arrays["eigenvalues"])
+    F = np.clip(np.interp(ev, arrays["equivalent_lam"], arrays["equivalent_cdf"], left=0.0, right=1.0), 0, 1)
+    upper = np.arange(1, ev.size + 1) / ev.size
+    ks = max(np.max(np.abs(F - upper)), np.max(np.abs(F - (upper - 1.0 / ev.size))))
+    assert eq["ks_distance"] == pytest.approx(ks, rel=1e-12)
+    assert (tmp_path / "sp" / "spectrum.png").exists()
+
+
+@pytest.mark.parametrize("args", [["--equivalent-points", "40"], ["--equivalent-spectrum", "--equivalent-points", "5"],
+                                  ["--equivalent-spectrum", "--beta", "gaussian-skip"]])
+def test_cli_equivalent_spectrum_bad_input(tmp_path, capsys, args):
+    rc = main(SPECTRUM_TI + args + ["--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("rfdm: error:") and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_equivalent_spectrum_failure_is_exit_3(tmp_path, capsys, monkeypatch):
+    """A solver that does not converge (iterations capped at 2): the result is written with its checks, one line
+    on stderr names the failed check, exit status 3."""
+    import rfdm.multitime as mt
+
+    monkeypatch.setattr(mt, "MAX_ITERATIONS", 2)
+    rc = main(SPECTRUM_TI + ["--equivalent-spectrum", "--equivalent-points", "20", "--json", "--out",
+                             str(tmp_path / "sp")])
+    captured = capsys.readouterr()
+    assert rc == 3 and "converged" in captured.err and captured.err.count("\n") == 1
+    assert json.loads(captured.out)["equivalent_spectrum"]["checks"]["converged"] is False
+    assert (tmp_path / "sp" / "spectrum.json").exists()

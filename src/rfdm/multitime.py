@@ -23,7 +23,8 @@ time integral forces: the coefficients are per feature (the bias t b_i shifts ea
 random parts at different times of one data point are correlated (one Gaussian vector per (i, nu) across all
 nodes, not an independent Omega per node).  Nothing here needs the Mehler series: the coefficients are 1-D
 integrals (Gauss–Hermite in u, the activation's own rule in zeta), O(p m n_u) work, and sampling costs
-O(m p^2 n) (m nodes).  ``equivalent_population`` gives the population counterpart
+O(m p^2 n) (m nodes).  :class:`EquivalentSpectrum` solves the self-consistent equations of U_eq's spectrum
+(one r x r and one (r+q) x (r+q) matrix per z, r, q <= m) instead of sampling it.  ``equivalent_population`` gives the population counterpart
 U~_eq = sum_j w_j kappa_j^2 [mu0 mu0^T + diag(alpha) R diag(alpha) + diag(beta) R diag(beta) + diag(...)]
 (the diagonal set to E sigma^2), and V, V~ by Stein's lemma exactly as the exact statistics.
 """
@@ -36,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .diffusion import delta_t
-from .errors import InvalidParameterError, NumericalError, check_positive_int
+from .errors import (InvalidParameterError, NumericalError, check_finite_array, check_positive_float,
+                     check_positive_int)
 from .features import PopulationStatistics, TrainingStatistics, _unit_rows
 from .time_integrated import TimeIntegratedModel
 
@@ -241,3 +243,253 @@ def ks_two_sample(a, b) -> float:
     x = np.concatenate([a, b])
     return float(np.max(np.abs(np.searchsorted(a, x, side="right") / a.size
                                - np.searchsorted(b, x, side="right") / b.size)))
+
+
+# -- the self-consistent equations for the spectrum of U_eq (docs/theory.md §7.2) -----------------------------
+
+#: node-space directions kept by the solver: eigenvalues of sum_i (a_i a_i^T + C_i) (and singular values of B)
+#: above this fraction of the largest (the discarded part is ~1e-10 of the largest direction's weight)
+SOLVER_RANK_RTOL = 1e-10
+#: continuation in y = Im z: geometric steps of this factor; the trapezoid rule in log y on them integrates the
+#: CDF to ~exp(-pi^2/log factor) (analytic integrand): 7e-7 at 2, 4e-11 at 1.5, 1e-4 at 3
+ETA_FACTOR = 2.0
+#: Anderson mixing: history length and iteration cap per eta step; a point is converged at this residual
+ANDERSON_MEMORY = 6
+MAX_ITERATIONS = 400
+SOLVER_TOL = 1e-11
+
+
+@dataclass
+class EquivalentSpectrum:
+    """The self-consistent equations for the Stieltjes transform g(z) = (1/p) Tr (U_eq - z)^{-1} of the multi-time
+    equivalent at fixed W and b (docs/theory.md §7.2), in the proportional limit (d, p, n large at fixed ratios,
+    rows of W/sqrt(d) treated as i.i.d. N(0, I/d) directions; the rank-m mean part mu0 and the off-diagonal noise
+    orders R^{o k}, k >= 2, of size O(psi_p/d), are left out: they move O(m) eigenvalues and vanish as d grows).
+
+    Per feature i: a_i (r,) and b_i (q,) the data-linear and noise-linear loadings over the node space
+    (a_i = V^T [sqrt(w_j) kappa_j alpha_i(t_j)]_j, compressed to the r directions that carry them; b_i likewise),
+    C_i (r, r) the compressed cross-time covariance of Omega_i, diag_i = sum_j w_j kappa_j^2 (s_ij^2 +
+    sum_{k>=2} abar_kij^2).  With Q = (I_r + Delta)^{-1}, J = blockdiag(Q, I_q), atilde_i = (a_i, b_i):
+
+        D_i(z)  = diag_i - z + Tr(Q C_i),
+        g_i     = 1 / (D_i + atilde_i^T Xi atilde_i),                      g(z) = (1/p) sum_i g_i,
+        Xi      = (J^{-1} + (1/d) sum_i g_i atilde_i atilde_i^T)^{-1}                      ((r+q) x (r+q)),
+        Delta   = (1/n) [sum_i g_i C_i + d ((I + Delta) - (I + Delta) Xi_aa (I + Delta))]  (r x r).
+
+    Derivation: conditional on W, the n columns of data are independent with p x m blocks of covariance K, so
+    (U_eq - z)^{-1} ~ (T - z + sum_jk Q_jk K_jk)^{-1} (a block sample-covariance equivalent, Delta_jk =
+    Tr(K_kj G)/n); the W-dependent part of that inverse is a Gram matrix with independent rows atilde_i (x) what_i
+    (what_i = w_i/|w_i|), whose equivalent is the Xi equation, and Tr(What^T A_k G A_j What) = d [J^{-1} -
+    J^{-1} Xi J^{-1}]_kj by Woodbury (A_j = diag of the a's at node j).  For one node and identical features these are [B25] Thm 3.1 (tested against
+    :class:`rfdm.spectrum.SpectralProblem`); with alpha = beta = 0 and independent nodes, the free additive
+    convolution of Marchenko-Pastur laws (tested against its R-transform).  Cost per z and iteration
+    O(p (r + q)^2)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    C: np.ndarray
+    diag: np.ndarray
+    d: int
+    n: int
+
+    def __post_init__(self):
+        self.d, self.n = check_positive_int("d", self.d), check_positive_int("n", self.n)
+        a = np.atleast_2d(np.asarray(self.a, dtype=np.float64))
+        p = a.shape[0]
+        b = np.asarray(self.b, dtype=np.float64).reshape(p, -1)
+        C = np.asarray(self.C, dtype=np.float64)
+        diag = np.asarray(self.diag, dtype=np.float64).reshape(-1)
+        if C.shape != (p, a.shape[1], a.shape[1]) or diag.shape != (p,):
+            raise InvalidParameterError(f"the loadings must be a (p, r), b (p, q), C (p, r, r), diag (p,); got "
+                                        f"{a.shape}, {b.shape}, {C.shape}, {diag.shape}.")
+        if not all(np.all(np.isfinite(x)) for x in (a, b, C, diag)):
+            raise InvalidParameterError("the coefficients of the equivalent spectrum hold NaN or inf.")
+        if np.any(diag <= 0):
+            raise InvalidParameterError("the diagonal remainder of every feature must be > 0 (the equations need "
+                                        "U_eq >= diag > 0).")
+        self.a, self.b, self.C, self.diag = a, b, 0.5 * (C + C.transpose(0, 2, 1)), diag
+
+    @classmethod
+    def from_coefficients(cls, coeffs: MultiTimeCoefficients, d: int, n: int,
+                          rank_rtol: float = SOLVER_RANK_RTOL) -> "EquivalentSpectrum":
+        """The compressed loadings of :func:`multitime_coefficients`' output for a training set of n points in
+        dimension d (class docstring): the node space is rotated onto the eigenvectors of sum_i (a_i a_i^T + C_i)
+        above ``rank_rtol`` of the largest, B onto its singular vectors likewise."""
+        c = np.sqrt(coeffs.weight)
+        a = (c[:, None] * coeffs.alpha).T
+        b = (c[:, None] * coeffs.beta).T
+        C = coeffs.cov * np.outer(c, c)[None]
+        lam, vec = np.linalg.eigh(a.T @ a + C.sum(axis=0))
+        vec = vec[:, lam > rank_rtol * lam.max()]
+        ub, sb, _ = np.linalg.svd(b, full_matrices=False)
+        keep = sb ** 2 > rank_rtol * max(sb[0] ** 2, 1e-300)
+        diag = coeffs.weight @ (coeffs.s2 + np.sum(coeffs.noise[2:] ** 2, axis=0))
+        return cls(a @ vec, ub[:, keep] * sb[keep], np.einsum("jr,ijk,ks->irs", vec, C, vec), diag, d, n)
+
+    @property
+    def p(self) -> int:
+        return self.a.shape[0]
+
+    def trace_bound(self) -> float:
+        """p times the mean eigenvalue (1/p) Tr E U_eq = mean_i (diag_i + Tr C_i + |a_i|^2 + |b_i|^2): every
+        eigenvalue of a PSD matrix is below its trace."""
+        per = self.diag + np.einsum("irr->i", self.C) + np.sum(self.a ** 2, 1) + np.sum(self.b ** 2, 1)
+        return float(np.sum(per))
+
+    def _map(self, x, z):
+        """One application of the fixed-point map to x = (Delta, Xi) flattened per z; returns (F(x), g_i)."""
+        a, C, d, n = self.a, self.C, self.d, self.n
+        p, r = a.shape
+        At = np.concatenate([a, self.b], axis=1)
+        k = At.shape[1]
+        nz = z.size
+        delta = x[:, :r * r].reshape(nz, r, r)
+        xi = x[:, r * r:].reshape(nz, k, k)
+        ipd = np.eye(r) + delta
+        Q = np.linalg.inv(ipd)
+        D = self.diag[None, :] - z[:, None] + Q.reshape(nz, r * r) @ C.reshape(p, r * r).T
+        g = 1.0 / (D + np.einsum("zis,is->zi", At[None] @ xi, At))
+        jinv = np.zeros((nz, k, k), complex)
+        jinv[:, :r, :r] = ipd
+        jinv[:, r:, r:] = np.eye(k - r)
+        xi_new = np.linalg.inv(jinv + (At.T[None] * g[:, None, :]) @ At / d)
+        delta_new = ((g @ C.reshape(p, r * r)).reshape(nz, r, r) + d * (ipd - ipd @ xi_new[:, :r, :r] @ ipd)) / n
+        return np.concatenate([delta_new.reshape(nz, -1), xi_new.reshape(nz, -1)], axis=1), g
+
+    def _anderson(self, x, z):
+        """Anderson-accelerated fixed-point iteration from x at the points z, each point iterated until its own
+        residual is below SOLVER_TOL (or MAX_ITERATIONS); returns (x, g_i, residual per point)."""
+        x = x.copy()
+        g = np.empty((z.size, self.p), complex)
+        err = np.full(z.size, np.inf)
+        active = np.arange(z.size)
+        hist_x, hist_f = [], []
+        for _ in range(MAX_ITERATIONS):
+            xa = x[active]
+            fx, g[active] = self._map(xa, z[active])
+            res = fx - xa
+            err[active] = np.abs(res).max(axis=1) / (1.0 + np.abs(xa).max(axis=1))
+            keep = err[active] >= SOLVER_TOL
+            if not keep.any():
+                break
+            if not keep.all():
+                active, xa, res = active[keep], xa[keep], res[keep]
+                hist_x, hist_f = [h[keep] for h in hist_x], [h[keep] for h in hist_f]
+            hist_x.append(xa)
+            hist_f.append(res)
+            if len(hist_x) > ANDERSON_MEMORY + 1:
+                hist_x.pop(0)
+                hist_f.pop(0)
+            if len(hist_x) < 2:
+                x[active] = xa + res
+                continue
+            dF = np.stack([hist_f[i + 1] - hist_f[i] for i in range(len(hist_f) - 1)], axis=2)
+            dX = np.stack([hist_x[i + 1] - hist_x[i] for i in range(len(hist_x) - 1)], axis=2)
+            dFh = np.conj(dF.transpose(0, 2, 1))
+            A = dFh @ dF
+            h = A.shape[1]
+            A = A + (1e-13 * np.trace(A, axis1=1, axis2=2).real + 1e-300)[:, None, None] * np.eye(h)
+            gam = np.linalg.solve(A, dFh @ res[:, :, None])[..., 0]
+            x[active] = xa + res - np.einsum("zkh,zh->zk", dX + dF, gam)
+        return x, g, err
+
+    def stieltjes(self, lam, eta_min: float, factor: float = ETA_FACTOR):
+        """g(lam + i y) on the vertical lines above the real points ``lam`` by continuation in y from Y = 10x the
+        trace bound (where g ~ -1/z is the unique Herglotz solution) down to ``eta_min``, steps of ``factor``.
+        Returns (y (S,), g (S, N): the mean of g_i, converged (N,)).  Converged: the final residual of every
+        step below 10 SOLVER_TOL and every Im g_i >= 0 (each g_i is a diagonal entry of a resolvent, a Herglotz
+        function; a solution that leaves that branch is rejected)."""
+        lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+        r, k = self.a.shape[1], self.a.shape[1] + self.b.shape[1]
+        x = np.concatenate([np.zeros((lam.size, r * r), complex),
+                            np.tile(np.eye(k).ravel().astype(complex), (lam.size, 1))], axis=1)
+        Y = 1e6 * self.trace_bound()
+        steps = int(math.ceil(math.log(Y / eta_min) / math.log(factor)))
+        y = Y * factor ** -np.arange(steps + 1.0)
+        y[-1] = eta_min
+        out = np.empty((y.size, lam.size), complex)
+        converged = np.ones(lam.size, bool)
+        for s, ys in enumerate(y):
+            x, g, err = self._anderson(x, lam + 1j * ys)
+            converged &= (err < 10 * SOLVER_TOL) & np.all(g.imag >= -1e-12 * np.abs(g), axis=1)
+            out[s] = g.mean(axis=1)
+        return y, out, converged
+
+    def solve(self, n_points: int = 400, factor: float = ETA_FACTOR, eta_rel: float = 1e-8) -> "EquivalentSpectrumResult":
+        """The CDF F and the density rho = Im g(lam + i eta)/pi on a log grid of ``n_points`` from half the
+        smallest diag_i (U_eq >= diag, so F = 0 there) to 2x the right end of the spectrum.
+
+        F without smoothing, by Cauchy's theorem on the rectangle lo -> lam -> lam + iY -> lo + iY:
+        pi F(lam) = int_eta^Y Re g(lo + iy) dy - int_eta^Y Re g(lam + iy) dy + Im int_lo^lam g(x + iY) dx,
+        the vertical integrals by the trapezoid rule in log y on the continuation ladder (``factor`` per step;
+        the integrands are smooth in log y) down to eta = ``eta_rel`` lo, the horizontal one at Y by the
+        trapezoid rule on the grid.  So F is exact at every grid point up to quadrature (no Lorentzian
+        smoothing), whatever the fine structure between points (e.g. the comb of features' own floors diag_i
+        when p > n + d)."""
+        n_points = check_positive_int("number of points", n_points)
+        factor = check_positive_float("factor", factor)
+        if n_points < 20 or not 1.0 < factor <= 4.0:
+            raise InvalidParameterError("the equivalent spectrum needs at least 20 grid points and a ladder factor "
+                                        "in (1, 4].")
+        lo = 0.5 * float(self.diag.min())
+        top = self._top_edge(lo)
+        lam = np.geomspace(lo, 2.0 * top, n_points)
+        y, g, converged = self.stieltjes(lam, eta_rel * lo, factor)
+        # vertical integrals: int Re g dy = int Re g(y) y dlog y, trapezoid on the ladder, plus eta Re g(eta)
+        f = g.real * y[:, None]
+        dlog = -np.diff(np.log(y))
+        vertical = np.sum(0.5 * (f[1:] + f[:-1]) * dlog[:, None], axis=0) + y[-1] * g[-1].real
+        top_row = g[0]
+        horizontal = np.concatenate([[0.0], np.cumsum(0.5 * (top_row[1:] + top_row[:-1]) * np.diff(lam))]).imag
+        cdf = (vertical[0] - vertical + horizontal) / math.pi
+        return EquivalentSpectrumResult(lam=lam, cdf=cdf, density=g[-1].imag / math.pi,
+                                        converged_points=converged, eta=float(y[-1]))
+
+    def _top_edge(self, lo: float) -> float:
+        """The largest lam of a coarse log grid (120 points from lo to the trace bound) where Im g(lam + i 1e-2
+        lam) is above 1e-8 of its peak: the right end of the spectrum to a grid step."""
+        coarse = np.geomspace(lo, self.trace_bound(), 120)
+        r, k = self.a.shape[1], self.a.shape[1] + self.b.shape[1]
+        x = np.concatenate([np.zeros((coarse.size, r * r), complex),
+                            np.tile(np.eye(k).ravel().astype(complex), (coarse.size, 1))], axis=1)
+        for s in (1.0, 0.1, 1e-2):  # a short ladder in relative height: far from the real axis nothing is fine
+            x, g, _ = self._anderson(x, coarse * (1 + 1j * s))
+        w = g.mean(axis=1).imag * coarse
+        above = np.nonzero(w >= 1e-8 * w.max())[0]
+        return float(coarse[min(above[-1] + 1, coarse.size - 1)]) if above.size else float(coarse[-1])
+
+
+@dataclass
+class EquivalentSpectrumResult:
+    """CDF and density of the multi-time equivalent's spectrum on a log grid (:meth:`EquivalentSpectrum.solve`)."""
+
+    lam: np.ndarray
+    cdf: np.ndarray
+    density: np.ndarray  # Im g(lam + i eta)/pi: the density, or a comb of narrow peaks where it is atomic
+    converged_points: np.ndarray
+    eta: float
+
+    @property
+    def mass(self) -> float:
+        return float(self.cdf[-1])
+
+    @property
+    def checks(self) -> dict:
+        """Every point converged on the Herglotz branch; F nondecreasing from 0 (to 1e-5, ten times the ladder's
+        quadrature error at the default factor); the mass F(lam_max) within 1e-4 of 1."""
+        steps = np.diff(self.cdf)
+        return {"converged": bool(np.all(self.converged_points)),
+                "cdf_monotone": bool(np.all(steps >= -1e-5) and abs(self.cdf[0]) < 1e-5),
+                "mass_is_one": bool(abs(self.mass - 1.0) < 1e-4)}
+
+    @property
+    def ok(self) -> bool:
+        return all(self.checks.values())
+
+    def ks_distance(self, eigenvalues) -> float:
+        """sup over the sample of |F(lam) - F_emp| at both one-sided limits: the one-sample Kolmogorov-Smirnov
+        distance of the eigenvalues from this CDF (F linear between grid points, clipped to [0, 1])."""
+        ev = np.sort(check_finite_array("eigenvalues", eigenvalues, ndim=1))
+        F = np.clip(np.interp(ev, self.lam, self.cdf, left=0.0, right=1.0), 0.0, 1.0)
+        k = np.arange(1, ev.size + 1) / ev.size
+        return float(np.max(np.maximum(np.abs(F - k), np.abs(F - k + 1.0 / ev.size))))

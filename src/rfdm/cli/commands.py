@@ -16,17 +16,19 @@ log = logging.getLogger("rfdm")
 
 def add_spectrum(sub):
     from ..experiments.spectrum import SpectrumConfig
-    from ..experiments.timescales import TimescalesConfig
+    from ..experiments.timescales import NumericalSpectrumConfig
 
     p = sub.add_parser("spectrum", help="spectrum of U from the self-consistent equations: atom, bulks, "
                        "tau_gen, tau_mem; optionally against the exact U at dimension D.",
                        description="Solve the self-consistent equations of the Gaussian-equivalent U "
                        "(docs/theory.md §4): density on grids resolving every bulk, atoms, bulk edges and masses, "
                        "timescales, run-time checks. Exit status 3 if a check fails (the result is written). "
-                       "--model time-integrated: the numerical spectrum of the time-integrated U at dimension --d.")
+                       "--model time-integrated: the numerical spectrum of the time-integrated U at dimension --d "
+                       "(with --equivalent-spectrum, beside the self-consistent spectrum of its multi-time Gaussian "
+                       "equivalent, §7.2; exit status 3 if that solver's checks fail).")
     add_config_options(p, SpectrumConfig)
     # the time-integrated model's numerical spectrum (rfdm.experiments.timescales) takes these too
-    add_config_options(p, [("time-integrated", TimescalesConfig)],
+    add_config_options(p, [("time-integrated", NumericalSpectrumConfig)],
                        skip=("psi_n", "draws", "curves", "t", "psi_p", "activation", "seed"))
     add_device_option(p)
     add_output_options(p, "spectrum")
@@ -36,19 +38,19 @@ def add_spectrum(sub):
 def run_spectrum(args) -> int:
     from ..experiments import spectrum as exp
     from ..experiments.dynamics import MODELS
-    from ..experiments.timescales import TimescalesConfig
+    from ..experiments.timescales import NumericalSpectrumConfig
 
     if args.model is not None and args.model not in MODELS:
         raise InvalidParameterError(f"unknown model {args.model!r}: choose one of {', '.join(MODELS)}.")
     if args.model == "time-integrated":
         return _run_numerical_spectrum(args)
-    extra = given(args, TimescalesConfig) - given(args, exp.SpectrumConfig) - {"model"}
+    extra = given(args, NumericalSpectrumConfig) - given(args, exp.SpectrumConfig) - {"model"}
     if "d" in extra:
         raise InvalidParameterError("--d is for --model time-integrated; use --empirical-d with the per-time model.")
     if extra:
         from ..protocol import specs
 
-        flags = ", ".join(sorted(flag_of(k, specs(TimescalesConfig)[k][1]) for k in extra))
+        flags = ", ".join(sorted(flag_of(k, specs(NumericalSpectrumConfig)[k][1]) for k in extra))
         raise InvalidParameterError(f"{flags} {'is' if len(extra) == 1 else 'are'} for --model time-integrated.")
     config = config_from_args(exp.SpectrumConfig, args)
     check_output_dir(args.out)
@@ -76,14 +78,27 @@ def _run_numerical_spectrum(args) -> int:
     # psi_p, psi_n, activation and seed are the spectrum command's options (their declared defaults)
     shared = {k: getattr(args, k) if getattr(args, k) is not None else default_of(specs(SpectrumConfig)[k][0])
               for k in ("psi_p", "psi_n", "activation", "seed")}
-    config = config_from_args(exp.TimescalesConfig, args, model="time-integrated", psi_p=shared["psi_p"],
+    config = config_from_args(exp.NumericalSpectrumConfig, args, model="time-integrated", psi_p=shared["psi_p"],
                               psi_n=(shared["psi_n"],), activation=shared["activation"], seed=shared["seed"],
                               curves=True)
+    if args.equivalent_points is not None and not config.equivalent_spectrum:
+        raise InvalidParameterError("--equivalent-points is for --equivalent-spectrum.")
+    if config.equivalent_spectrum and config.beta != "none":
+        raise InvalidParameterError("--equivalent-spectrum supports --beta none only (the multi-time equivalent "
+                                    "does not model the skip term's data part).")
     check_output_dir(args.out)
     result = exp.compute_numerical_spectrum(config, quiet=args.quiet)
     paths = exp.save_numerical_spectrum(result, args.out)
     summary = {k: result[k] for k in exp.NUMERICAL_SUMMARY_KEYS if k in result}
     emit(args, dict(summary, config=result["header"]["config"]), paths)
+    checks = result.get("equivalent_spectrum", {}).get("checks", {})
+    if not all(checks.values()):
+        import sys
+
+        failed = ", ".join(k for k, v in checks.items() if not v)
+        print(f"rfdm: numerical error: a run-time check of the equivalent spectrum failed ({failed}; see "
+              "equivalent_spectrum.checks in the result).", file=sys.stderr)
+        return 3
     return 0
 
 

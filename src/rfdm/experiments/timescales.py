@@ -18,7 +18,7 @@ from ..data import GaussianData
 from ..dynamics import GradientFlow
 from ..errors import InvalidParameterError, check_positive_float, check_positive_int
 from ..progress import messages, progress
-from ..protocol import register, POSITIVE, POSITIVE_INT, FloatList, OneOf, Tau, WholeTimes, param
+from ..protocol import register, Integer, POSITIVE, POSITIVE_INT, FloatList, OneOf, Tau, WholeTimes, param
 from ..features import RandomFeatures, noise_averaged_statistics, population_statistics
 from ..results import Result, load_result, provenance, render
 from ..time_integrated import (TimeIntegratedOptions, fit_slope, gap_share_timescales, timescales_from_curves,
@@ -63,6 +63,16 @@ def _statistics(config, features, X, law, rng_b, with_population):
     return stats, pop, model
 
 
+def _draw(config, n: int, draw: int = 0):
+    """(features, X, law, the generator of b) of draw ``draw`` at n: the children 3k..3k+2 of
+    SeedSequence([seed, n]) for W, X and b."""
+    children = np.random.SeedSequence([config.seed, n]).spawn(3 * (draw + 1))[3 * draw:]
+    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in children)
+    law = GaussianData(config.d)
+    features = RandomFeatures.sample(config.d, int(round(config.psi_p * config.d)), config.activation, rng_w)
+    return features, law.sample(n, rng_x), law, rng_b
+
+
 def spectrum_point(config, n: int, log=lambda m: None, draw: int = 0) -> dict:
     """Eigenvalues of U at (d, p, n) for one draw of (W, X, b), its bulks and timescales; with config.curves,
     also the timescales read from the loss curves.  Draw k uses the children 3k..3k+2 of
@@ -70,12 +80,8 @@ def spectrum_point(config, n: int, log=lambda m: None, draw: int = 0) -> dict:
     population statistics (config.curves), the memorization modes are identified by their eigenvectors
     (rfdm.time_integrated.memorization_modes); without, by gaps in the spectrum."""
     d = config.d
-    p = int(round(config.psi_p * d))
-    children = np.random.SeedSequence([config.seed, n]).spawn(3 * (draw + 1))[3 * draw:]
-    rng_w, rng_x, rng_b = (np.random.default_rng(s) for s in children)
-    law = GaussianData(d)
-    features = RandomFeatures.sample(d, p, config.activation, rng_w)
-    X = law.sample(n, rng_x)
+    features, X, law, rng_b = _draw(config, n, draw)
+    p = features.p
     log(f"{config.model} statistics at d={d}, p={p}, n={n}" + (f", draw {draw}" if config.draws > 1 else ""))
     stats, pop, _ = _statistics(config, features, X, law, rng_b, config.curves)
     flow = GradientFlow(stats)
@@ -477,9 +483,23 @@ def plot_scaling(data, fig) -> None:
 
 # -- numerical spectrum of the time-integrated U ---------------------------------------------------------
 
+@dataclass
+class NumericalSpectrumConfig(TimescalesConfig):
+    """`rfdm spectrum --model time-integrated`: the exact time-integrated U at n = psi_n[0] d, optionally beside
+    the spectrum of its multi-time Gaussian equivalent from the self-consistent equations."""
+
+    equivalent_spectrum: bool = param(False, "also solve the self-consistent equations of the multi-time Gaussian "
+                                      "equivalent (docs/theory.md §7.2) for the same W and b: its CDF and density "
+                                      "beside the exact eigenvalues, and their KS distance")
+    equivalent_points: int = param(300, "grid points of the equivalent spectrum (log-spaced)",
+                                   check=Integer(20, 100_000), label="equivalent points")
+
+
 def compute_numerical_spectrum(config: TimescalesConfig, quiet: bool = True) -> dict:
     """Eigenvalues of the time-integrated U at n = psi_n[0] d, its clusters, tau_gen and tau_mem (with
-    config.curves, the memorization modes found by their eigenvectors and marked)."""
+    config.curves, the memorization modes found by their eigenvectors and marked); with
+    config.equivalent_spectrum, the multi-time equivalent's spectrum (rfdm.multitime.EquivalentSpectrum) for the
+    same draw of W and b, and its KS distance to the exact eigenvalues."""
     log = messages("spectrum", quiet)
     n = int(round(config.psi_n[0] * config.d))
     row = spectrum_point(config, n, log)
@@ -487,10 +507,27 @@ def compute_numerical_spectrum(config: TimescalesConfig, quiet: bool = True) -> 
            "header": provenance(asdict(config), config.seed)}
     out.update({k: row[k] for k in ("bulks", "tau_gen", "tau_mem", "memorization_modes", "tau_mem_median",
                                     "memorization_mask") if k in row})
+    if getattr(config, "equivalent_spectrum", False):
+        import time
+
+        from ..multitime import EquivalentSpectrum, multitime_coefficients
+
+        features, _, _, rng_b = _draw(config, n)
+        model = config.sample_model(features, rng_b, sigma_x2=1.0)
+        log(f"self-consistent equations of the multi-time equivalent ({config.equivalent_points} points)")
+        start = time.process_time()
+        problem = EquivalentSpectrum.from_coefficients(multitime_coefficients(model, sigma_x2=1.0), config.d, n)
+        res = problem.solve(config.equivalent_points)
+        out["equivalent_arrays"] = {"lam": res.lam, "cdf": res.cdf, "density": res.density}
+        out["equivalent_spectrum"] = {"ks_distance": res.ks_distance(row["eigenvalues"]), "checks": res.checks,
+                                      "mass": res.mass, "node_rank": int(problem.a.shape[1]),
+                                      "noise_rank": int(problem.b.shape[1]), "points": int(res.lam.size),
+                                      "cpu_s": time.process_time() - start}
     return out
 
 
-NUMERICAL_SUMMARY_KEYS = ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem", "memorization_modes", "tau_mem_median")
+NUMERICAL_SUMMARY_KEYS = ("eigenvalues_summary", "bulks", "tau_gen", "tau_mem", "memorization_modes", "tau_mem_median",
+                          "equivalent_spectrum")
 
 
 def save_numerical_spectrum(result: dict, out_dir) -> dict:
@@ -502,6 +539,7 @@ def save_numerical_spectrum(result: dict, out_dir) -> dict:
     summary = {k: result[k] for k in NUMERICAL_SUMMARY_KEYS if k in result}
     summary.update(config=result["header"]["config"], version=result["header"]["version"], seed=result["header"]["seed"])
     arrays = {"eigenvalues": result["eigenvalues"]}
+    arrays.update({"equivalent_" + k: v for k, v in result.get("equivalent_arrays", {}).items()})
     if "memorization_mask" in result:
         arrays["memorization_mask"] = np.asarray(result["memorization_mask"], dtype=bool)
     with staged_output(out_dir) as stage:
@@ -524,6 +562,13 @@ def _plot_numerical(data, fig) -> None:
         mask = arrays["memorization_mask"][arrays["eigenvalues"] > 0]
         ax.hist(ev[mask], bins=bins, color="C3", label=f"memorization modes ({int(mask.sum())}: "
                 r"$\lambda > q^T \tilde U q$)")
+    if "equivalent_cdf" in arrays:
+        # expected counts per bin of the equivalent: p (F(right) - F(left)), the CDF being exact at every point
+        F = np.interp(bins, arrays["equivalent_lam"], arrays["equivalent_cdf"], left=0.0, right=1.0)
+        ax.stairs(arrays["eigenvalues"].size * np.diff(F), bins, color="k", lw=1.2, label="multi-time equivalent, self-consistent "
+                  f"(KS {s['equivalent_spectrum']['ks_distance']:.3f})")
+        ax.set_ylim(bottom=0.1)  # expected counts below 0.1 per bin are the CDF's quadrature error, not mass
+    if "memorization_mask" in arrays or "equivalent_cdf" in arrays:
         ax.legend(fontsize=8)
     for b in s["bulks"]:
         ax.axvspan(b["left"], b["right"], color="C0", alpha=0.1)
