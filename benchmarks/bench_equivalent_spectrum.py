@@ -18,6 +18,7 @@ grid point), which no number of samples at one d gives.
 Run:  python benchmarks/bench_equivalent_spectrum.py           (d = 32, 64, 128 at psi_p = 8, psi_n = 4 and d = 32
                                                                  at psi_p = 32, psi_n = 8; ~10 minutes on 2 cores)
       python benchmarks/bench_equivalent_spectrum.py --quick   (d = 16, seconds)
+      python benchmarks/bench_equivalent_spectrum.py --sizes 512:8:4   (p = 4096, n = 2048, where the two cost alike)
 Writes benchmarks/results/bench_equivalent_spectrum.json (or --out).
 """
 
@@ -38,6 +39,8 @@ SIZES = ((32, 8.0, 4.0), (64, 8.0, 4.0), (128, 8.0, 4.0), (32, 32.0, 8.0))
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="d = 16 only (seconds)")
+    ap.add_argument("--sizes", default=None, metavar="D:PSI_P:PSI_N,...",
+                    help="sizes instead of the default ones, e.g. 512:8:4 (p = 4096, n = 2048: ~10 CPU minutes)")
     ap.add_argument("--points", type=int, default=300, help="solver grid points (default 300)")
     ap.add_argument("--samples", type=int, default=3, help="Monte Carlo samples of U_eq per size (default 3)")
     ap.add_argument("--seed", type=int, default=0)
@@ -85,6 +88,8 @@ def one_size(d, psi_p, psi_n, args, warnings) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     sizes = ((16, 8.0, 4.0),) if args.quick else SIZES
+    if args.sizes:
+        sizes = [(int(a), float(b), float(c)) for a, b, c in (x.split(":") for x in args.sizes.split(","))]
     out = {"machine": machine_info(), "args": vars(args), "warnings": [], "sizes": []}
     rows = []
     for d, pp, pn in sizes:
@@ -100,7 +105,7 @@ def main(argv=None):
                  "KS sample-sample", "solver mass", "checks"], rows)
     for w in out["warnings"]:
         print("WARNING:", w)
-    path = write_json(NAME + ("_quick" if args.quick else ""), out, args.out)
+    path = write_json(NAME + ("_quick" if args.quick else "_sizes" if args.sizes else ""), out, args.out)
     print(f"wrote {path}")
 
 
