@@ -12,7 +12,7 @@ from rfdm.errors import InvalidParameterError
 from rfdm.experiments import talk_checks as tc
 from rfdm.experiments.sampling import mixture_excess_kurtosis
 from rfdm.published.claims import AGREES, DIFFERS, NO_PUBLISHED, NOT_CONVERGED
-from rfdm.registry import TALK_SETTINGS, get_figure, run_figure
+from rfdm.registry import get_figure, run_figure, talk_setting
 
 TALK_FIGURES = ("mixture-outlier", "two-regimes", "memorization-along-training", "time-integrated",
                 "spectrum-isotropic", "speciation-collapse", "timescales")
@@ -70,7 +70,7 @@ def test_talk_figure_has_criteria_and_a_computed_verdict(tiny_entries, fig_id):
     basis = {"spectrum-isotropic": tc.B25_REASON, "speciation-collapse": tc.B24_REASON,
              "timescales": "[B25]'s claims"}.get(fig_id, tc.TALK_REASON)
     assert rep["reason"].startswith(basis)
-    assert rep["setting"]["source"] == TALK_SETTINGS[fig_id] and "no setting" in rep["setting"]["source"]
+    assert rep["setting"]["source"] == talk_setting(fig_id) and "no setting" in rep["setting"]["source"]
     if fig_id != "spectrum-isotropic":  # every spectrum preset is [B25] Fig. 4's setting
         assert rep["setting"]["same_as_published"] is False  # tiny is not the paper preset
     criteria = [c for c in rep["checks"] if c["published"] is not None and c["kind"] != "internal"]

@@ -93,36 +93,60 @@ def _paper_setting(fig_id: str, keys) -> dict:
     return {k: cfg[k] for k in keys}
 
 
-#: where the "paper" setting of each talk figure comes from (the talk states no setting and no number)
+#: where the "paper" setting of each talk figure comes from (the talk states no setting and no number); the
+#: {fields} are filled from the figure's "paper" preset by :func:`talk_setting`, so the prose cannot drift from it
 TALK_SETTINGS = {
     "timescales": (
-        "The talk states no setting. Paper preset: ψ_p = 1024 ≫ ψ_n = 2 … 32 (where [B25]'s τ_mem ∝ n holds), "
-        "tanh, t = 0.1 ([B25] Fig. 5's t), spectral theory (d → ∞)."),
+        "The talk states no setting. Paper preset: ψ_p = {psi_p:g} ≫ ψ_n = {psi_n_lo:g} … {psi_n_hi:g} (where [B25]'s "
+        "τ_mem ∝ n holds), {activation}, t = {t:g} ([B25] Fig. 5's t), spectral theory (d → ∞)."),
     "spectrum-isotropic": (
-        "The talk states no setting. Every preset is [B25] Fig. 4's setting (ψ_p = 64, ψ_n = 8, t = 0.01, tanh, "
-        "Σ = I), whose caption gives ρ₂ between ≈ 10 and ≈ 45; paper adds the exact U at d = 100 ([B25]'s d)."),
+        "The talk states no setting. Every preset is [B25] Fig. 4's setting (ψ_p = {psi_p:g}, ψ_n = {psi_n:g}, "
+        "t = {t:g}, {activation}, Σ = I), whose caption gives ρ₂ between ≈ 10 and ≈ 45; paper adds the exact U at "
+        "d = {empirical_d} ([B25]'s d)."),
     "speciation-collapse": (
-        "The talk states no setting. Paper preset: [B24]'s |m| = m̃√d with m̃ = 1, σ_x = 1 ([B24] Fig. 2) at d = 64, "
-        "n = 256 training points for the collapse (α = log n/d), 5000 clone pairs, 2000 trajectories, 400 steps."),
+        "The talk states no setting. Paper preset: [B24]'s |m| = m̃√d with m̃ = {m_tilde:g}, σ_x = {sigma_x:g} ([B24] "
+        "Fig. 2) at d = {d}, n = {n_train} training points for the collapse (α = log n/d), {n_pairs} clone pairs, "
+        "{n_trajectories} trajectories, {steps} steps."),
     "time-integrated": (
-        "The talk states no setting. Paper preset: [B25] Fig. 4's ψ_p = 64, ψ_n = 8, tanh, Σ = I at d = 50 "
-        "(p = 3200, n = 400; [B25] has d = 100), score errors at t = 0.01 and 0.1 ([B25] Figs. 4-5) and 1, "
-        "Q uniform on [0.01, 2], quadrature in t to 1e-6."),
+        "The talk states no setting. Paper preset: [B25] Fig. 4's ψ_p = {psi_p:g}, ψ_n = {psi_n:g}, {activation}, "
+        "Σ = I at d = {d} (p = {p}, n = {n}; [B25] has d = 100), score errors at t = {times_list} ([B25] Figs. 4-5 "
+        "have 0.01 and 0.1), Q {time_law} on [{t_min:g}, {t_max:g}], quadrature in t to {t_rtol:g}."),
     "mixture-outlier": (
         "The talk's outlier slides state no setting, and the outlier paper it cites (Annesi, Bocchi, Cammarota 2025, "
         "arXiv 2510.18435) treats another matrix, whose setting is not used here. Paper preset: [B25]'s times "
-        "t = 0.01, 0.1, tanh, σ_x = 1 ([B24]), |m| = 2 = O(1) (the talk's 'GEP holds!' regime; |m|_c ≈ 1.03-1.05), "
-        "ψ_p = 4, ψ_n = 2 (the setting where docs/theory.md §5 calibrates the finite-d test), d = 400 (p = 1600)."),
+        "t = {t_list}, {activation}, σ_x = {sigma_x:g} ([B24]), |m| = {m_norm:g} = O(1) (the talk's 'GEP holds!' "
+        "regime; |m|_c ≈ 1.03-1.05), ψ_p = {psi_p:g}, ψ_n = {psi_n:g} (the setting where docs/theory.md §5 "
+        "calibrates the finite-d test), d = {d} (p = {p})."),
     "two-regimes": (
-        "The talk states no setting. Paper preset: [B24]'s well-separated regime |m| = m̃√d with m̃ = 1, σ_x = 1 "
-        "([B24] Fig. 2), and |m| = 2 = O(1) for the other (a bimodal target, centres ±2σ_x); d = 64, tanh, "
-        "ψ_p = 16 (p = 1024), n = 2048 > p (τ = ∞ does not memorize), 10 000 samples, 400 steps."),
+        "The talk states no setting. Paper preset: [B24]'s well-separated regime |m| = m̃√d with m̃ = {m_tilde:g}, "
+        "σ_x = {sigma_x:g} ([B24] Fig. 2), and |m| = {m_norm:g} = O(1) for the other (a bimodal target, centres "
+        "±{m_norm:g}σ_x); d = {d}, {activation}, ψ_p = {psi_p:g} (p = {p}), n = {n_train} > p (τ = ∞ does not "
+        "memorize), {n_samples} samples, {steps} steps."),
     "memorization-along-training": (
         "The talk states no setting; [B25] measures f_mem along training with U-Nets (§2) and analyses random "
-        "features with p ≫ n (§3). Paper preset: Gaussian data N(0, I), tanh, t_min = 0.01 ([B25] Fig. 4's t), "
-        "d = 16, n = 32 (ψ_n = 2), ψ_p = 128 (p = 2048 ≫ n), 2000 samples per τ, 400 steps (d small enough for "
-        "the criterion d₁/d₂ < 1/3 of [B25] to fire)."),
+        "features with p ≫ n (§3). Paper preset: Gaussian data N(0, I), {activation}, t_min = {t_min:g} ([B25] "
+        "Fig. 4's t), d = {d}, n = {n_train} (ψ_n = {psi_n:g}), ψ_p = {psi_p:g} (p = {p} ≫ n), {n_samples} samples "
+        "per τ, {steps} steps (d small enough for the criterion d₁/d₂ < 1/3 of [B25] to fire)."),
 }
+
+
+def talk_setting(fig_id: str) -> str:
+    """TALK_SETTINGS[fig_id] with the values of the figure's "paper" preset filled in (and p = psi_p d, n = psi_n d
+    or n_train/d, the range of psi_ns, the lists t and times)."""
+    cfg = FIGURES[fig_id].make_config("paper").as_dict()
+    extra = {}
+    if "d" in cfg and "psi_p" in cfg:
+        extra["p"] = int(round(cfg["psi_p"] * cfg["d"]))
+    if "d" in cfg and "psi_n" in cfg:
+        extra["n"] = int(round(cfg["psi_n"] * cfg["d"]))
+    if "d" in cfg and "n_train" in cfg and "psi_n" not in cfg:
+        extra["psi_n"] = cfg["n_train"] / cfg["d"]
+    if "psi_ns" in cfg:
+        extra["psi_n_lo"], extra["psi_n_hi"] = min(cfg["psi_ns"]), max(cfg["psi_ns"])
+    for key in ("t", "times"):
+        if isinstance(cfg.get(key), (tuple, list)):
+            extra[key + "_list"] = ", ".join(f"{x:g}" for x in cfg[key])
+    return TALK_SETTINGS[fig_id].format(**cfg, **extra)
 
 
 def _time_integrated(cfg, out):
@@ -458,7 +482,8 @@ def run_figure(fig_id: str, preset: str, out_dir, **points) -> dict:
         if res.get("claim") is not None:  # a talk figure with its claims turned into criteria
             from .experiments.talk_checks import talk_report_entry
 
-            report = talk_report_entry(res["claim"], TALK_SETTINGS.get(fig.id, fig.published), converged,
+            report = talk_report_entry(res["claim"], talk_setting(fig.id) if fig.id in TALK_SETTINGS
+                                       else fig.published, converged,
                                        **({"basis": res["basis"]} if res.get("basis") else {}))
         else:
             report = {"id": fig.id, "setting": {"measured": config.as_dict(), "published": None,
