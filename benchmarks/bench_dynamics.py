@@ -153,30 +153,57 @@ class RssSampler(threading.Thread):
         self.join()
 
 
+def _draw(args):
+    """(features, law, X) of the benchmark's sizes and seeds."""
+    law = rfdm.GaussianData(args.d)
+    return (rfdm.RandomFeatures.sample(args.d, args.p, args.activation, rng=np.random.default_rng(args.seed_w)), law,
+            law.sample(args.n, np.random.default_rng(args.seed_x)))
+
+
+class StepRecorder:
+    """Runs labelled steps and records each one: wall and CPU time (Timer), the RSS before and after, the max RSS
+    after, and (with ``base_traced``) tracemalloc's peak of the step net of ``base_traced``, (with ``clock``) the
+    inner stage totals of a _StageClock.  The RSS sampler is told the step's label; after each step the recorder
+    waits two sampling intervals so that the sampler sees its end."""
+
+    def __init__(self, sampler, interval: float, clock=None, base_traced=None):
+        self.sampler, self.interval, self.clock, self.base_traced = sampler, interval, clock, base_traced
+        self.steps = []
+
+    def __call__(self, label, fn):
+        import tracemalloc
+
+        gc.collect()
+        self.sampler.label = label
+        if self.clock is not None:
+            self.clock.totals.clear()
+        rss0 = _current_rss()
+        if self.base_traced is not None:
+            tracemalloc.reset_peak()
+        with Timer() as tm:
+            out = fn()
+        rec = {"step": label, **tm.record(), "rss_before": rss0}
+        if self.base_traced is not None:
+            rec["traced_peak_bytes"] = tracemalloc.get_traced_memory()[1] - self.base_traced
+        time.sleep(2 * self.interval)
+        rec.update(rss_after=_current_rss(), maxrss_after=_maxrss())
+        if self.clock is not None:
+            rec["inner"] = {k: dict(v) for k, v in self.clock.totals.items()}
+        self.steps.append(rec)
+        return out
+
+
 def run_child(args) -> None:
     """End-to-end closed-form run in this (fresh) process; prints one JSON line on stdout."""
     base_maxrss, base_rss = _maxrss(), _current_rss()
     sampler = RssSampler(args.mem_interval)
     sampler.start()
-    steps = []
+    step = StepRecorder(sampler, args.mem_interval)
+    steps = step.steps
     tau = tau_grid(args)
-
-    def step(label, fn):
-        gc.collect()
-        sampler.label = label
-        rss0 = _current_rss()
-        with Timer() as tm:
-            out = fn()
-        time.sleep(2 * args.mem_interval)  # let the sampler see the end of the step
-        steps.append({"step": label, **tm.record(), "rss_before": rss0, "rss_after": _current_rss(),
-                      "maxrss_after": _maxrss()})
-        return out
-
     t0 = time.perf_counter()
     c0 = time.process_time()
-    features, law, X = step("draw W and X", lambda: (
-        rfdm.RandomFeatures.sample(args.d, args.p, args.activation, rng=np.random.default_rng(args.seed_w)),
-        rfdm.GaussianData(args.d), rfdm.GaussianData(args.d).sample(args.n, np.random.default_rng(args.seed_x))))
+    features, law, X = step("draw W and X", lambda: _draw(args))
     stats = step("training statistics", lambda: rfdm.noise_averaged_statistics(features, X, args.t))
     pop = step("population statistics", lambda: rfdm.population_statistics(features, law, args.t))
     info = {"train_truncation_order": stats.info["truncation_order"],
@@ -280,27 +307,10 @@ def run_fig5_child(args) -> None:
     base_traced = tracemalloc.get_traced_memory()[0]
     sampler = RssSampler(args.mem_interval)
     sampler.start()
-    steps = []
+    step = StepRecorder(sampler, args.mem_interval, clock=clock, base_traced=base_traced)
+    steps = step.steps
     tau = tau_grid(args)
-
-    def step(label, fn):
-        gc.collect()
-        sampler.label = label
-        clock.totals.clear()
-        rss0 = _current_rss()
-        tracemalloc.reset_peak()
-        with Timer() as tm:
-            out = fn()
-        traced_peak = tracemalloc.get_traced_memory()[1] - base_traced
-        time.sleep(2 * args.mem_interval)
-        steps.append({"step": label, **tm.record(), "rss_before": rss0, "rss_after": _current_rss(),
-                      "maxrss_after": _maxrss(), "traced_peak_bytes": traced_peak,
-                      "inner": {k: dict(v) for k, v in clock.totals.items()}})
-        return out
-
-    features, law, X = step("draw W and X", lambda: (
-        rfdm.RandomFeatures.sample(args.d, args.p, args.activation, rng=np.random.default_rng(args.seed_w)),
-        rfdm.GaussianData(args.d), rfdm.GaussianData(args.d).sample(args.n, np.random.default_rng(args.seed_x))))
+    features, law, X = step("draw W and X", lambda: _draw(args))
     stats = step("training statistics U, V", lambda: rfdm.noise_averaged_statistics(features, X, args.t))
     sampler.label = None
     tmp = tempfile.NamedTemporaryFile(suffix=".npy", delete=False)
