@@ -302,7 +302,24 @@ def test_cli_equivalent_spectrum(tmp_path, capsys):
     assert (tmp_path / "sp" / "spectrum.png").exists()
 
 
-@pytest.mark.parametrize("args", [["--equivalent-points", "40"], ["--equivalent-spectrum", "--equivalent-points", "5"],
+def test_cli_equivalent_spectrum_alone(tmp_path, capsys):
+    """--no-exact: the equivalent's spectrum without the exact U (no eigenvalues, no KS distance), its CDF in the
+    npz rising from 0 to 1 over the grid, the figure drawn from it."""
+    from rfdm.results import read_npz
+
+    rc = main(SPECTRUM_TI + ["--equivalent-spectrum", "--no-exact", "--equivalent-points", "30", "--json", "--out",
+                             str(tmp_path / "sp")])
+    obj = json.loads(capsys.readouterr().out)
+    assert rc == 0 and "eigenvalues_summary" not in obj and obj["equivalent_spectrum"]["ks_distance"] is None
+    arrays, _ = read_npz(tmp_path / "sp" / "spectrum.npz")
+    assert "eigenvalues" not in arrays
+    F = arrays["equivalent_cdf"]
+    assert abs(F[0]) < 1e-5 and abs(F[-1] - 1) < 1e-4 and np.all(np.diff(F) > -1e-5)
+    assert (tmp_path / "sp" / "spectrum.png").exists()
+
+
+@pytest.mark.parametrize("args", [["--equivalent-points", "40"], ["--no-exact"],
+                                  ["--equivalent-spectrum", "--equivalent-points", "5"],
                                   ["--equivalent-spectrum", "--beta", "gaussian-skip"]])
 def test_cli_equivalent_spectrum_bad_input(tmp_path, capsys, args):
     rc = main(SPECTRUM_TI + args + ["--out", str(tmp_path / "x")])

@@ -417,7 +417,7 @@ class EquivalentSpectrum:
 
     def solve(self, n_points: int = 400, factor: float = ETA_FACTOR, eta_rel: float = 1e-8) -> "EquivalentSpectrumResult":
         """The CDF F and the density rho = Im g(lam + i eta)/pi on a log grid of ``n_points`` from half the
-        smallest diag_i (U_eq >= diag, so F = 0 there) to 2x the right end of the spectrum.
+        smallest diag_i (U_eq >= diag, so F = 0 there) to 2x the right end of the spectrum (:meth:`_top_edge`).
 
         F without smoothing, by Cauchy's theorem on the rectangle lo -> lam -> lam + iY -> lo + iY:
         pi F(lam) = int_eta^Y Re g(lo + iy) dy - int_eta^Y Re g(lam + iy) dy + Im int_lo^lam g(x + iY) dx,
@@ -446,17 +446,19 @@ class EquivalentSpectrum:
                                         converged_points=converged, eta=float(y[-1]))
 
     def _top_edge(self, lo: float) -> float:
-        """The largest lam of a coarse log grid (120 points from lo to the trace bound) where Im g(lam + i 1e-2
-        lam) is above 1e-8 of its peak: the right end of the spectrum to a grid step."""
+        """The right end of the spectrum to a step of a coarse log grid (120 points from lo to the trace bound):
+        the largest lam where Im g(lam + i 1e-3 lam) > 0.3 Im g(lam + i 1e-2 lam), i.e. where Im g does not
+        fall with the height as it does outside the support (there Im g is proportional to it)."""
         coarse = np.geomspace(lo, self.trace_bound(), 120)
         r, k = self.a.shape[1], self.a.shape[1] + self.b.shape[1]
         x = np.concatenate([np.zeros((coarse.size, r * r), complex),
                             np.tile(np.eye(k).ravel().astype(complex), (coarse.size, 1))], axis=1)
-        for s in (1.0, 0.1, 1e-2):  # a short ladder in relative height: far from the real axis nothing is fine
+        im = []
+        for s in (1.0, 0.1, 1e-2, 1e-3):  # a short ladder in relative height: far from the real axis nothing is fine
             x, g, _ = self._anderson(x, coarse * (1 + 1j * s))
-        w = g.mean(axis=1).imag * coarse
-        above = np.nonzero(w >= 1e-8 * w.max())[0]
-        return float(coarse[min(above[-1] + 1, coarse.size - 1)]) if above.size else float(coarse[-1])
+            im.append(g.mean(axis=1).imag)
+        inside = np.nonzero(im[-1] > 0.3 * im[-2])[0]
+        return float(coarse[min(inside[-1] + 1, coarse.size - 1)]) if inside.size else float(coarse[-1])
 
 
 @dataclass

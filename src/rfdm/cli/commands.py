@@ -81,8 +81,9 @@ def _run_numerical_spectrum(args) -> int:
     config = config_from_args(exp.NumericalSpectrumConfig, args, model="time-integrated", psi_p=shared["psi_p"],
                               psi_n=(shared["psi_n"],), activation=shared["activation"], seed=shared["seed"],
                               curves=True)
-    if args.equivalent_points is not None and not config.equivalent_spectrum:
-        raise InvalidParameterError("--equivalent-points is for --equivalent-spectrum.")
+    if (args.equivalent_points is not None or args.exact is not None) and not config.equivalent_spectrum:
+        raise InvalidParameterError(f"{'--equivalent-points' if args.exact is None else '--no-exact'} is for "
+                                    "--equivalent-spectrum.")
     if config.equivalent_spectrum and config.beta != "none":
         raise InvalidParameterError("--equivalent-spectrum supports --beta none only (the multi-time equivalent "
                                     "does not model the skip term's data part).")
