@@ -262,7 +262,9 @@ class SpectralProblem:
                     converged &= done
         with np.errstate(all="ignore"):
             F1, F2, *_ = self._system(q, r, lam + 1j * eta_min)
-        residual = np.maximum(np.abs(F1) / (np.abs(r) + 1e-300), np.abs(F2) / (self.psi_p * (np.abs(lam) + self.coeffs.s2)))
+        # F2's terms are of the size psi_p (|z| + s_t^2); |z| >= eta keeps the scale > 0 at z = i eta (s_t^2 = 0)
+        residual = np.maximum(np.abs(F1) / (np.abs(r) + 1e-300),
+                              np.abs(F2) / (self.psi_p * (np.abs(lam + 1j * eta_min) + self.coeffs.s2)))
         # near a square-root edge the Jacobian is nearly singular: a tiny residual is convergence too
         converged = (converged | (residual < 1e-12)) & np.isfinite(q) & (q.imag >= 0) & (residual < 1e-8)
         return q, residual, converged, q_coarse
@@ -298,10 +300,16 @@ class SpectralProblem:
             lo, hi = new_lo, new_hi
         return s2 + np.exp(0.5 * (lo + hi))
 
+    def _atom_eta(self, position: float) -> float:
+        """The height at which an atom at ``position`` is weighed: ETA_REL |position|, or ETA_REL 1e-6 times the
+        upper bound when the position is 0 or nearly (s_t^2 = 0 for the linear activation: a height relative to 0
+        would underflow)."""
+        return ETA_REL * max(abs(position), 1e-6 * self.upper_bound())
+
     def atom_weight(self, position: float) -> tuple[float, float]:
         """Weight of an atom at ``position``: lim eta Im q(position + i eta); returns (weight, change
         between eta and 10 eta, an error estimate)."""
-        eta = ETA_REL * max(abs(position), 1e-300)
+        eta = self._atom_eta(position)
         q, _, _, q10 = self.stieltjes(np.array([position]), eta_min=np.array([eta]))
         w, w10 = eta * q.imag[0], 10 * eta * q10.imag[0]
         return float(w), float(abs(w10 - w))
@@ -401,7 +409,7 @@ class SpectralProblem:
         probe = np.array([-top, -1e-3 * top])
         pts = np.concatenate([[s2]] + [self._bulk_nodes(l_, r_, per_bulk) for l_, r_ in zip(lefts, rights)] + [probe])
         eta_pts = ETA_REL * (np.abs(pts) + s2)
-        eta_pts[0] = ETA_REL * max(abs(s2), 1e-300)
+        eta_pts[0] = self._atom_eta(s2)
         q_all, res_pts, conv_pts, q10_all = self.stieltjes(pts, eta_min=eta_pts)
         atom_w = float(eta_pts[0] * q_all.imag[0])
         atom_err = float(abs(10 * eta_pts[0] * q10_all.imag[0] - atom_w))
