@@ -232,7 +232,8 @@ def test_non_convergence_is_reported(monkeypatch):
 
     monkeypatch.setattr(mt, "MAX_ITERATIONS", 2)
     p, n, d = 40, 40, 10
-    res = EquivalentSpectrum(np.zeros((p, 1)), np.zeros((p, 1)), np.full((p, 1, 1), 1.0), np.full(p, 0.1), d, n).solve(20)
+    problem = EquivalentSpectrum(np.zeros((p, 1)), np.zeros((p, 1)), np.full((p, 1, 1), 1.0), np.full(p, 0.1), d, n)
+    res = problem.solve(20)
     assert not res.checks["converged"] and not res.ok
 
 
@@ -245,7 +246,8 @@ def test_equivalent_spectrum_bad_input(change):
         EquivalentSpectrum(**kw)
 
 
-@pytest.mark.parametrize("kw", [dict(n_points=5), dict(factor=1.0), dict(factor=10.0)])
+@pytest.mark.parametrize("kw", [dict(n_points=5), dict(factor=1.0), dict(factor=10.0), dict(eta_rel=0.0),
+                                dict(eta_rel=0.1)])
 def test_solve_bad_input(kw):
     problem = EquivalentSpectrum(np.zeros((4, 1)), np.zeros((4, 1)), np.ones((4, 1, 1)), np.ones(4), 2, 4)
     with pytest.raises(InvalidParameterError):

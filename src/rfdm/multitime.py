@@ -280,10 +280,10 @@ class EquivalentSpectrum:
     (U_eq - z)^{-1} ~ (T - z + sum_jk Q_jk K_jk)^{-1} (a block sample-covariance equivalent, Delta_jk =
     Tr(K_kj G)/n); the W-dependent part of that inverse is a Gram matrix with independent rows atilde_i (x) what_i
     (what_i = w_i/|w_i|), whose equivalent is the Xi equation, and Tr(What^T A_k G A_j What) = d [J^{-1} -
-    J^{-1} Xi J^{-1}]_kj by Woodbury (A_j = diag of the a's at node j).  For one node and identical features these are [B25] Thm 3.1 (tested against
-    :class:`rfdm.spectrum.SpectralProblem`); with alpha = beta = 0 and independent nodes, the free additive
-    convolution of Marchenko-Pastur laws (tested against its R-transform).  Cost per z and iteration
-    O(p (r + q)^2)."""
+    J^{-1} Xi J^{-1}]_kj by Woodbury (A_j = diag of the a's at node j).  For one node and identical features
+    these are [B25] Thm 3.1 (tested against :class:`rfdm.spectrum.SpectralProblem`); with alpha = beta = 0 and
+    independent nodes, the free additive convolution of Marchenko-Pastur laws (tested against its R-transform).
+    Cost per z and iteration O(p (r + q)^2)."""
 
     a: np.ndarray
     b: np.ndarray
@@ -415,7 +415,8 @@ class EquivalentSpectrum:
             out[s] = g.mean(axis=1)
         return y, out, converged
 
-    def solve(self, n_points: int = 400, factor: float = ETA_FACTOR, eta_rel: float = 1e-8) -> "EquivalentSpectrumResult":
+    def solve(self, n_points: int = 400, factor: float = ETA_FACTOR,
+              eta_rel: float = 1e-8) -> "EquivalentSpectrumResult":
         """The CDF F and the density rho = Im g(lam + i eta)/pi on a log grid of ``n_points`` from half the
         smallest diag_i (U_eq >= diag, so F = 0 there) to 2x the right end of the spectrum (:meth:`_top_edge`).
 
@@ -428,6 +429,9 @@ class EquivalentSpectrum:
         when p > n + d)."""
         n_points = check_positive_int("number of points", n_points)
         factor = check_positive_float("factor", factor)
+        eta_rel = check_positive_float("eta_rel", eta_rel)
+        if eta_rel >= 1e-3:
+            raise InvalidParameterError(f"eta_rel must be below 1e-3 (the CDF's truncation at eta), got {eta_rel:g}.")
         if n_points < 20 or not 1.0 < factor <= 4.0:
             raise InvalidParameterError("the equivalent spectrum needs at least 20 grid points and a ladder factor "
                                         "in (1, 4].")

@@ -572,8 +572,8 @@ def _plot_numerical(data, fig) -> None:
     if "equivalent_cdf" in arrays:
         # expected counts per bin of the equivalent: p (F(right) - F(left)), the CDF being exact at every point
         F = np.interp(bins, arrays["equivalent_lam"], arrays["equivalent_cdf"], left=0.0, right=1.0)
-        ax.stairs(arrays["eigenvalues"].size * np.diff(F), bins, color="k", lw=1.2, label="multi-time equivalent, self-consistent "
-                  f"(KS {s['equivalent_spectrum']['ks_distance']:.3f})")
+        ax.stairs(arrays["eigenvalues"].size * np.diff(F), bins, color="k", lw=1.2,
+                  label=f"multi-time equivalent, self-consistent (KS {s['equivalent_spectrum']['ks_distance']:.3f})")
         ax.set_ylim(bottom=0.1)  # expected counts below 0.1 per bin are the CDF's quadrature error, not mass
     if "memorization_mask" in arrays or "equivalent_cdf" in arrays:
         ax.legend(fontsize=8)
