@@ -394,16 +394,18 @@ class EquivalentSpectrum:
         return x, g, err
 
     def stieltjes(self, lam, eta_min: float, factor: float = ETA_FACTOR):
-        """g(lam + i y) on the vertical lines above the real points ``lam`` by continuation in y from Y = 10x the
-        trace bound (where g ~ -1/z is the unique Herglotz solution) down to ``eta_min``, steps of ``factor``.
+        """g(lam + i y) on the vertical lines above the real points ``lam`` by continuation in y from Y = 1e6 x the
+        trace bound (where g ~ -1/z is the unique Herglotz solution; so high that the trapezoid rule in log y on
+        the ladder has no endpoint error there) down to ``eta_min``, steps of ``factor``.
         Returns (y (S,), g (S, N): the mean of g_i, converged (N,)).  Converged: the final residual of every
         step below 10 SOLVER_TOL and every Im g_i >= 0 (each g_i is a diagonal entry of a resolvent, a Herglotz
         function; a solution that leaves that branch is rejected)."""
-        lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+        lam = check_finite_array("lam", np.atleast_1d(lam), ndim=1)
+        eta_min = check_positive_float("eta_min", eta_min)
         r, k = self.a.shape[1], self.a.shape[1] + self.b.shape[1]
         x = np.concatenate([np.zeros((lam.size, r * r), complex),
                             np.tile(np.eye(k).ravel().astype(complex), (lam.size, 1))], axis=1)
-        Y = 1e6 * self.trace_bound()
+        Y = max(1e6 * self.trace_bound(), 10 * eta_min)
         steps = int(math.ceil(math.log(Y / eta_min) / math.log(factor)))
         y = Y * factor ** -np.arange(steps + 1.0)
         y[-1] = eta_min
