@@ -567,6 +567,25 @@ def test_paired_control_false_positive_rate_and_power():
     assert found[2.0] >= 27
 
 
+def test_paired_control_at_a_second_setting():
+    """The rule's calibration is not tied to psi_p = 4, psi_n = 2, t = 0.05: at psi_p = 8, psi_n = 2, t = 0.01
+    (d = 40, 30 independent draws per |m|; docs/theory.md §5 table) it gave 0/30 false positives at 0.5 |m|_c and
+    30/30 detections at 2 |m|_c.  Asserted as in the test above: at most 2/30 below, at least 27/30 above."""
+    from rfdm.outlier import paired_outlier_test
+
+    coeffs = gep_coefficients("tanh", 0.01, 1.0)
+    m_c = OutlierProblem(coeffs, 2.0, Modes.asymptotic(8.0, coeffs)).threshold_m_norm()
+    found = {}
+    for frac in (0.5, 2.0):
+        hits = 0
+        for seed in range(30):
+            law, features, X, c = _mixture_draw(40, 8, 2, frac * m_c, np.random.SeedSequence([11, seed]))
+            hits += paired_outlier_test(features, X, c, law.m, 0.01)["outlier"] is not None
+        found[frac] = hits
+    assert found[0.5] <= 2
+    assert found[2.0] >= 27
+
+
 def test_paired_outlier_test_rejects_bad_input():
     from rfdm.outlier import paired_outlier_test
 

@@ -253,7 +253,9 @@ def paired_outlier_test(features, X, labels, m, t, gap_ratio_threshold: float = 
     (default 0: lambda_1(U) > lambda_1(U0)), and its eigenvector points along W m, overlap > ``overlap_threshold``
     (default 0.4).  Measured at psi_p = 4, psi_n = 2, t = 0.05 (docs/theory.md §5): false positives 0/60 at
     0.75 and 0.9 |m|_c and 3/40 at |m|_c itself for d = 100 (1/30 and 4/30 at 0.75 and 0.9 |m|_c for d = 40);
-    detections 60 % at 1.25 |m|_c and 97 % at 1.5 |m|_c for d = 100.  An outlier whose overlap is below the
+    detections 60 % at 1.25 |m|_c and 97 % at 1.5 |m|_c for d = 100; at three other settings (docs/theory.md §5
+    table) 0/90 false positives at 0.75 |m|_c and 89/90 detections at 1.5 |m|_c for d = 100, but up to 5/30 false
+    positives at 0.75 |m|_c for d = 40 (psi_n > psi_p, t = 0.5).  An outlier whose overlap is below the
     threshold (just above |m|_c, where the BBP overlap starts from 0) is not reported.  Returns the decision
     (``outlier``: the top eigenvalue or None), the two statistics, the
     top three eigenvalues of U and of U0, and the control's overlap (the null level of the overlap).  The
