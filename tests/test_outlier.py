@@ -546,23 +546,29 @@ def test_paired_control_finds_the_outlier_that_the_edge_margin_missed():
     assert lam == pytest.approx(5.61, abs=0.01) and ov == pytest.approx(0.47, abs=0.01)
 
 
+def _paired_detections(psi_p, psi_n, t, fracs, seed_root, d=40, draws=30):
+    """{frac: how many of ``draws`` independent draws (W, m direction, X; SeedSequence([seed_root, k])) at
+    |m| = frac |m|_c the paired-control rule calls an outlier}."""
+    from rfdm.outlier import paired_outlier_test
+
+    coeffs = gep_coefficients("tanh", t, 1.0)
+    m_c = OutlierProblem(coeffs, psi_n, Modes.asymptotic(psi_p, coeffs)).threshold_m_norm()
+    found = {}
+    for frac in fracs:
+        draws_found = (_mixture_draw(d, psi_p, psi_n, frac * m_c, np.random.SeedSequence([seed_root, k]))
+                       for k in range(draws))
+        found[frac] = sum(paired_outlier_test(features, X, c, law.m, t)["outlier"] is not None
+                          for law, features, X, c in draws_found)
+    return found
+
+
 def test_paired_control_false_positive_rate_and_power():
     """d = 40, psi_p = 4, psi_n = 2, t = 0.05, 30 independent draws (W, m direction, X) per |m|.  Below the
     threshold, at |m| = 0.6 |m|_c, the rule must give at most 2 false positives out of 30 (measured 0; docs/theory.md
     §5 reports 0/30 at 0.5 and 0.6, 1/30 at 0.75 and 4/30 at 0.9 |m|_c at this d, and 0/60 at 0.9 |m|_c for
     d = 100): if the false-positive rate were 3 %, more than 2 in 30 has probability 6 %.  Above, at
     |m| = 2 |m|_c (theory overlap 0.8), at least 27 of 30 detections (measured 30)."""
-    from rfdm.outlier import paired_outlier_test
-
-    coeffs = gep_coefficients("tanh", 0.05, 1.0)
-    m_c = OutlierProblem(coeffs, 2.0, Modes.asymptotic(4.0, coeffs)).threshold_m_norm()
-    found = {}
-    for frac in (0.6, 2.0):
-        hits = 0
-        for seed in range(30):
-            law, features, X, c = _mixture_draw(40, 4, 2, frac * m_c, np.random.SeedSequence([7, seed]))
-            hits += paired_outlier_test(features, X, c, law.m, 0.05)["outlier"] is not None
-        found[frac] = hits
+    found = _paired_detections(4.0, 2.0, 0.05, (0.6, 2.0), seed_root=7)
     assert found[0.6] <= 2
     assert found[2.0] >= 27
 
@@ -571,17 +577,7 @@ def test_paired_control_at_a_second_setting():
     """The rule's calibration is not tied to psi_p = 4, psi_n = 2, t = 0.05: at psi_p = 8, psi_n = 2, t = 0.01
     (d = 40, 30 independent draws per |m|; docs/theory.md §5 table) it gave 0/30 false positives at 0.5 |m|_c and
     30/30 detections at 2 |m|_c.  Asserted as in the test above: at most 2/30 below, at least 27/30 above."""
-    from rfdm.outlier import paired_outlier_test
-
-    coeffs = gep_coefficients("tanh", 0.01, 1.0)
-    m_c = OutlierProblem(coeffs, 2.0, Modes.asymptotic(8.0, coeffs)).threshold_m_norm()
-    found = {}
-    for frac in (0.5, 2.0):
-        hits = 0
-        for seed in range(30):
-            law, features, X, c = _mixture_draw(40, 8, 2, frac * m_c, np.random.SeedSequence([11, seed]))
-            hits += paired_outlier_test(features, X, c, law.m, 0.01)["outlier"] is not None
-        found[frac] = hits
+    found = _paired_detections(8.0, 2.0, 0.01, (0.5, 2.0), seed_root=11)
     assert found[0.5] <= 2
     assert found[2.0] >= 27
 
