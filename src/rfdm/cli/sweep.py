@@ -71,10 +71,6 @@ def _add_common(p, quiet: bool) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
 
 
-#: more worker processes than this is a typo, not a machine
-MAX_WORKERS = 4096
-
-
 def _check_out(out) -> None:
     check_output_dir(out, "--out")  # an empty string, /proc, below a file: one sentence
     out = Path(out)
@@ -86,6 +82,7 @@ def _check_out(out) -> None:
 def _run(args) -> int:
     from .. import sweep as sw
     from ..results import to_jsonable
+    from ..sweep.executors import MAX_WORKERS
 
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         raise InvalidParameterError(f"--workers must be an integer in [1, {MAX_WORKERS}], got {args.workers}.")

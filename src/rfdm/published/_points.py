@@ -20,18 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidParameterError, NumericalError, RfdmError
+from ..sweep.executors import MAX_WORKERS
 from ._flows import (CURVES, DEFAULTS, KIND, MODE_READINGS, READINGS, STREAMS, compute_point, grid_points,  # noqa: F401
                      reading_names, run_flows, select)
 
 #: the executors of ``rfdm figure --executor``: serial (one point after another in this process, the default),
 #: local (a process pool of --workers), submitit-local and slurm (rfdm.sweep.executors)
 EXECUTORS = ("serial", "local", "submitit-local", "slurm")
-#: more workers than this is a typo, not a machine (as `rfdm sweep run`)
-MAX_WORKERS = 4096
-
-
-def _float(v) -> float:
-    return float(v)  # JSON numbers and the strings "inf", "-inf", "nan" of rfdm.results.to_jsonable
 
 
 def decode_point(record: dict, params: dict) -> dict | None:
@@ -48,19 +43,19 @@ def decode_point(record: dict, params: dict) -> dict | None:
         vectors, info = record["vectors"], record["info"]
         out = {}
         for name in CURVES:
-            out[name] = np.array([_float(v) for v in vectors[name]["values"]], dtype=np.float64)
+            # float() reads JSON numbers and the strings "inf", "-inf", "nan" of rfdm.results.to_jsonable
+            out[name] = np.array([float(v) for v in vectors[name]["values"]], dtype=np.float64)
         if out["tau"].size == 0 or any(out[k].shape != out["tau"].shape for k in CURVES):
             return None
         readings = info["readings"] if params["readings"] else {}
         for name in reading_names(params):
             v = readings[name]
-            out[name] = v if v is None or isinstance(v, bool) else _float(v)
+            out[name] = v if v is None or isinstance(v, bool) else float(v)
         if params["readings"] and not isinstance(out["curves_converged"], bool):
             return None
         return out
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
-
 
 
 def _toml_value(v) -> str:

@@ -25,6 +25,10 @@ class MissingExtraError(InvalidParameterError):
 SERIAL_KINDS = ("train-net",)
 
 
+#: more worker processes than this is a typo, not a machine (`rfdm sweep run`, `rfdm figure --workers`)
+MAX_WORKERS = 4096
+
+
 def run_sweep(sweep: Sweep, executor: str | None = None, workers: int | None = None, quiet: bool = False,
               wait: bool = True, device: str | None = None) -> dict:
     """Compute every point of ``sweep`` not already done (failed points are retried) with the executor
