@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 
 import numpy as np
 
@@ -44,23 +43,14 @@ DESCRIPTIONS = {
     "curves_converged": "1 if the last finite τ is the end of training"}
 
 
-def validate_point(params: dict, seed: int = 0) -> None:
-    """A point's parameters: positive sizes and t, p = ψ_p d and n = ψ_n d at least 1, a known ``streams``,
-    curves-only points (``readings`` false) with their τ grid, ``mode_split`` only with readings."""
+def validate_point(params: dict) -> None:
+    """A point's cross-field checks (each field's own range is declared on :class:`PublishedFlowConfig`):
+    p = ψ_p d and n = ψ_n d at least 1, training times >= 0, curves-only points (``readings`` false) with their
+    τ grid, ``mode_split`` only with readings."""
     d = params["d"]
-    if d < 1:
-        raise InvalidParameterError(f"d must be a positive integer, got {d}.")
-    for name in ("psi_p", "psi_n", "t", "sigma_x"):
-        v = params[name]
-        if not (math.isfinite(v) and v > 0):
-            raise InvalidParameterError(f"{name} must be a positive finite number, got {v!r}.")
     for name in ("psi_p", "psi_n"):
         if int(round(params[name] * d)) < 1:
             raise InvalidParameterError(f"{name} d = {params[name] * d:g} must round to at least 1.")
-    if params["flow_seed"] < 0:
-        raise InvalidParameterError(f"flow_seed must be >= 0, got {params['flow_seed']}.")
-    if params["streams"] not in STREAMS:
-        raise InvalidParameterError(f"streams must be one of {', '.join(STREAMS)}, got {params['streams']!r}.")
     tau = params["tau"]
     if any(not (v >= 0) for v in tau):
         raise InvalidParameterError("tau must hold training times >= 0.")
@@ -94,15 +84,13 @@ def compute_point(params: dict) -> dict:
     scalars (floats, None where a reading is absent, ``curves_converged`` a bool)."""
     from ._rf import flow_readings
 
-    params = {**defaults(PublishedFlowConfig), **params}
-    validate_point(params)
+    params = dataclasses.asdict(PublishedFlowConfig(**{**defaults(PublishedFlowConfig), **params}))  # validated
     flow = build_point_flow(params)
     tau = np.asarray(params["tau"], dtype=float) if len(params["tau"]) else None
     if params["readings"]:
         n = int(round(params["psi_n"] * params["d"]))
         return flow_readings(flow, tau, n=n if params["mode_split"] else None)
     return flow.curves(tau)
-
 
 
 @dataclasses.dataclass
@@ -171,7 +159,6 @@ def select(results: dict, params: dict) -> dict:
     """The curves and readings of :func:`compute_point`'s results that a stored point keeps (what
     :func:`decode_point` returns), so both routes of :func:`run_flows` give the same keys."""
     return {k: results[k] for k in CURVES + reading_names(params)}
-
 
 
 def grid_points(fixed: dict, grid: dict) -> list:
