@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..published.claims import NOT_CONVERGED, Check, FigureClaim, Tolerance
+from ..published.claims import NOT_CONVERGED, Check, FigureClaim, Tolerance, is_finite_number
 
 #: the talk, as the source of the claims
 TALK = "talk (Bandera), slide"
@@ -38,17 +38,10 @@ OUTLIER_SD_C = 0.65
 OVERLAP_SD_C = 0.35
 
 
-def _finite(x) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
 def _info(claim: FigureClaim, name: str, value, note: str = "informational") -> None:
     """An informational row (no criterion): shown when its value is a finite number, left out otherwise (a
     missing informational number must not mark the figure "not converged")."""
-    if _finite(value):
+    if is_finite_number(value):
         claim.add(Check(name, None, "", float(value), note=note))
 
 
@@ -158,7 +151,7 @@ def two_regimes_claim(regimes: dict, n_samples: int, n_train: int, published_set
     lo_norm, s_t = regimes["norm"], regimes["tilde"]
     label_n, label_t = lo_norm.get("label", "|m| = O(1)"), s_t.get("label", "|m| = O(√d)")
     kt = lo_norm.get("target_excess_kurtosis_along_m")
-    se_b = math.sqrt(24.0 / N) / abs(kt) if _finite(kt) and kt != 0 else math.nan
+    se_b = math.sqrt(24.0 / N) / abs(kt) if is_finite_number(kt) and kt != 0 else math.nan
     claim.add(Check(f"{label_n}: bimodality index (excess kurtosis along m / target's)", 0.0, src_mix,
                     lo_norm.get("bimodality_index"),
                     Tolerance(interval=(-0.5, 0.5), reason=f"nearer one Gaussian (0) than the target's two modes (1); "
@@ -166,20 +159,20 @@ def two_regimes_claim(regimes: dict, n_samples: int, n_train: int, published_set
                     difference_reason="the samples are not one mode"))
     rel = Z999 * math.sqrt(2.0 / N + 2.0 / n)
     ratio = (lo_norm["var_along_m_total"] / lo_norm["target_var_along_m"]
-             if _finite(lo_norm.get("var_along_m_total")) and _finite(lo_norm.get("target_var_along_m")) else None)
+             if is_finite_number(lo_norm.get("var_along_m_total")) and is_finite_number(lo_norm.get("target_var_along_m")) else None)
     claim.add(Check(f"{label_n}: variance along m / target's (|m|² + σ_x²)", 1.0, src_mix, ratio,
                     Tolerance(relative=rel, reason=f"{Z999:.2f} standard errors of a variance, sqrt(2/N + 2/n) "
                               f"(N = {N} samples; the training set's own variance along m, n = {n})"),
                     difference_reason="the single Gaussian is not stretched along m as the data are"))
     kt2 = s_t.get("target_excess_kurtosis_along_m")
-    se_b2 = math.sqrt(24.0 / N) / abs(kt2) if _finite(kt2) and kt2 != 0 else math.nan
+    se_b2 = math.sqrt(24.0 / N) / abs(kt2) if is_finite_number(kt2) and kt2 != 0 else math.nan
     claim.add(Check(f"{label_t}: bimodality index (excess kurtosis along m / target's)", 1.0, src_mix,
                     s_t.get("bimodality_index"),
                     Tolerance(interval=(0.5, 1.5), reason=f"nearer the target's two modes (1) than one Gaussian (0); "
                               f"standard error of the index below sqrt(24/N)/|κ_target| = {se_b2:.2g}"),
                     difference_reason="the samples do not separate into two modes"))
     fr = s_t.get("mode_fractions")
-    plus = float(fr[0]) if fr is not None and _finite(fr[0]) else None
+    plus = float(fr[0]) if fr is not None and is_finite_number(fr[0]) else None
     claim.add(Check(f"{label_t}: fraction in the + mode", 0.5, src_mix, plus,
                     Tolerance(absolute=Z999 * math.sqrt(0.25 / N + 0.25 / n),
                               reason=f"{Z999:.2f} binomial standard errors, sqrt(1/(4N) + 1/(4n)) (the samples, and "
@@ -216,7 +209,7 @@ def memorization_claim(summary: dict, published_setting: dict, measured_setting:
                         "memorizes", published_setting, measured_setting)
     src = f"{TALK} 'What's happening at the metrics at the timescales associated to the bulks?' ([B25] §3)"
     readings = {k: summary.get(k) for k in ("tau_mem_theory", "tau_mem_empirical")}
-    finite = [float(v) for v in readings.values() if _finite(v)]
+    finite = [float(v) for v in readings.values() if is_finite_number(v)]
     lvl = Tolerance(absolute=0.0, reason=f"the level of rfdm.MemorizationMonitor: memorization has started when the "
                     f"lower 95 % Clopper–Pearson bound of f_mem passes {MEM_LEVEL:.0%}")
     if finite:
@@ -254,7 +247,7 @@ def phenomenology(tau, train, test, train_inf: float, test_inf: float) -> dict:
     tau, train, test = (np.asarray(a, dtype=np.float64) for a in (tau, train, test))
     if not (tau.shape == train.shape == test.shape) or tau.ndim != 1 or tau.size < 2 or tau[0] != 0:
         raise InvalidParameterError("phenomenology needs equal 1-D curves on a τ grid starting at 0.")
-    if not (np.all(np.isfinite(train)) and np.all(np.isfinite(test)) and _finite(train_inf) and _finite(test_inf)):
+    if not (np.all(np.isfinite(train)) and np.all(np.isfinite(test)) and is_finite_number(train_inf) and is_finite_number(test_inf)):
         return {"tau_star": None, "rise": None, "gap_star": None, "gap_inf": None, "growth": None}
     j = int(np.argmin(test))
     l_star = float(test[j])
@@ -275,7 +268,7 @@ def time_integrated_claim(ti: dict, per_time: dict, eps: float, published_settin
     [eps, 1]); both are at most 1 by construction (:func:`phenomenology`).  ``eps``: ten times the relative
     accuracy of the losses (the time-integrated statistics are a
     quadrature in t to ``t_rtol``)."""
-    if not (_finite(eps) and 0 < eps < 1):
+    if not (is_finite_number(eps) and 0 < eps < 1):
         raise InvalidParameterError(f"eps must lie in (0, 1), got {eps!r}.")
     claim = FigureClaim("time-integrated", "generalization then memorization with one network for all t, as with one "
                         "network per t", published_setting, measured_setting)
@@ -380,7 +373,7 @@ def speciation_claim(scalars: dict, phi: dict, setting: dict, published_setting:
                               "(Bonferroni) if the simulation follows the formula"),
                     difference_reason="the time discretisation of the backward process biases the simulated φ"))
     t_c, t_sim = scalars.get("t_collapse"), scalars.get("t_collapse_simulated")
-    ratio = float(t_sim) / float(t_c) if _finite(t_sim) and _finite(t_c) and float(t_c) > 0 else None
+    ratio = float(t_sim) / float(t_c) if is_finite_number(t_sim) and is_finite_number(t_c) and float(t_c) > 0 else None
     claim.add(Check("simulated collapse time / t_C (formula)", 1.0, "[B24] §collapse: t_C from f(t_C) = α",
                     ratio, Tolerance(interval=(0.8, 1.25), reason="the finite-d shift of the simulated crossing "
                                      "measured 2–16 % above t_C at d = 10–20 and 2.5 % at d = 40 (docs/theory.md §6), "

@@ -42,7 +42,8 @@ NOT_CONVERGED = "not converged"
 VERDICT_ORDER = (AGREES, NO_PUBLISHED, DIFFERS, NOT_CONVERGED)
 
 
-def _finite(x) -> bool:
+def is_finite_number(x) -> bool:
+    """True when ``x`` converts to a finite float (None, NaN, inf and non-numbers are not)."""
     try:
         return x is not None and math.isfinite(float(x))
     except (TypeError, ValueError):
@@ -70,11 +71,11 @@ class Tolerance:
             raise InvalidParameterError("a tolerance needs its reason (a statistical error or a reading precision).")
         for name in ("relative", "absolute"):
             v = getattr(self, name)
-            if v is not None and (not _finite(v) or float(v) < 0):
+            if v is not None and (not is_finite_number(v) or float(v) < 0):
                 raise InvalidParameterError(f"a {name} tolerance must be a finite number >= 0, got {v!r}.")
         if self.interval is not None:
             lo, hi = self.interval
-            if not (_finite(lo) and _finite(hi)) or float(lo) > float(hi):
+            if not (is_finite_number(lo) and is_finite_number(hi)) or float(lo) > float(hi):
                 raise InvalidParameterError(f"a tolerance interval must be finite with lo <= hi, got {self.interval!r}.")
             object.__setattr__(self, "interval", (float(lo), float(hi)))
 
@@ -98,10 +99,10 @@ def _check_published(published):
     if published is None:
         return None
     if isinstance(published, (tuple, list)):
-        if len(published) != 2 or not all(_finite(v) for v in published) or float(published[0]) > float(published[1]):
+        if len(published) != 2 or not all(is_finite_number(v) for v in published) or float(published[0]) > float(published[1]):
             raise InvalidParameterError(f"a published interval must be (lo, hi) with finite lo <= hi, got {published!r}.")
         return (float(published[0]), float(published[1]))
-    if not _finite(published):
+    if not is_finite_number(published):
         raise InvalidParameterError(f"a published value must be a finite number, an interval or None, got {published!r}.")
     return float(published)
 
@@ -138,7 +139,7 @@ class Check:
 
     @property
     def measured_value(self) -> float | None:
-        return float(self.measured) if _finite(self.measured) else None
+        return float(self.measured) if is_finite_number(self.measured) else None
 
     @property
     def acceptance(self) -> tuple | None:
@@ -182,7 +183,7 @@ class Check:
             out["note"] = self.note
         if self.kind == "internal":
             out["readings"] = {self.reading_a_label: self.measured_value,
-                               self.reading_b[0]: float(self.reading_b[1]) if _finite(self.reading_b[1]) else None}
+                               self.reading_b[0]: float(self.reading_b[1]) if is_finite_number(self.reading_b[1]) else None}
         return to_jsonable(out)
 
 
@@ -194,7 +195,7 @@ def internal_disagreement(name: str, reading_a: tuple, reading_b: tuple, tol: To
     if not isinstance(explanation, str) or not explanation.strip():
         raise InvalidParameterError(f"an internal comparison of {name} needs its explanation.")
     (la, va), (lb, vb) = reading_a, reading_b
-    ok = _finite(va) and _finite(vb)
+    ok = is_finite_number(va) and is_finite_number(vb)
     if tol.interval is not None:
         # compare the ratio a/b with the interval
         measured = float(va) / float(vb) if ok and float(vb) != 0 else None
@@ -202,7 +203,7 @@ def internal_disagreement(name: str, reading_a: tuple, reading_b: tuple, tol: To
                      tolerance=tol, converged=ok, difference_reason=explanation, kind="internal",
                      reading_b=(lb, vb), reading_a_label=la,
                      note="" if ok else f"{name}: a reading is missing ({la} = {va}, {lb} = {vb}).")
-    return Check(name=f"{name}: {la} vs {lb}", published=float(vb) if _finite(vb) else None,
+    return Check(name=f"{name}: {la} vs {lb}", published=float(vb) if is_finite_number(vb) else None,
                  source=f"internal: {lb}", measured=va if ok else None, tolerance=tol, converged=ok,
                  difference_reason=explanation, kind="internal", reading_b=(lb, vb), reading_a_label=la,
                  note="" if ok else f"{name}: a reading is missing ({la} = {va}, {lb} = {vb}).")
