@@ -63,6 +63,11 @@ def _statistics(config, features, X, law, rng_b, with_population):
     return stats, pop, model
 
 
+def _floats(values) -> np.ndarray:
+    """``values`` as a float array, None (a reading that is absent) as NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
 def _draw(config, n: int, draw: int = 0):
     """(features, X, law, the generator of b) of draw ``draw`` at n: the children 3k..3k+2 of
     SeedSequence([seed, n]) for W, X and b."""
@@ -137,7 +142,7 @@ def compute_scaling(config: TimescalesConfig, quiet: bool = True) -> dict:
     for key in TIMESCALE_KEYS:
         if key not in rows[0]:
             continue
-        per_draw = np.array([np.nan if r[key] is None else r[key] for r in rows]).reshape(n.size, config.draws)
+        per_draw = _floats(r[key] for r in rows).reshape(n.size, config.draws)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[key] = [float(np.exp(np.mean(np.log(v)))) if np.all(np.isfinite(v)) else None for v in per_draw]
         slope, err = fit_slope(np.repeat(n, config.draws), per_draw.ravel())
@@ -161,7 +166,7 @@ def slope_interval(n, tau, level: float = SLOPE_LEVEL) -> dict:
 
     if not 0.0 < float(level) < 1.0:
         raise InvalidParameterError(f"the interval level must lie strictly between 0 and 1, got {level!r}.")
-    n, tau = np.asarray(n, dtype=float), np.asarray([np.nan if v is None else v for v in tau], dtype=float)
+    n, tau = np.asarray(n, dtype=float), _floats(tau)
     if n.shape != tau.shape:
         raise InvalidParameterError(f"n and tau must have the same length, got {n.size} and {tau.size}.")
     slope, err = fit_slope(n, tau)
@@ -224,8 +229,7 @@ def per_time_tau_gen_ratio(psi_p: float, psi_n, activation: str = "tanh", ts=(0.
 
 def _per_point(result: dict, key: str):
     rows = result["rows"]
-    return (np.array([r["n"] for r in rows], dtype=float),
-            np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=float))
+    return np.array([r["n"] for r in rows], dtype=float), _floats(r.get(key) for r in rows)
 
 
 def scaling_claim(result: dict, theory_slopes: dict | None = None, level: float = SLOPE_LEVEL,
@@ -683,7 +687,9 @@ def timescale_scaling(model: str, d: int, psi_p: float, psi_n, draws: int = 3, s
             rows.append(scaling_point(model, d, psi_p, n, k, seed, **kwargs))
     n = np.array([r["n"] for r in rows], dtype=float)
     out = {"model": model, "d": d, "psi_p": psi_p, "psi_n": psi_n, "draws": draws, "rows": rows}
-    get = lambda key: np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)  # noqa: E731
+    def get(key):
+        return _per_point(out, key)[1]
+
     for key in ("tau_mem_spectrum", "tau_mem_curves", "tau_gen_spectrum", "tau_gen_curves"):
         out["slope_" + key], out["slope_" + key + "_stderr"] = fit_slope(n, get(key))
     out["slope_ratio"], out["slope_ratio_stderr"] = fit_slope(n, get("tau_mem_spectrum") / get("tau_mem_curves"))
