@@ -45,14 +45,11 @@ class Figure:
 def _spectrum(cfg, out):
     from .experiments import spectrum as exp
     from .experiments.talk_checks import B25_REASON, spectrum_claim
-    from .spectrum import gep_coefficients
     res = exp.compute(cfg)
     paths = exp.save(res, out)
     b = res["bulks"]
     converged = bool(res["checks"]["converged"])
-    setting = cfg.as_dict()
-    s2 = gep_coefficients(cfg.activation, cfg.t, float(np.dot(cfg.sigma_spectrum, cfg.sigma_weights))).s2
-    claim = spectrum_claim(b, res["atoms"], res["total_mass"], s2, converged, setting)
+    claim = spectrum_claim(b, res["atoms"], res["total_mass"], res["coefficients"]["s2"], converged, cfg.as_dict())
     return {"figures": [paths["figure"]],
             "measured": {"rho_2 (population bulk)": f"[{b[-1]['left']:.3g}, {b[-1]['right']:.3g}]",
                          "rho_1 (memorization bulk)": f"[{b[-2]['left']:.3g}, {b[-2]['right']:.3g}]" if len(b) > 1 else "none",
